@@ -1,0 +1,23 @@
+//! Database migrations, one file per step, applied in order by `postcast migrate` and at
+//! server start. They use sea-query's portable builders only, so the same steps create the
+//! schema on SQLite and PostgreSQL.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_platform;
+mod m20261127_000002_accounts;
+mod m20261127_000003_profile_prefs;
+
+/// Every migration of postcast, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261127_000001_platform::Migration),
+            Box::new(m20261127_000002_accounts::Migration),
+            Box::new(m20261127_000003_profile_prefs::Migration),
+        ]
+    }
+}

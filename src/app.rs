@@ -1,0 +1,163 @@
+//! Wiring: builds the platform and the domain services once from the configuration, hands
+//! each door what it uses, starts the bus subscribers and the doors, and stops them on
+//! shutdown. No business rule lives here.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::doors::http::{self, HttpState};
+use crate::domains::auth::AuthService;
+use crate::domains::prefs::PrefsService;
+use crate::domains::profile::ProfileService;
+use crate::platform::blobs::Blobs;
+use crate::platform::bus::{Bus, Event, Handler};
+use crate::platform::config::Config;
+use crate::platform::db::{self, Db};
+use crate::platform::jobs::{JobPool, PoolSettings};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data folder cannot be created.
+    #[error("cannot create data folder {0}: {1}")]
+    DataDir(String, std::io::Error),
+    /// The database cannot be opened or migrated.
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    /// The blob store cannot be opened.
+    #[error("blob store: {0}")]
+    Blobs(#[from] crate::platform::blobs::BlobError),
+    /// A listen address is taken or not allowed.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    /// A domain service could not be built.
+    #[error("{0}")]
+    Service(String),
+}
+
+/// Every domain service plus the platform handles they share.
+pub struct Services {
+    /// The configuration in effect.
+    pub config: Arc<Config>,
+    /// The database.
+    pub db: Db,
+    /// The blob store.
+    pub blobs: Blobs,
+    /// The event bus.
+    pub bus: Bus,
+    /// The worker pool.
+    pub jobs: JobPool,
+    /// Accounts, sessions and second factors.
+    pub auth: AuthService,
+    /// Profiles and public cards.
+    pub profile: ProfileService,
+    /// Preference documents and their attachments.
+    pub prefs: PrefsService,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+/// Opens the database (migrating it) and the blob store, and builds the services.
+pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
+    let data = &config.server.data_dir;
+    std::fs::create_dir_all(data).map_err(|e| StartError::DataDir(data.display().to_string(), e))?;
+    let db = db::open(
+        &config.db_url(),
+        config.db.max_connections,
+        Duration::from_millis(config.db.busy_timeout_ms),
+        true,
+    )
+    .await?;
+    let blobs = Blobs::open(data.join("blobs"), db.clone())?;
+    let bus = Bus::new(db.clone());
+    let jobs = JobPool::start(PoolSettings {
+        workers: config.job_workers(),
+        queue: config.jobs.queue,
+        timeout: Duration::from_secs(config.jobs.timeout_seconds),
+        retries: config.jobs.retries,
+        backoff: Duration::from_millis(config.jobs.backoff_ms),
+    });
+    let auth = AuthService::new(db.clone(), bus.clone(), &config).map_err(|e| StartError::Service(e.to_string()))?;
+    let profile = ProfileService::new(db.clone(), blobs.clone(), config.profile.clone());
+    let prefs = PrefsService::new(db.clone(), blobs.clone(), bus.clone(), config.prefs.clone());
+    Ok(Arc::new(Services {
+        config: Arc::new(config),
+        db,
+        blobs,
+        bus,
+        jobs,
+        auth,
+        profile,
+        prefs,
+        metrics: crate::platform::metrics::install(),
+    }))
+}
+
+fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Event) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    Arc::new(move |e| Box::pin(f(e)))
+}
+
+/// Starts one bus subscriber per consuming domain.
+fn start_subscribers(services: &Arc<Services>, stop: &watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    let profile = services.profile.clone();
+    let prefs = services.prefs.clone();
+    vec![
+        services.bus.subscribe(
+            "profile",
+            handler(move |e| {
+                let p = profile.clone();
+                async move { p.handle_event(e).await }
+            }),
+            stop.clone(),
+        ),
+        services.bus.subscribe(
+            "prefs",
+            handler(move |e| {
+                let p = prefs.clone();
+                async move { p.handle_event(e).await }
+            }),
+            stop.clone(),
+        ),
+    ]
+}
+
+/// Binds the HTTP listener, prints where postcast serves, and serves until `shutdown`
+/// resolves; then stops the doors and the bus subscribers gracefully.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+    let started = std::time::Instant::now();
+    let http_addr = config.server.http;
+    let listener = TcpListener::bind(http_addr).await.map_err(|e| StartError::Bind(http_addr, e))?;
+    let services = build(config).await?;
+    let local = listener.local_addr().map_err(|e| StartError::Bind(http_addr, e))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let subscribers = start_subscribers(&services, &stop_rx);
+    let c = &services.config;
+    println!("postcast {} serving", env!("CARGO_PKG_VERSION"));
+    println!("  data folder   {}", c.server.data_dir.display());
+    println!("  mail domain   {}", c.server.domain);
+    println!("  web UI        http://{local}/");
+    println!("  API           http://{local}/api/v1  (OpenAPI: http://{local}/api/v1/openapi.json)");
+    println!("  health        http://{local}/healthz   metrics: http://{local}/metrics");
+    println!("HTTP listening on http://{local}");
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
+    let app = http::router(HttpState { services: services.clone() });
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    for s in subscribers {
+        let _ = s.await;
+    }
+    services.db.clone().close().await.ok();
+    served.map_err(|e| StartError::Bind(local, e))
+}

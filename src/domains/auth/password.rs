@@ -1,0 +1,187 @@
+//! Password and name rules, Argon2id hashing (on the blocking pool: it is deliberately
+//! slow), and the random secrets the domain hands out (session tokens, codes, app
+//! passwords) with their SHA-256 fingerprints.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand::Rng;
+use rand::rngs::OsRng;
+use sha2::{Digest, Sha256};
+
+/// Names that cannot be registered: RFC 2142 role addresses and the like.
+const RESERVED: &[&str] = &[
+    "abuse", "admin", "administrator", "hostmaster", "mailer-daemon", "no-reply", "noreply", "postmaster",
+    "root", "security", "webmaster", "www", "support", "info",
+];
+
+/// Passwords refused outright, however long.
+const COMMON: &[&str] = &[
+    "password", "password1", "password123", "1234567890", "12345678910", "qwertyuiop", "iloveyou123",
+    "letmein123", "administrator", "welcome123", "changeme123", "passw0rd123",
+];
+
+/// Checks and normalises a user name: 1–32 of `a-z 0-9 . _ -`, starting with a letter or
+/// digit, lowercased.
+pub fn normalise_username(raw: &str) -> Result<String, String> {
+    let name = raw.trim().to_ascii_lowercase();
+    if name.is_empty() || name.len() > 32 {
+        return Err("a user name has 1 to 32 characters".into());
+    }
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)) {
+        return Err("a user name uses only letters, digits, '.', '_' and '-'".into());
+    }
+    if !name.as_bytes()[0].is_ascii_alphanumeric() || name.ends_with('.') || name.contains("..") {
+        return Err("a user name starts with a letter or digit and has no '..' or trailing '.'".into());
+    }
+    if RESERVED.contains(&name.as_str()) {
+        return Err(format!("the name {name:?} is reserved"));
+    }
+    Ok(name)
+}
+
+/// Checks a new password against the rules.
+pub fn check_password(password: &str, username: &str, min_len: usize) -> Result<(), String> {
+    let chars = password.chars().count();
+    if chars < min_len {
+        return Err(format!("a password needs at least {min_len} characters"));
+    }
+    if password.len() > 1024 {
+        return Err("a password has at most 1024 bytes".into());
+    }
+    let lower = password.to_lowercase();
+    if lower.contains(&username.to_lowercase()) && !username.is_empty() {
+        return Err("a password must not contain the user name".into());
+    }
+    let distinct: std::collections::HashSet<char> = password.chars().collect();
+    if distinct.len() < 4 || COMMON.contains(&lower.as_str()) {
+        return Err("this password is too easy to guess".into());
+    }
+    Ok(())
+}
+
+/// Argon2id with fixed parameters.
+#[derive(Clone)]
+pub struct Hasher {
+    params: Params,
+    /// A hash of a random password, verified against when the user does not exist so that
+    /// unknown names take as long as wrong passwords.
+    dummy: String,
+}
+
+impl Hasher {
+    /// A hasher with the given cost (OWASP: 19456 KiB, 2 iterations, 1 lane).
+    pub fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> Result<Self, String> {
+        let params = Params::new(memory_kib, iterations, parallelism, None).map_err(|e| e.to_string())?;
+        let mut h = Self { params, dummy: String::new() };
+        h.dummy = h.hash_now(&random_token())?;
+        Ok(h)
+    }
+
+    fn argon2(&self) -> Argon2<'_> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+    }
+
+    /// Hashes synchronously (for benchmarks and the CLI).
+    pub fn hash_now(&self, password: &str) -> Result<String, String> {
+        let salt = SaltString::generate(&mut OsRng);
+        self.argon2().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+    }
+
+    /// Verifies synchronously; a malformed stored hash counts as a mismatch.
+    pub fn verify_now(&self, password: &str, phc: &str) -> bool {
+        match PasswordHash::new(phc) {
+            Ok(parsed) => self.argon2().verify_password(password.as_bytes(), &parsed).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Hashes on the blocking pool.
+    pub async fn hash(&self, password: String) -> Result<String, String> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.hash_now(&password)).await.map_err(|e| e.to_string())?
+    }
+
+    /// Verifies on the blocking pool; with `None` checks against the dummy hash and fails.
+    pub async fn verify(&self, password: String, phc: Option<String>) -> bool {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || match phc {
+            Some(p) => me.verify_now(&password, &p),
+            None => {
+                let _ = me.verify_now(&password, &me.dummy);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+/// 32 random bytes, URL-safe base64: session tokens and pending-login handles.
+pub fn random_token() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = OsRng.r#gen();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `n` characters from an alphabet without look-alikes (no 0/o, 1/l/i).
+pub fn random_code(n: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    (0..n).map(|_| ALPHABET[OsRng.gen_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// Six random digits (SMS codes).
+pub fn random_digits() -> String {
+    format!("{:06}", OsRng.gen_range(0..1_000_000))
+}
+
+/// Hex SHA-256: how tokens, codes and app passwords are stored. These secrets are random
+/// and long, so a fast hash is enough; passwords chosen by people use Argon2id.
+pub fn fingerprint(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Recovery and app codes are typed by people: ignore case, spaces and dashes.
+pub fn normalise_code(code: &str) -> String {
+    code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_and_lowercased() {
+        assert_eq!(normalise_username(" Alice.B ").unwrap(), "alice.b");
+        for bad in ["", "a b", "-x", "x.", "a..b", "postmaster", &"x".repeat(33), "ä"] {
+            assert!(normalise_username(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn weak_passwords_are_refused() {
+        assert!(check_password("short", "bob", 10).is_err());
+        assert!(check_password("aaaaaaaaaaaa", "bob", 10).is_err());
+        assert!(check_password("password123", "bob", 10).is_err());
+        assert!(check_password("mybob-secret-1", "bob", 10).is_err());
+        assert!(check_password("correct horse battery", "bob", 10).is_ok());
+    }
+
+    #[test]
+    fn hashes_verify_and_differ_by_salt() {
+        let h = Hasher::new(1024, 1, 1).unwrap();
+        let a = h.hash_now("correct horse").unwrap();
+        let b = h.hash_now("correct horse").unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with("$argon2id$"));
+        assert!(h.verify_now("correct horse", &a));
+        assert!(!h.verify_now("wrong horse", &a));
+        assert!(!h.verify_now("x", "not a hash"));
+    }
+
+    #[test]
+    fn codes_normalise() {
+        assert_eq!(normalise_code("AbC-d e"), "abcde");
+        assert_eq!(random_code(10).len(), 10);
+        assert_eq!(random_digits().len(), 6);
+    }
+}

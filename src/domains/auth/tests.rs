@@ -1,0 +1,137 @@
+//! Service-level tests of the auth domain on a real SQLite file.
+
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+
+use super::password::Hasher;
+use super::sms::{SmsError, SmsSender};
+use super::*;
+use crate::platform::config::Config;
+
+/// Keeps every text "sent".
+#[derive(Default)]
+struct Outbox(Mutex<Vec<(String, String)>>);
+
+impl SmsSender for Outbox {
+    fn send<'a>(&'a self, to: &'a str, text: &'a str) -> BoxFuture<'a, Result<(), SmsError>> {
+        self.0.lock().unwrap().push((to.to_owned(), text.to_owned()));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl Outbox {
+    fn last_code(&self) -> String {
+        let texts = self.0.lock().unwrap();
+        texts.last().unwrap().1[..6].to_owned()
+    }
+}
+
+async fn service(cfg: Config) -> (tempfile::TempDir, AuthService, Arc<Outbox>) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
+    let db = crate::platform::db::open(&url, 2, Duration::from_secs(5), true).await.unwrap();
+    let outbox = Arc::new(Outbox::default());
+    let hasher = Hasher::new(1024, 1, 1).unwrap();
+    let svc = AuthService::with_sms(db.clone(), Bus::new(db), &cfg, hasher, outbox.clone()).unwrap();
+    (dir, svc, outbox)
+}
+
+fn client() -> ClientInfo {
+    ClientInfo::local("test")
+}
+
+const PW: &str = "correct horse battery";
+
+#[tokio::test]
+async fn app_passwords_replace_the_account_password_once_a_factor_is_on() {
+    let mut cfg = Config::default();
+    cfg.sms.resend_interval_seconds = 0;
+    let (_d, svc, outbox) = service(cfg).await;
+    let u = svc.create_user("carol", PW, &client()).await.unwrap();
+    assert!(svc.verify_client_password("carol@localhost", PW, &client()).await.is_ok());
+    let (_, app_pw) = svc.create_app_password(u.id, "mutt", &client()).await.unwrap();
+    assert!(svc.verify_client_password("carol", &app_pw, &client()).await.is_ok());
+
+    svc.sms_start(u.id, "+49 151 1234567", &client()).await.unwrap();
+    let codes = svc.sms_confirm(u.id, &outbox.last_code(), &client()).await.unwrap();
+    assert_eq!(codes.len(), 10);
+    assert!(matches!(
+        svc.verify_client_password("carol", PW, &client()).await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    assert!(svc.verify_client_password("carol", &app_pw.to_uppercase(), &client()).await.is_ok());
+    let id = svc.app_passwords(u.id).await.unwrap()[0].id;
+    svc.revoke_app_password(u.id, id, &client()).await.unwrap();
+    assert!(svc.verify_client_password("carol", &app_pw, &client()).await.is_err());
+}
+
+#[tokio::test]
+async fn sms_codes_expire_and_burn_after_max_attempts() {
+    let mut cfg = Config::default();
+    cfg.sms.resend_interval_seconds = 0;
+    cfg.sms.max_attempts = 3;
+    let (_d, svc, outbox) = service(cfg).await;
+    let u = svc.create_user("dave", PW, &client()).await.unwrap();
+    svc.sms_start(u.id, "+4915112345678", &client()).await.unwrap();
+    let good = outbox.last_code();
+    let bad = if good == "000000" { "111111" } else { "000000" };
+    for _ in 0..3 {
+        assert!(matches!(svc.sms_confirm(u.id, bad, &client()).await, Err(AuthError::InvalidCode)));
+    }
+    assert!(svc.sms_confirm(u.id, &good, &client()).await.is_err(), "burnt after 3 tries");
+
+    svc.sms_start(u.id, "+4915112345678", &client()).await.unwrap();
+    let good = outbox.last_code();
+    sms_code_expire_all(&svc).await;
+    assert!(svc.sms_confirm(u.id, &good, &client()).await.is_err(), "expired");
+}
+
+async fn sms_code_expire_all(svc: &AuthService) {
+    use entities::sms_code;
+    sms_code::Entity::update_many()
+        .col_expr(sms_code::Column::ExpiresAt, (now() - 1).into())
+        .exec(svc.db())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn resends_are_throttled() {
+    let (_d, svc, _outbox) = service(Config::default()).await;
+    let u = svc.create_user("erin", PW, &client()).await.unwrap();
+    svc.sms_start(u.id, "+4915112345678", &client()).await.unwrap();
+    assert!(matches!(
+        svc.sms_start(u.id, "+4915112345678", &client()).await,
+        Err(AuthError::RateLimited(_))
+    ));
+}
+
+#[tokio::test]
+async fn account_locks_after_repeated_failures() {
+    let mut cfg = Config::default();
+    cfg.auth.account_lockout_failures = 3;
+    cfg.auth.attempts_per_ip_per_minute = 100;
+    let (_d, svc, _) = service(cfg).await;
+    svc.create_user("frank", PW, &client()).await.unwrap();
+    for _ in 0..3 {
+        assert!(matches!(svc.login("frank", "wrong password!", &client()).await, Err(AuthError::InvalidCredentials)));
+    }
+    assert!(matches!(svc.login("frank", PW, &client()).await, Err(AuthError::RateLimited(_))));
+    let u = svc.find_by_username("frank").await.unwrap().unwrap();
+    let log = svc.security_log(u.id, 50).await.unwrap();
+    assert!(log.iter().any(|e| e.kind == "account_locked"), "{log:?}");
+}
+
+#[tokio::test]
+async fn disabling_ends_sessions() {
+    let (_d, svc, _) = service(Config::default()).await;
+    svc.create_user("gina", PW, &client()).await.unwrap();
+    let LoginOutcome::Session { token, .. } = svc.login("gina", PW, &client()).await.unwrap() else {
+        panic!("no second factor expected")
+    };
+    assert!(svc.authenticate(&token).await.is_ok());
+    svc.disable_user("gina").await.unwrap();
+    assert!(svc.authenticate(&token).await.is_err());
+    assert!(matches!(svc.login("gina", PW, &client()).await, Err(AuthError::Disabled)));
+}

@@ -1,0 +1,5 @@
+//! Domains: each owns its tables and exposes one service.
+
+pub mod auth;
+pub mod prefs;
+pub mod profile;

@@ -1,0 +1,433 @@
+//! Account routes: registration, login and its second step, logout, `me`, password
+//! change, sessions, TOTP and SMS enrolment, recovery codes, app passwords and the
+//! security log. Each handler calls the auth service and maps [`AuthError`] to HTTP.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{OpenApi, ToSchema};
+
+use super::session::SESSION_COOKIE;
+use super::{ApiJson, AppError, CurrentUser, HttpState};
+use crate::domains::auth::{
+    AppPasswordView, AuthError, ClientInfo, LoginOutcome, SecurityEvent, SessionView, TotpSetup, User,
+};
+
+impl From<AuthError> for AppError {
+    fn from(e: AuthError) -> Self {
+        use AuthError as E;
+        let msg = e.to_string();
+        match e {
+            E::InvalidCredentials => AppError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", msg),
+            E::RateLimited(secs) => AppError::too_many(secs),
+            E::UsernameTaken => AppError::new(StatusCode::CONFLICT, "username_taken", msg),
+            E::InvalidUsername(_) => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_username", msg),
+            E::WeakPassword(_) => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "weak_password", msg),
+            E::RegistrationClosed => AppError::new(StatusCode::FORBIDDEN, "registration_closed", msg),
+            E::InvalidCode => AppError::new(StatusCode::UNAUTHORIZED, "invalid_code", msg),
+            E::PendingExpired => AppError::new(StatusCode::UNAUTHORIZED, "login_expired", msg),
+            E::FactorState(_) => AppError::new(StatusCode::CONFLICT, "factor_state", msg),
+            E::InvalidPhone => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_phone", msg),
+            E::SmsFailed => AppError::new(StatusCode::BAD_GATEWAY, "sms_failed", msg),
+            E::Disabled => AppError::new(StatusCode::FORBIDDEN, "account_disabled", msg),
+            E::NotFound(what) => AppError::not_found(what),
+            E::InvalidInput(_) => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", msg),
+            E::Db(e) => AppError::internal(e),
+            E::Internal(e) => AppError::internal(e),
+        }
+    }
+}
+
+/// The account routes, relative to `/api/v1`.
+pub fn routes() -> Router<HttpState> {
+    Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/login/second-factor", post(login_second_factor))
+        .route("/auth/login/sms", post(login_sms))
+        .route("/auth/logout", post(logout))
+        .route("/me", get(me))
+        .route("/auth/password", post(change_password))
+        .route("/auth/sessions", get(sessions))
+        .route("/auth/sessions/{id}", delete(revoke_session))
+        .route("/auth/totp/setup", post(totp_setup))
+        .route("/auth/totp/confirm", post(totp_confirm))
+        .route("/auth/totp/disable", post(totp_disable))
+        .route("/auth/recovery-codes", post(recovery_codes))
+        .route("/auth/sms/phone", post(sms_phone))
+        .route("/auth/sms/confirm", post(sms_confirm))
+        .route("/auth/sms/disable", post(sms_disable))
+        .route("/app-passwords", get(list_app_passwords).post(create_app_password))
+        .route("/app-passwords/{id}", delete(revoke_app_password))
+        .route("/security-log", get(security_log))
+}
+
+/// Name and password.
+#[derive(Deserialize, ToSchema)]
+pub struct Credentials {
+    /// Login name (or full address for login).
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+/// `{user}`.
+#[derive(Serialize, ToSchema)]
+pub struct UserBody {
+    /// The account.
+    pub user: User,
+}
+
+/// A finished login.
+#[derive(Serialize, ToSchema)]
+pub struct SessionBody {
+    /// Session token (also set as the cookie); send as `Authorization: Bearer`.
+    pub token: String,
+    /// The account.
+    pub user: User,
+}
+
+/// A login waiting for its second factor.
+#[derive(Serialize, ToSchema)]
+pub struct SecondFactorBody {
+    /// Factors accepted: `totp`, `sms`, `recovery`.
+    pub second_factor: Vec<&'static str>,
+    /// Handle for `POST /auth/login/second-factor`.
+    pub pending: String,
+}
+
+/// Second step of a login.
+#[derive(Deserialize, ToSchema)]
+pub struct SecondFactorRequest {
+    /// From the first step.
+    pub pending: String,
+    /// TOTP code, SMS code or recovery code.
+    pub code: String,
+}
+
+/// `{pending}`.
+#[derive(Deserialize, ToSchema)]
+pub struct PendingRequest {
+    /// From the first step.
+    pub pending: String,
+}
+
+/// `{code}`.
+#[derive(Deserialize, ToSchema)]
+pub struct CodeRequest {
+    /// The code.
+    pub code: String,
+}
+
+/// `{password}`.
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordRequest {
+    /// The account password.
+    pub password: String,
+}
+
+/// Password change.
+#[derive(Deserialize, ToSchema)]
+pub struct ChangePasswordRequest {
+    /// The current password.
+    pub current: String,
+    /// The new one.
+    pub new: String,
+}
+
+/// `{phone}`.
+#[derive(Deserialize, ToSchema)]
+pub struct PhoneRequest {
+    /// Phone number with country code.
+    pub phone: String,
+}
+
+/// `{name}`.
+#[derive(Deserialize, ToSchema)]
+pub struct NameRequest {
+    /// A label.
+    pub name: String,
+}
+
+/// `{recovery_codes}`.
+#[derive(Serialize, ToSchema)]
+pub struct RecoveryCodesBody {
+    /// One-time codes; shown once.
+    pub recovery_codes: Vec<String>,
+}
+
+/// The account with its factor state.
+#[derive(Serialize, ToSchema)]
+pub struct MeBody {
+    /// The account.
+    #[serde(flatten)]
+    pub user: User,
+    /// Unused recovery codes.
+    pub recovery_codes_left: u64,
+}
+
+/// A new app password.
+#[derive(Serialize, ToSchema)]
+pub struct NewAppPasswordBody {
+    /// The stored record.
+    #[serde(flatten)]
+    pub app_password: AppPasswordView,
+    /// The secret, shown this once.
+    pub password: String,
+}
+
+fn session_cookie(state: &HttpState, token: String) -> Cookie<'static> {
+    let hours = state.services.config.auth.session_idle_hours;
+    Cookie::build((SESSION_COOKIE, token))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.services.config.server.secure_cookies)
+        .path("/")
+        .max_age(time_hours(hours))
+        .build()
+}
+
+fn time_hours(h: u64) -> time::Duration {
+    time::Duration::hours(h.min(24 * 365) as i64)
+}
+
+fn logged_in(state: &HttpState, jar: CookieJar, token: String, user: User) -> Response {
+    let jar = jar.add(session_cookie(state, token.clone()));
+    (jar, Json(SessionBody { token, user })).into_response()
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/register", request_body = Credentials,
+    responses((status = 201, body = UserBody), (status = 409, body = super::error::ErrorBody),
+              (status = 422, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]
+async fn register(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    ApiJson(c): ApiJson<Credentials>,
+) -> Result<impl IntoResponse, AppError> {
+    let user = s.services.auth.register(&c.username, &c.password, &client).await?;
+    Ok((StatusCode::CREATED, Json(UserBody { user })))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", request_body = Credentials,
+    responses((status = 200, description = "SessionBody, or SecondFactorBody when a second factor is on"),
+              (status = 401, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]
+async fn login(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    jar: CookieJar,
+    ApiJson(c): ApiJson<Credentials>,
+) -> Result<Response, AppError> {
+    match s.services.auth.login(&c.username, &c.password, &client).await? {
+        LoginOutcome::Session { token, user } => Ok(logged_in(&s, jar, token, user)),
+        LoginOutcome::SecondFactor { pending, methods } => {
+            Ok(Json(SecondFactorBody { second_factor: methods, pending }).into_response())
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login/second-factor", request_body = SecondFactorRequest,
+    responses((status = 200, body = SessionBody), (status = 401, body = super::error::ErrorBody)))]
+async fn login_second_factor(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    jar: CookieJar,
+    ApiJson(r): ApiJson<SecondFactorRequest>,
+) -> Result<Response, AppError> {
+    let (token, user) = s.services.auth.login_second_factor(&r.pending, &r.code, &client).await?;
+    Ok(logged_in(&s, jar, token, user))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login/sms", request_body = PendingRequest,
+    responses((status = 204), (status = 429, body = super::error::ErrorBody)))]
+async fn login_sms(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    ApiJson(r): ApiJson<PendingRequest>,
+) -> Result<StatusCode, AppError> {
+    s.services.auth.send_login_sms(&r.pending, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/logout", responses((status = 204)))]
+async fn logout(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    jar: CookieJar,
+    user: CurrentUser,
+) -> Result<impl IntoResponse, AppError> {
+    s.services.auth.logout(&user.token, &client).await?;
+    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/").build());
+    Ok((jar, StatusCode::NO_CONTENT))
+}
+
+#[utoipa::path(get, path = "/api/v1/me", responses((status = 200, body = MeBody), (status = 401, body = super::error::ErrorBody)))]
+async fn me(State(s): State<HttpState>, user: CurrentUser) -> Result<Json<MeBody>, AppError> {
+    let u = s.services.auth.me(user.user_id).await?;
+    let left = if u.has_second_factor() { s.services.auth.recovery_codes_left(user.user_id).await? } else { 0 };
+    Ok(Json(MeBody { user: u, recovery_codes_left: left }))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/password", request_body = ChangePasswordRequest,
+    responses((status = 204), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+async fn change_password(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    user: CurrentUser,
+    ApiJson(r): ApiJson<ChangePasswordRequest>,
+) -> Result<StatusCode, AppError> {
+    s.services.auth.change_password(user.user_id, user.session_id, &r.current, &r.new, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/auth/sessions", responses((status = 200, description = "{sessions: [SessionView]}")))]
+async fn sessions(State(s): State<HttpState>, user: CurrentUser) -> Result<impl IntoResponse, AppError> {
+    let list: Vec<SessionView> = s.services.auth.sessions(user.user_id, user.session_id).await?;
+    Ok(Json(json!({ "sessions": list })))
+}
+
+#[utoipa::path(delete, path = "/api/v1/auth/sessions/{id}", params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = super::error::ErrorBody)))]
+async fn revoke_session(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, AppError> {
+    s.services.auth.revoke_session(user.user_id, id, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/totp/setup", responses((status = 200, body = TotpSetup)))]
+async fn totp_setup(State(s): State<HttpState>, user: CurrentUser) -> Result<Json<TotpSetup>, AppError> {
+    Ok(Json(s.services.auth.totp_setup(user.user_id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/totp/confirm", request_body = CodeRequest,
+    responses((status = 200, body = RecoveryCodesBody), (status = 401, body = super::error::ErrorBody)))]
+async fn totp_confirm(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    user: CurrentUser,
+    ApiJson(r): ApiJson<CodeRequest>,
+) -> Result<Json<RecoveryCodesBody>, AppError> {
+    let recovery_codes = s.services.auth.totp_confirm(user.user_id, &r.code, &client).await?;
+    Ok(Json(RecoveryCodesBody { recovery_codes }))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/totp/disable", request_body = PasswordRequest, responses((status = 204)))]
+async fn totp_disable(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    user: CurrentUser,
+    ApiJson(r): ApiJson<PasswordRequest>,
+) -> Result<StatusCode, AppError> {
+    s.services.auth.totp_disable(user.user_id, &r.password, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/recovery-codes", request_body = PasswordRequest,
+    responses((status = 200, body = RecoveryCodesBody)))]
+async fn recovery_codes(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    user: CurrentUser,
+    ApiJson(r): ApiJson<PasswordRequest>,
+) -> Result<Json<RecoveryCodesBody>, AppError> {
+    let recovery_codes = s.services.auth.regenerate_recovery_codes(user.user_id, &r.password, &client).await?;
+    Ok(Json(RecoveryCodesBody { recovery_codes }))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/sms/phone", request_body = PhoneRequest,
+    responses((status = 204), (status = 422, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]
+async fn sms_phone(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    user: CurrentUser,
+    ApiJson(r): ApiJson<PhoneRequest>,
+) -> Result<StatusCode, AppError> {
+    s.services.auth.sms_start(user.user_id, &r.phone, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/sms/confirm", request_body = CodeRequest,
+    responses((status = 200, body = RecoveryCodesBody), (status = 401, body = super::error::ErrorBody)))]
+async fn sms_confirm(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    user: CurrentUser,
+    ApiJson(r): ApiJson<CodeRequest>,
+) -> Result<Json<RecoveryCodesBody>, AppError> {
+    let recovery_codes = s.services.auth.sms_confirm(user.user_id, &r.code, &client).await?;
+    Ok(Json(RecoveryCodesBody { recovery_codes }))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/sms/disable", request_body = PasswordRequest, responses((status = 204)))]
+async fn sms_disable(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    user: CurrentUser,
+    ApiJson(r): ApiJson<PasswordRequest>,
+) -> Result<StatusCode, AppError> {
+    s.services.auth.sms_disable(user.user_id, &r.password, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/app-passwords", responses((status = 200, description = "{app_passwords: [AppPasswordView]}")))]
+async fn list_app_passwords(State(s): State<HttpState>, user: CurrentUser) -> Result<impl IntoResponse, AppError> {
+    let list = s.services.auth.app_passwords(user.user_id).await?;
+    Ok(Json(json!({ "app_passwords": list })))
+}
+
+#[utoipa::path(post, path = "/api/v1/app-passwords", request_body = NameRequest,
+    responses((status = 201, body = NewAppPasswordBody)))]
+async fn create_app_password(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    user: CurrentUser,
+    ApiJson(r): ApiJson<NameRequest>,
+) -> Result<impl IntoResponse, AppError> {
+    let (app_password, password) = s.services.auth.create_app_password(user.user_id, &r.name, &client).await?;
+    Ok((StatusCode::CREATED, Json(NewAppPasswordBody { app_password, password })))
+}
+
+#[utoipa::path(delete, path = "/api/v1/app-passwords/{id}", params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = super::error::ErrorBody)))]
+async fn revoke_app_password(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, AppError> {
+    s.services.auth.revoke_app_password(user.user_id, id, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/security-log", responses((status = 200, description = "{events: [SecurityEvent]}")))]
+async fn security_log(State(s): State<HttpState>, user: CurrentUser) -> Result<impl IntoResponse, AppError> {
+    let events: Vec<SecurityEvent> = s.services.auth.security_log(user.user_id, 200).await?;
+    Ok(Json(json!({ "events": events })))
+}
+
+/// The OpenAPI description of these routes.
+#[derive(OpenApi)]
+#[openapi(
+    paths(register, login, login_second_factor, login_sms, logout, me, change_password, sessions,
+          revoke_session, totp_setup, totp_confirm, totp_disable, recovery_codes, sms_phone, sms_confirm,
+          sms_disable, list_app_passwords, create_app_password, revoke_app_password, security_log),
+    components(schemas(Credentials, UserBody, SessionBody, SecondFactorBody, SecondFactorRequest, PendingRequest,
+        CodeRequest, PasswordRequest, ChangePasswordRequest, PhoneRequest, NameRequest, RecoveryCodesBody, MeBody,
+        NewAppPasswordBody, User, SessionView, TotpSetup, AppPasswordView, SecurityEvent, super::error::ErrorBody,
+        super::error::ErrorDetail))
+)]
+pub struct AuthApi;
+
+/// The OpenAPI description of the account routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    AuthApi::openapi()
+}

@@ -1,0 +1,99 @@
+//! Operational routes and cross-cutting middleware: `/healthz`, Prometheus `/metrics`,
+//! the OpenAPI document, security headers (a strict Content-Security-Policy among them)
+//! and request metrics.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use sea_orm::ConnectionTrait;
+
+use super::HttpState;
+
+/// The page policy: nothing but our own scripts and styles; images may also be data:
+/// and blob: URLs (QR codes, previews).
+pub const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; \
+    object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+/// `/healthz`, `/metrics` and `/api/v1/openapi.json`.
+pub fn routes() -> Router<HttpState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(openapi))
+}
+
+/// 200 `ok` when the database answers, 503 otherwise.
+async fn healthz(State(s): State<HttpState>) -> Response {
+    match s.services.db.execute_unprepared("SELECT 1").await {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        }
+    }
+}
+
+async fn metrics(State(s): State<HttpState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        s.services.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The whole API description, merged from each route module.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let mut doc = super::auth::openapi();
+    doc.merge(super::profile::openapi());
+    doc.merge(super::prefs::openapi());
+    doc.info.title = "postcast API".into();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc.info.description = Some("Mail and live streaming for self-hosters. Errors: {\"error\":{\"code\",\"message\"}}.".into());
+    doc
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi_document())
+}
+
+fn set_default(resp: &mut Response, name: HeaderName, value: &'static str) {
+    resp.headers_mut().entry(name).or_insert(HeaderValue::from_static(value));
+}
+
+/// Adds the security headers every response carries unless a handler chose otherwise.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let is_api = req.uri().path().starts_with("/api/");
+    let mut resp = next.run(req).await;
+    set_default(&mut resp, header::CONTENT_SECURITY_POLICY, CSP);
+    set_default(&mut resp, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set_default(&mut resp, header::X_FRAME_OPTIONS, "DENY");
+    set_default(&mut resp, header::REFERRER_POLICY, "no-referrer");
+    set_default(&mut resp, HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
+    set_default(&mut resp, HeaderName::from_static("permissions-policy"), "camera=(), microphone=(), geolocation=()");
+    if is_api {
+        set_default(&mut resp, header::CACHE_CONTROL, "no-store");
+    }
+    resp
+}
+
+/// Counts requests and their latency by route and status.
+pub async fn track_requests(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("postcast_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("postcast_http_request_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    resp
+}

@@ -1,0 +1,70 @@
+//! Who is calling: the session cookie or bearer token resolved to a [`CurrentUser`], and
+//! the caller's address and user agent as a [`ClientInfo`] for rate limits and the
+//! security log.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum_extra::extract::CookieJar;
+
+use super::{AppError, HttpState};
+use crate::domains::auth::ClientInfo;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "postcast_session";
+
+/// The logged-in user behind a request.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    /// The account id.
+    pub user_id: i64,
+    /// The login name.
+    pub username: String,
+    /// The session in use.
+    pub session_id: i64,
+    /// The raw session token (to log out this very session).
+    pub token: String,
+}
+
+/// Reads the session token from `Authorization: Bearer` or the session cookie.
+pub fn token_from(parts: &Parts) -> Option<String> {
+    if let Some(v) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Some(t) = v.strip_prefix("Bearer ")
+    {
+        return Some(t.trim().to_owned());
+    }
+    CookieJar::from_headers(&parts.headers).get(SESSION_COOKIE).map(|c| c.value().to_owned())
+}
+
+impl FromRequestParts<HttpState> for CurrentUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, AppError> {
+        let token = token_from(parts).ok_or_else(AppError::unauthenticated)?;
+        let s = state.services.auth.authenticate(&token).await.map_err(|_| AppError::unauthenticated())?;
+        Ok(CurrentUser { user_id: s.user_id, username: s.username, session_id: s.session_id, token })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect();
+        Ok(ClientInfo { ip, user_agent })
+    }
+}

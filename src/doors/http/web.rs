@@ -1,0 +1,206 @@
+//! The web UI: the files under `static/`, embedded in the binary with rust-embed and
+//! served as they are. `/` is `index.html`, a clean page URL such as `/login` is
+//! `login.html`, anything else is looked up by its path and answers 404 when absent.
+//! HTML is sent with `Cache-Control: no-cache` (always revalidated through its `ETag`),
+//! stylesheets, scripts and images with a short cache. This module only serves files:
+//! it holds no business rule and never reads request data beyond the path and
+//! `If-None-Match`; the Content-Security-Policy comes from the door's shared
+//! security-headers layer.
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+/// The files of the web UI, taken from `static/` at build time.
+#[derive(rust_embed::Embed)]
+#[folder = "static/"]
+pub struct Assets;
+
+/// How long browsers may keep stylesheets, scripts and images without asking again.
+const SHORT_CACHE: &str = "public, max-age=300";
+
+/// The routes of the web UI: `/` and every path not claimed by another route.
+pub fn routes() -> Router<super::HttpState> {
+    router()
+}
+
+/// The same routes for any state, so they can be tested without the services.
+fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/", get(|headers: HeaderMap| async move { serve("", &headers) }))
+        .route("/{*path}", get(|Path(path): Path<String>, headers: HeaderMap| async move { serve(&path, &headers) }))
+}
+
+/// Answers one request for `path` (without its leading `/`).
+fn serve(path: &str, headers: &HeaderMap) -> Response {
+    let Some(name) = resolve(path) else {
+        return not_found();
+    };
+    let Some(file) = Assets::get(&name) else {
+        return not_found();
+    };
+    let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..16]));
+    let is_html = name.ends_with(".html");
+    let cache = if is_html { "no-cache" } else { SHORT_CACHE };
+    let content_type = content_type(&name, file.metadata.mimetype());
+    let mut response = if if_none_match(headers, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = file.data.into_owned().into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, content_type);
+        r
+    };
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    response
+}
+
+/// Maps a request path to the name of an embedded file, or `None` for a path that can
+/// never name one (empty segments, `.`/`..`, backslashes, hidden files).
+fn resolve(path: &str) -> Option<String> {
+    let path = path.trim_start_matches('/');
+    if path.is_empty() {
+        return Some("index.html".into());
+    }
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let sound = path
+        .split('/')
+        .all(|seg| !seg.is_empty() && !seg.starts_with('.') && !seg.contains('\\') && !seg.contains('\0'));
+    if !sound {
+        return None;
+    }
+    let last = path.rsplit('/').next().unwrap_or(path);
+    if last.contains('.') {
+        return Some(path.to_owned());
+    }
+    // A clean page URL: `/login` is `login.html`, `/docs` may be `docs/index.html`.
+    let page = format!("{path}.html");
+    if Assets::get(&page).is_some() { Some(page) } else { Some(format!("{path}/index.html")) }
+}
+
+/// The `Content-Type` of a file: the guessed type, with `charset=utf-8` for text.
+fn content_type(name: &str, guessed: &str) -> HeaderValue {
+    let mime = match name.rsplit('.').next() {
+        Some("js" | "mjs") => "text/javascript",
+        Some("svg") => "image/svg+xml",
+        _ => guessed,
+    };
+    let textual = mime.starts_with("text/") || mime == "image/svg+xml" || mime == "application/json";
+    let value = if textual { format!("{mime}; charset=utf-8") } else { mime.to_owned() };
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
+}
+
+/// Whether the client's `If-None-Match` already names `etag` (RFC 9110 §13.1.2).
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == etag || t == "*")
+}
+
+/// 404: the embedded `404.html` when there is one, plain text otherwise.
+fn not_found() -> Response {
+    let mut response = match Assets::get("404.html") {
+        Some(file) => {
+            let mut r = (StatusCode::NOT_FOUND, file.data.into_owned()).into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            r
+        }
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    };
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn get_path(path: &str, etag: Option<&str>) -> Response {
+        let mut req = Request::builder().uri(path);
+        if let Some(e) = etag {
+            req = req.header(header::IF_NONE_MATCH, e);
+        }
+        router::<()>().oneshot(req.body(Body::empty()).unwrap()).await.unwrap()
+    }
+
+    fn header_of<'a>(r: &'a Response, name: header::HeaderName) -> &'a str {
+        r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    #[tokio::test]
+    async fn pages_have_clean_urls_and_are_revalidated() {
+        for path in ["/", "/login", "/login.html", "/security", "/preferences/"] {
+            let r = get_path(path, None).await;
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+            assert_eq!(header_of(&r, header::CONTENT_TYPE), "text/html; charset=utf-8", "{path}");
+            assert_eq!(header_of(&r, header::CACHE_CONTROL), "no-cache", "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn assets_get_their_type_and_a_short_cache() {
+        let css = get_path("/css/app.css", None).await;
+        assert_eq!(css.status(), StatusCode::OK);
+        assert_eq!(header_of(&css, header::CONTENT_TYPE), "text/css; charset=utf-8");
+        assert_eq!(header_of(&css, header::CACHE_CONTROL), SHORT_CACHE);
+        let js = get_path("/js/app.js", None).await;
+        assert_eq!(header_of(&js, header::CONTENT_TYPE), "text/javascript; charset=utf-8");
+        assert_eq!(header_of(&js, header::CACHE_CONTROL), SHORT_CACHE);
+    }
+
+    #[tokio::test]
+    async fn a_matching_etag_answers_304() {
+        let first = get_path("/login", None).await;
+        let etag = header_of(&first, header::ETAG).to_owned();
+        assert!(etag.starts_with('"'));
+        let again = get_path("/login", Some(&etag)).await;
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    }
+
+    #[tokio::test]
+    async fn unknown_and_crooked_paths_are_404() {
+        for path in ["/nope", "/nope.css", "/js/../index.html", "/.hidden", "/js//app.js", "/%2e%2e/Cargo.toml"] {
+            assert_eq!(get_path(path, None).await.status(), StatusCode::NOT_FOUND, "{path}");
+        }
+    }
+
+    /// The server's Content-Security-Policy forbids inline scripts, inline styles and
+    /// inline event handlers; every file also says what it is in its first line.
+    #[test]
+    fn static_files_obey_the_content_security_policy() {
+        for name in Assets::iter() {
+            let Some(file) = Assets::get(&name) else { continue };
+            let Ok(text) = std::str::from_utf8(&file.data) else { continue };
+            let first = text.trim_start();
+            if name.ends_with(".html") {
+                assert!(first.starts_with("<!doctype html>\n<!--"), "{name}: start with a comment after the doctype");
+                let lower = text.to_ascii_lowercase();
+                assert!(!lower.contains(" style="), "{name}: inline style attribute");
+                assert!(!lower.contains("<style"), "{name}: inline <style>");
+                for chunk in lower.split("<script").skip(1) {
+                    let tag = chunk.split('>').next().unwrap_or("");
+                    assert!(tag.contains("src="), "{name}: inline <script>");
+                }
+                for ev in [" onclick=", " onload=", " onsubmit=", " onchange=", " oninput=", " onerror="] {
+                    assert!(!lower.contains(ev), "{name}: inline event handler {ev}");
+                }
+            } else if name.ends_with(".js") || name.ends_with(".css") {
+                assert!(first.starts_with("/*") || first.starts_with("//"), "{name}: start with a comment");
+            } else if name.ends_with(".svg") {
+                assert!(first.starts_with("<!--") || first.starts_with("<svg"), "{name}");
+            }
+        }
+    }
+}

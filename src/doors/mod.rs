@@ -1,0 +1,3 @@
+//! Doors: protocol servers that parse, authenticate and call one domain service each.
+
+pub mod http;

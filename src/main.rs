@@ -1,0 +1,214 @@
+//! The `postcast` command line: `serve` (the default), `migrate` and `user` account
+//! commands. Flags and `POSTCAST_*` variables override the config file.
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use postcast::app;
+use postcast::domains::auth::ClientInfo;
+use postcast::platform::config::Config;
+
+/// One binary for self-hosted mail and live streaming.
+#[derive(Parser, Debug)]
+#[command(name = "postcast", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML); see config.toml for every key.
+    #[arg(long, global = true, env = "POSTCAST_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data folder for the database and blobs [default: ./data].
+    #[arg(long, global = true, env = "POSTCAST_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address [default: 127.0.0.1:8080].
+    #[arg(long, global = true, env = "POSTCAST_HTTP", value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// Inbound SMTP listen address [default: 127.0.0.1:2525].
+    #[arg(long, global = true, env = "POSTCAST_SMTP", value_name = "ADDR")]
+    smtp: Option<SocketAddr>,
+    /// SMTP submission listen address [default: 127.0.0.1:2587].
+    #[arg(long, global = true, env = "POSTCAST_SUBMISSION", value_name = "ADDR")]
+    submission: Option<SocketAddr>,
+    /// IMAP listen address [default: 127.0.0.1:1143].
+    #[arg(long, global = true, env = "POSTCAST_IMAP", value_name = "ADDR")]
+    imap: Option<SocketAddr>,
+    /// RTMP listen address [default: 127.0.0.1:1935].
+    #[arg(long, global = true, env = "POSTCAST_RTMP", value_name = "ADDR")]
+    rtmp: Option<SocketAddr>,
+    /// Mail domain [default: localhost].
+    #[arg(long, global = true, env = "POSTCAST_DOMAIN", value_name = "DOMAIN")]
+    domain: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UserAction {
+    /// Create an account; the password is read from standard input.
+    Add {
+        /// Login name (the address is NAME@DOMAIN).
+        name: String,
+    },
+    /// List accounts.
+    List,
+    /// Disable an account and end its sessions.
+    Disable {
+        /// Login name.
+        name: String,
+    },
+}
+
+impl Cli {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        let s = &mut c.server;
+        if let Some(v) = &self.data_dir {
+            s.data_dir = v.clone();
+        }
+        if let Some(v) = self.http {
+            s.http = v;
+        }
+        if let Some(v) = self.smtp {
+            s.smtp = v;
+        }
+        if let Some(v) = self.submission {
+            s.submission = v;
+        }
+        if let Some(v) = self.imap {
+            s.imap = v;
+        }
+        if let Some(v) = self.rtmp {
+            s.rtmp = v;
+        }
+        if let Some(v) = &self.domain {
+            s.domain = v.clone();
+        }
+        c.check()?;
+        Ok(c)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // Both rustls back-ends are linked (ring and aws-lc-rs); pick one before any TLS use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config()?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => app::run(config, shutdown_signal()).await?,
+        Command::Migrate => {
+            std::fs::create_dir_all(&config.server.data_dir)
+                .with_context(|| format!("creating {}", config.server.data_dir.display()))?;
+            let db = postcast::platform::db::open(&config.db_url(), 1, std::time::Duration::from_secs(5), false).await?;
+            let n = postcast::platform::db::migrate(&db).await?;
+            println!("applied {n} migration(s); the database is up to date");
+        }
+        Command::User { action } => user_command(config, action).await?,
+    }
+    Ok(())
+}
+
+async fn user_command(config: Config, action: UserAction) -> anyhow::Result<()> {
+    let services = app::build(config).await?;
+    let auth = &services.auth;
+    match action {
+        UserAction::Add { name } => {
+            let password = read_password()?;
+            let u = auth.create_user(&name, &password, &ClientInfo::local("cli")).await?;
+            println!("created {} <{}>", u.username, u.address);
+        }
+        UserAction::List => {
+            let users = auth.list_users().await?;
+            if users.is_empty() {
+                println!("no users yet; add one with: postcast user add NAME");
+            }
+            for u in users {
+                let state = if u.disabled { "disabled" } else { "active" };
+                let factor = if u.has_second_factor() { "2fa" } else { "password" };
+                println!("{:<24} {:<40} {:<8} {}", u.username, u.address, state, factor);
+            }
+        }
+        UserAction::Disable { name } => {
+            let u = auth.disable_user(&name).await?;
+            println!("disabled {}; its sessions are ended", u.username);
+        }
+    }
+    Ok(())
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("password: ")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    if password.is_empty() {
+        bail!("no password given on standard input");
+    }
+    Ok(password)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,256 @@
+//! The blob store: immutable byte strings addressed by their SHA-256, on local disk through
+//! object_store (S3 later, same trait). Writes are atomic and durable (temp file, fsync,
+//! rename, fsync of the folder) and deduplicated; each stored blob carries the set of
+//! owners that reference it (`blob_refs`) and is deleted when the last owner lets go.
+//! It knows nothing of what the bytes mean.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use super::db::Db;
+
+/// Errors of the blob store.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The id is not 64 lowercase hex characters.
+    #[error("invalid blob id")]
+    InvalidId,
+    /// No blob with that id.
+    #[error("blob not found")]
+    NotFound,
+    /// Disk or object store failure.
+    #[error("blob storage: {0}")]
+    Io(String),
+    /// Reference bookkeeping failed.
+    #[error("blob references: {0}")]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// A blob's name: the lowercase hex SHA-256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BlobId(String);
+
+impl BlobId {
+    /// The id of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(hex::encode(Sha256::digest(bytes)))
+    }
+
+    /// The hex text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn object_path(&self) -> ObjectPath {
+        ObjectPath::from(format!("{}/{}/{}", &self.0[..2], &self.0[2..4], self.0))
+    }
+}
+
+impl TryFrom<String> for BlobId {
+    type Error = BlobError;
+    fn try_from(s: String) -> Result<Self, BlobError> {
+        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(Self(s))
+        } else {
+            Err(BlobError::InvalidId)
+        }
+    }
+}
+
+impl From<BlobId> for String {
+    fn from(id: BlobId) -> String {
+        id.0
+    }
+}
+
+impl std::fmt::Display for BlobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Reference rows: which owner keeps which blob alive.
+pub mod blob_ref {
+    use sea_orm::entity::prelude::*;
+
+    /// One (blob, owner) pair.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "blob_refs")]
+    pub struct Model {
+        /// The blob's hex id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub blob_id: String,
+        /// Who holds it, e.g. `prefs:attachment:ID`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub owner: String,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The store.
+#[derive(Clone)]
+pub struct Blobs {
+    root: PathBuf,
+    store: Arc<dyn ObjectStore>,
+    db: Db,
+    /// Serialises reference changes with file creation and deletion, so a blob being
+    /// re-added is never deleted under its new owner.
+    refs_lock: Arc<Mutex<()>>,
+}
+
+impl Blobs {
+    /// Opens (creating) the store under `root`.
+    pub fn open(root: PathBuf, db: Db) -> Result<Self, BlobError> {
+        std::fs::create_dir_all(root.join("tmp")).map_err(|e| BlobError::Io(e.to_string()))?;
+        let store = LocalFileSystem::new_with_prefix(&root).map_err(|e| BlobError::Io(e.to_string()))?;
+        Ok(Self { root, store: Arc::new(store), db, refs_lock: Arc::new(Mutex::new(())) })
+    }
+
+    /// Stores `bytes` durably for `owner` and returns its id. Storing bytes that are
+    /// already there writes nothing and only adds the reference.
+    pub async fn put(&self, bytes: Bytes, owner: &str) -> Result<BlobId, BlobError> {
+        let id = BlobId::of(&bytes);
+        let _guard = self.refs_lock.lock().await;
+        self.write_file(&id, bytes).await?;
+        self.add_ref(&id, owner).await?;
+        Ok(id)
+    }
+
+    /// Adds `owner` as a holder of an existing blob.
+    pub async fn retain(&self, id: &BlobId, owner: &str) -> Result<(), BlobError> {
+        let _guard = self.refs_lock.lock().await;
+        if !self.exists(id).await? {
+            return Err(BlobError::NotFound);
+        }
+        self.add_ref(id, owner).await
+    }
+
+    /// Drops `owner`'s reference; deletes the blob once nobody holds it.
+    pub async fn release(&self, id: &BlobId, owner: &str) -> Result<(), BlobError> {
+        let _guard = self.refs_lock.lock().await;
+        blob_ref::Entity::delete_many()
+            .filter(blob_ref::Column::BlobId.eq(id.as_str()))
+            .filter(blob_ref::Column::Owner.eq(owner))
+            .exec(&self.db)
+            .await?;
+        let left = blob_ref::Entity::find()
+            .filter(blob_ref::Column::BlobId.eq(id.as_str()))
+            .count(&self.db)
+            .await?;
+        if left == 0 {
+            match self.store.delete(&id.object_path()).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(BlobError::Io(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a whole blob.
+    pub async fn get(&self, id: &BlobId) -> Result<Bytes, BlobError> {
+        match self.store.get(&id.object_path()).await {
+            Ok(r) => r.bytes().await.map_err(|e| BlobError::Io(e.to_string())),
+            Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound),
+            Err(e) => Err(BlobError::Io(e.to_string())),
+        }
+    }
+
+    /// Whether the blob is stored.
+    pub async fn exists(&self, id: &BlobId) -> Result<bool, BlobError> {
+        match self.store.head(&id.object_path()).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(BlobError::Io(e.to_string())),
+        }
+    }
+
+    async fn add_ref(&self, id: &BlobId, owner: &str) -> Result<(), BlobError> {
+        let row = blob_ref::ActiveModel { blob_id: Set(id.to_string()), owner: Set(owner.to_owned()) };
+        blob_ref::Entity::insert(row).on_conflict_do_nothing().exec(&self.db).await?;
+        Ok(())
+    }
+
+    /// Temp file, fsync, rename, fsync of the folder: after this returns the blob survives
+    /// a crash. object_store's local backend renames but never fsyncs, hence this path.
+    async fn write_file(&self, id: &BlobId, bytes: Bytes) -> Result<(), BlobError> {
+        let dest = self.root.join(id.object_path().as_ref());
+        if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let tmp_dir = self.root.join("tmp");
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let dir = dest.parent().ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
+            std::fs::create_dir_all(dir)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir)?;
+            tmp.write_all(&bytes)?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(&dest).map_err(|e| e.error)?;
+            std::fs::File::open(dir)?.sync_all()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| BlobError::Io(e.to_string()))?
+        .map_err(|e| BlobError::Io(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, Blobs) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = super::super::db::open(&url, 2, std::time::Duration::from_secs(5), true).await.unwrap();
+        let blobs = Blobs::open(dir.path().join("blobs"), db).unwrap();
+        (dir, blobs)
+    }
+
+    #[tokio::test]
+    async fn put_is_content_addressed_deduplicated_and_refcounted() {
+        let (dir, blobs) = store().await;
+        let a = blobs.put(Bytes::from_static(b"hello"), "one").await.unwrap();
+        let b = blobs.put(Bytes::from_static(b"hello"), "two").await.unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        let files: Vec<_> = walk(&dir.path().join("blobs")).into_iter().filter(|p| !p.contains("/blobs/tmp/")).collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(&blobs.get(&a).await.unwrap()[..], b"hello");
+        blobs.release(&a, "one").await.unwrap();
+        assert!(blobs.exists(&a).await.unwrap(), "still held by two");
+        blobs.release(&a, "two").await.unwrap();
+        assert!(!blobs.exists(&a).await.unwrap());
+        assert!(matches!(blobs.get(&a).await, Err(BlobError::NotFound)));
+    }
+
+    #[test]
+    fn ids_are_validated() {
+        assert!(BlobId::try_from("../../etc/passwd".to_string()).is_err());
+        assert!(BlobId::try_from("A".repeat(64)).is_err());
+        assert!(BlobId::try_from("a".repeat(64)).is_ok());
+    }
+
+    fn walk(p: &std::path::Path) -> Vec<String> {
+        let mut out = vec![];
+        for e in std::fs::read_dir(p).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() { out.extend(walk(&path)) } else { out.push(path.display().to_string()) }
+        }
+        out
+    }
+}

@@ -1,0 +1,388 @@
+//! Typed configuration: the `config.toml` schema with its defaults, the file loader and
+//! the command-line/environment overrides. It holds no business rules; each field's doc
+//! comment is the documentation users read in the shipped `config.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors while reading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// What the parser said.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("invalid config value: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listen addresses, data folder and mail domain.
+    pub server: ServerConfig,
+    /// Database connection.
+    pub db: DbConfig,
+    /// Accounts, passwords, sessions and rate limits.
+    pub auth: AuthConfig,
+    /// Where SMS codes for the second factor are sent.
+    pub sms: SmsConfig,
+    /// The background worker pool.
+    pub jobs: JobsConfig,
+    /// HTTP limits.
+    pub http: HttpConfig,
+    /// Profile limits.
+    pub profile: ProfileConfig,
+    /// Preference document limits.
+    pub prefs: PrefsConfig,
+    /// In-memory cache sizes.
+    pub cache: CacheConfig,
+}
+
+/// `[server]`: where postcast listens and keeps its data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Folder for the SQLite database, blobs and generated keys.
+    pub data_dir: PathBuf,
+    /// The mail domain: users get `name@domain`.
+    pub domain: String,
+    /// HTTP (web UI, API, HLS).
+    pub http: SocketAddr,
+    /// Inbound SMTP (MX).
+    pub smtp: SocketAddr,
+    /// SMTP submission with STARTTLS.
+    pub submission: SocketAddr,
+    /// IMAP.
+    pub imap: SocketAddr,
+    /// RTMP ingest.
+    pub rtmp: SocketAddr,
+    /// Mark session cookies `Secure` (set when a TLS proxy fronts the HTTP port).
+    pub secure_cookies: bool,
+}
+
+/// `[db]`: the database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbConfig {
+    /// Database URL; empty means `sqlite://DATA_DIR/postcast.db`.
+    pub url: String,
+    /// Connection pool size.
+    pub max_connections: u32,
+    /// How long a writer waits for the SQLite lock, in milliseconds.
+    pub busy_timeout_ms: u64,
+}
+
+/// `[auth]`: passwords, sessions and abuse limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Whether anyone may register through the web (else only `postcast user add`).
+    pub open_registration: bool,
+    /// Shortest accepted password.
+    pub min_password_length: usize,
+    /// Argon2id memory cost in KiB (OWASP: 19456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations (OWASP: 2).
+    pub argon2_iterations: u32,
+    /// Argon2id parallelism (OWASP: 1).
+    pub argon2_parallelism: u32,
+    /// How long a session lives without use, in hours.
+    pub session_idle_hours: u64,
+    /// Login and second-factor attempts allowed per IP per minute.
+    pub attempts_per_ip_per_minute: u32,
+    /// Failed attempts on one account before it is locked for a while.
+    pub account_lockout_failures: u32,
+    /// How long an account stays locked, in seconds.
+    pub account_lockout_seconds: u64,
+    /// Registrations allowed per IP per hour.
+    pub registrations_per_ip_per_hour: u32,
+}
+
+/// `[sms]`: the SMS sender used for second-factor codes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsConfig {
+    /// `log` (code goes to the server log), `webhook` or `twilio`.
+    pub provider: String,
+    /// `webhook`: URL that receives `POST {"to","text"}`.
+    pub webhook_url: String,
+    /// `webhook`: optional bearer token.
+    pub webhook_token: String,
+    /// `twilio`: account SID.
+    pub twilio_account_sid: String,
+    /// `twilio`: auth token.
+    pub twilio_auth_token: String,
+    /// `twilio`: sending number.
+    pub twilio_from: String,
+    /// `twilio`: API base URL.
+    pub twilio_base_url: String,
+    /// Seconds a code stays valid.
+    pub code_ttl_seconds: u64,
+    /// Wrong tries allowed per code.
+    pub max_attempts: u32,
+    /// Seconds between two sends to the same user.
+    pub resend_interval_seconds: u64,
+}
+
+/// `[jobs]`: the worker pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Workers; 0 means one per CPU core.
+    pub workers: usize,
+    /// Jobs that may wait in the queue before submitters are told to back off.
+    pub queue: usize,
+    /// Seconds a job may run before it is cancelled.
+    pub timeout_seconds: u64,
+    /// Retries after a failure or timeout.
+    pub retries: u32,
+    /// First retry delay in milliseconds; doubles each retry.
+    pub backoff_ms: u64,
+}
+
+/// `[http]`: request limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest JSON body, in bytes.
+    pub json_limit_bytes: usize,
+    /// Largest upload (avatar, attachment), in bytes.
+    pub upload_limit_bytes: usize,
+}
+
+/// `[profile]`: profile limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// Largest avatar upload in bytes.
+    pub avatar_max_bytes: usize,
+    /// Thumbnail edge in pixels.
+    pub thumbnail_px: u32,
+    /// Largest avatar width or height in pixels; larger images are refused before they
+    /// are decoded (decompression bombs).
+    pub avatar_max_edge_px: u32,
+}
+
+/// `[prefs]`: preference document limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrefsConfig {
+    /// Largest preference document, in bytes of JSON.
+    pub max_bytes: usize,
+    /// Largest attachment, in bytes.
+    pub attachment_max_bytes: usize,
+    /// Seconds an attachment no preference value mentions is kept before it is deleted,
+    /// so a client can upload first and reference it afterwards.
+    pub attachment_grace_seconds: u64,
+}
+
+/// `[cache]`: moka cache sizes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Sessions kept in memory.
+    pub sessions: u64,
+    /// Users kept in memory.
+    pub users: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            db: DbConfig::default(),
+            auth: AuthConfig::default(),
+            sms: SmsConfig::default(),
+            jobs: JobsConfig::default(),
+            http: HttpConfig::default(),
+            profile: ProfileConfig::default(),
+            prefs: PrefsConfig::default(),
+            cache: CacheConfig::default(),
+        }
+    }
+}
+
+fn addr(s: &str) -> SocketAddr {
+    // Only ever called with the literal defaults below.
+    s.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            domain: "localhost".into(),
+            http: addr("127.0.0.1:8080"),
+            smtp: addr("127.0.0.1:2525"),
+            submission: addr("127.0.0.1:2587"),
+            imap: addr("127.0.0.1:1143"),
+            rtmp: addr("127.0.0.1:1935"),
+            secure_cookies: false,
+        }
+    }
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        Self { url: String::new(), max_connections: 8, busy_timeout_ms: 5000 }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            open_registration: true,
+            min_password_length: 10,
+            argon2_memory_kib: 19456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            session_idle_hours: 24 * 30,
+            attempts_per_ip_per_minute: 20,
+            account_lockout_failures: 10,
+            account_lockout_seconds: 900,
+            registrations_per_ip_per_hour: 10,
+        }
+    }
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        Self {
+            provider: "log".into(),
+            webhook_url: String::new(),
+            webhook_token: String::new(),
+            twilio_account_sid: String::new(),
+            twilio_auth_token: String::new(),
+            twilio_from: String::new(),
+            twilio_base_url: "https://api.twilio.com".into(),
+            code_ttl_seconds: 300,
+            max_attempts: 5,
+            resend_interval_seconds: 30,
+        }
+    }
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self { workers: 0, queue: 1024, timeout_seconds: 300, retries: 3, backoff_ms: 500 }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { json_limit_bytes: 1 << 20, upload_limit_bytes: 25 << 20 }
+    }
+}
+
+impl Default for ProfileConfig {
+    fn default() -> Self {
+        Self { avatar_max_bytes: 5 << 20, thumbnail_px: 128, avatar_max_edge_px: 4096 }
+    }
+}
+
+impl Default for PrefsConfig {
+    fn default() -> Self {
+        Self { max_bytes: 64 << 10, attachment_max_bytes: 10 << 20, attachment_grace_seconds: 3600 }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { sessions: 100_000, users: 100_000 }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; keys it leaves out keep their defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_owned(), source },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: PathBuf::new(), source: Box::new(e) })?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Rejects values that cannot work.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.server.domain.trim().is_empty() || self.server.domain.contains('@') {
+            return Err(ConfigError::Invalid(format!("server.domain {:?}", self.server.domain)));
+        }
+        if !matches!(self.sms.provider.as_str(), "log" | "webhook" | "twilio") {
+            return Err(ConfigError::Invalid(format!(
+                "sms.provider must be log, webhook or twilio, not {:?}",
+                self.sms.provider
+            )));
+        }
+        if self.sms.provider == "webhook" && self.sms.webhook_url.is_empty() {
+            return Err(ConfigError::Invalid("sms.webhook_url is required for the webhook provider".into()));
+        }
+        if self.auth.min_password_length < 8 {
+            return Err(ConfigError::Invalid("auth.min_password_length must be at least 8".into()));
+        }
+        if self.jobs.queue == 0 {
+            return Err(ConfigError::Invalid("jobs.queue must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to a SQLite file in the data folder.
+    pub fn db_url(&self) -> String {
+        if self.db.url.is_empty() {
+            format!("sqlite://{}?mode=rwc", self.server.data_dir.join("postcast.db").display())
+        } else {
+            self.db.url.clone()
+        }
+    }
+
+    /// Worker count with 0 meaning one per core.
+    pub fn job_workers(&self) -> usize {
+        if self.jobs.workers == 0 { num_cpus::get().max(1) } else { self.jobs.workers }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_toml_matches_the_defaults() {
+        let text = include_str!("../../config.toml");
+        let shipped = Config::parse(text).expect("config.toml parses");
+        let defaults = Config::default();
+        assert_eq!(format!("{shipped:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(Config::parse("[server]\nnope = 1\n").is_err());
+        assert!(Config::parse("[sms]\nprovider = \"pigeon\"\n").is_err());
+        assert!(Config::parse("[sms]\nprovider = \"webhook\"\n").is_err());
+        assert!(Config::parse("[server]\ndomain = \"example.org\"\n").is_ok());
+    }
+}

@@ -1,0 +1,54 @@
+//! The database handle: sea-orm over SQLite (WAL, busy timeout, foreign keys) by default,
+//! any sea-orm URL otherwise, with the migrations applied on open. It knows no tables;
+//! domains own theirs.
+
+use std::time::Duration;
+
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+
+/// The shared connection pool.
+pub type Db = DatabaseConnection;
+
+/// Opens the database at `url` and applies pending migrations when `migrate` is set.
+pub async fn open(
+    url: &str,
+    max_connections: u32,
+    busy_timeout: Duration,
+    migrate: bool,
+) -> Result<Db, DbErr> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(max_connections.max(1))
+        .min_connections(1)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(move |o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                // WAL + NORMAL loses no committed transaction on a process crash;
+                // FULL also survives power loss at the cost of an fsync per commit.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(busy_timeout)
+                .foreign_keys(true)
+                .create_if_missing(true)
+        });
+    let db = Database::connect(opts).await?;
+    if migrate {
+        Migrator::up(&db, None).await?;
+    }
+    Ok(db)
+}
+
+/// Applies pending migrations; returns how many were applied.
+pub async fn migrate(db: &Db) -> Result<usize, DbErr> {
+    let pending = Migrator::get_pending_migrations(db).await?.len();
+    Migrator::up(db, None).await?;
+    Ok(pending)
+}
+
+/// Seconds since the Unix epoch: the one time format stored in every table.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

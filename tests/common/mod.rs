@@ -1,0 +1,141 @@
+//! Test harness: runs the real `postcast` binary on ephemeral loopback ports with a
+//! temporary data folder, and speaks HTTP to it with reqwest.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+/// A running server; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub data: tempfile::TempDir,
+    pub config_path: Option<PathBuf>,
+}
+
+impl Server {
+    /// Starts with the defaults.
+    pub fn start() -> Server {
+        Self::start_with("")
+    }
+
+    /// Starts with extra `config.toml` text.
+    pub fn start_with(config: &str) -> Server {
+        let data = tempfile::tempdir().unwrap();
+        Self::start_in(data, config)
+    }
+
+    /// Starts on an existing data folder (a restart).
+    pub fn start_in(data: tempfile::TempDir, config: &str) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_postcast"));
+        let mut config_path = None;
+        if !config.is_empty() {
+            let p = data.path().join("test-config.toml");
+            std::fs::write(&p, config).unwrap();
+            cmd.arg("--config").arg(&p);
+            config_path = Some(p);
+        }
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--http")
+            .arg("127.0.0.1:0")
+            .env("RUST_LOG", "warn,postcast=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn postcast");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let http = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("HTTP listening on http://") {
+                break rest.trim().parse().unwrap();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            http,
+            data,
+            config_path,
+        }
+    }
+
+    /// `http://ADDR` + path.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// A client without cookies.
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder().build().unwrap()
+    }
+
+    /// Stops the server and hands back its data folder for a restart.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.data, dir)
+    }
+
+    /// Registers `name` with `password` and logs in; returns the session token.
+    pub async fn register_and_login(&self, name: &str, password: &str) -> String {
+        let c = self.client();
+        let r = c
+            .post(self.url("/api/v1/auth/register"))
+            .json(&json!({"username": name, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "register {name}: {} {}",
+            r.status(),
+            r.text().await.unwrap()
+        );
+        self.login(name, password).await
+    }
+
+    /// Logs in with a password only; returns the session token.
+    pub async fn login(&self, name: &str, password: &str) -> String {
+        let r = self
+            .client()
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"username": name, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "login {name}");
+        let v: Value = r.json().await.unwrap();
+        v["token"]
+            .as_str()
+            .expect("token in login answer")
+            .to_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A request builder with the bearer token set.
+pub fn authed(
+    c: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    c.request(method, url).bearer_auth(token)
+}
