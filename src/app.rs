@@ -11,10 +11,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::doors::http::{self, HttpState};
 use crate::domains::auth::AuthService;
 use crate::domains::prefs::PrefsService;
 use crate::domains::profile::ProfileService;
+use crate::doors::http::{self, HttpState};
 use crate::platform::blobs::Blobs;
 use crate::platform::bus::{Bus, Event, Handler};
 use crate::platform::config::Config;
@@ -67,13 +67,9 @@ pub struct Services {
 pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
     let data = &config.server.data_dir;
     std::fs::create_dir_all(data).map_err(|e| StartError::DataDir(data.display().to_string(), e))?;
-    let db = db::open(
-        &config.db_url(),
-        config.db.max_connections,
-        Duration::from_millis(config.db.busy_timeout_ms),
-        true,
-    )
-    .await?;
+    let db =
+        db::open(&config.db_url(), config.db.max_connections, Duration::from_millis(config.db.busy_timeout_ms), true)
+            .await?;
     let blobs = Blobs::open(data.join("blobs"), db.clone())?;
     let bus = Bus::new(db.clone());
     let jobs = JobPool::start(PoolSettings {

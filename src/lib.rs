@@ -3,6 +3,6 @@
 //! (storage, cache, bus, jobs).
 
 pub mod app;
-pub mod doors;
 pub mod domains;
+pub mod doors;
 pub mod platform;

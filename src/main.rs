@@ -140,7 +140,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             std::fs::create_dir_all(&config.server.data_dir)
                 .with_context(|| format!("creating {}", config.server.data_dir.display()))?;
-            let db = postcast::platform::db::open(&config.db_url(), 1, std::time::Duration::from_secs(5), false).await?;
+            let db =
+                postcast::platform::db::open(&config.db_url(), 1, std::time::Duration::from_secs(5), false).await?;
             let n = postcast::platform::db::migrate(&db).await?;
             println!("applied {n} migration(s); the database is up to date");
         }

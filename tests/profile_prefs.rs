@@ -24,6 +24,9 @@ argon2_iterations = 1
 avatar_max_bytes = 200000
 thumbnail_px = 48
 
+[http]
+json_limit_bytes = 16384
+
 [prefs]
 max_bytes = 4096
 attachment_grace_seconds = 0
@@ -417,84 +420,23 @@ async fn bad_prefs_bodies_get_clear_errors_and_store_nothing() {
     let before = ada.prefs().await;
 
     let big = json!({"blob": "x".repeat(5000)}).to_string();
+    let huge = json!({"blob": "x".repeat(20_000)}).to_string();
+    // (method, Content-Type, body, status, error code)
+    #[rustfmt::skip]
     let cases: Vec<(Method, &str, Vec<u8>, u16, &str)> = vec![
-        (
-            Method::PUT,
-            "application/json",
-            b"[1,2,3]".to_vec(),
-            422,
-            "not_an_object",
-        ),
-        (
-            Method::PUT,
-            "application/json",
-            b"\"text\"".to_vec(),
-            422,
-            "not_an_object",
-        ),
-        (
-            Method::PATCH,
-            "application/merge-patch+json",
-            b"[1]".to_vec(),
-            422,
-            "not_an_object",
-        ),
-        (
-            Method::PUT,
-            "application/json",
-            big.clone().into_bytes(),
-            413,
-            "too_large",
-        ),
-        (
-            Method::PATCH,
-            "application/merge-patch+json",
-            big.into_bytes(),
-            413,
-            "too_large",
-        ),
-        (
-            Method::PUT,
-            "application/json",
-            b"{\"a\":".to_vec(),
-            400,
-            "invalid_json",
-        ),
-        (
-            Method::PATCH,
-            "application/merge-patch+json",
-            b"{\"a\" 1}".to_vec(),
-            400,
-            "invalid_json",
-        ),
-        (
-            Method::PUT,
-            "application/json",
-            b"{\"a\":\"\xff\xfe\"}".to_vec(),
-            400,
-            "invalid_json",
-        ),
-        (
-            Method::PUT,
-            "text/plain",
-            b"{\"a\":2}".to_vec(),
-            415,
-            "unsupported_media_type",
-        ),
-        (
-            Method::PUT,
-            "application/merge-patch+json",
-            b"{\"a\":2}".to_vec(),
-            415,
-            "unsupported_media_type",
-        ),
-        (
-            Method::PATCH,
-            "application/x-www-form-urlencoded",
-            b"a=2".to_vec(),
-            415,
-            "unsupported_media_type",
-        ),
+        (Method::PUT, "application/json", b"[1,2,3]".to_vec(), 422, "not_an_object"),
+        (Method::PUT, "application/json", b"\"text\"".to_vec(), 422, "not_an_object"),
+        (Method::PATCH, "application/merge-patch+json", b"[1]".to_vec(), 422, "not_an_object"),
+        (Method::PUT, "application/json", big.clone().into_bytes(), 413, "too_large"),
+        (Method::PATCH, "application/merge-patch+json", big.into_bytes(), 413, "too_large"),
+        // Past http.json_limit_bytes: refused before it is parsed.
+        (Method::PUT, "application/json", huge.into_bytes(), 413, "too_large"),
+        (Method::PUT, "application/json", b"{\"a\":".to_vec(), 400, "invalid_json"),
+        (Method::PATCH, "application/merge-patch+json", b"{\"a\" 1}".to_vec(), 400, "invalid_json"),
+        (Method::PUT, "application/json", b"{\"a\":\"\xff\xfe\"}".to_vec(), 400, "invalid_json"),
+        (Method::PUT, "text/plain", b"{\"a\":2}".to_vec(), 415, "unsupported_media_type"),
+        (Method::PUT, "application/merge-patch+json", b"{\"a\":2}".to_vec(), 415, "unsupported_media_type"),
+        (Method::PATCH, "application/x-www-form-urlencoded", b"a=2".to_vec(), 415, "unsupported_media_type"),
     ];
     for (method, ct, body, status, code) in cases {
         let label = format!(

@@ -148,10 +148,7 @@ impl Blobs {
             .filter(blob_ref::Column::Owner.eq(owner))
             .exec(&self.db)
             .await?;
-        let left = blob_ref::Entity::find()
-            .filter(blob_ref::Column::BlobId.eq(id.as_str()))
-            .count(&self.db)
-            .await?;
+        let left = blob_ref::Entity::find().filter(blob_ref::Column::BlobId.eq(id.as_str())).count(&self.db).await?;
         if left == 0 {
             match self.store.delete(&id.object_path()).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -228,7 +225,8 @@ mod tests {
         let b = blobs.put(Bytes::from_static(b"hello"), "two").await.unwrap();
         assert_eq!(a, b);
         assert_eq!(a.as_str(), "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
-        let files: Vec<_> = walk(&dir.path().join("blobs")).into_iter().filter(|p| !p.contains("/blobs/tmp/")).collect();
+        let files: Vec<_> =
+            walk(&dir.path().join("blobs")).into_iter().filter(|p| !p.contains("/blobs/tmp/")).collect();
         assert_eq!(files.len(), 1, "{files:?}");
         assert_eq!(&blobs.get(&a).await.unwrap()[..], b"hello");
         blobs.release(&a, "one").await.unwrap();

@@ -11,8 +11,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
@@ -156,11 +155,7 @@ impl Bus {
         handler: &Handler,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), DbErr> {
-        let mut last = cursor::Entity::find_by_id(name.to_owned())
-            .one(&self.db)
-            .await?
-            .map(|c| c.last_id)
-            .unwrap_or(0);
+        let mut last = cursor::Entity::find_by_id(name.to_owned()).one(&self.db).await?.map(|c| c.last_id).unwrap_or(0);
         loop {
             let rows = outbox::Entity::find()
                 .filter(outbox::Column::Id.gt(last))
@@ -180,9 +175,7 @@ impl Bus {
                 let c = cursor::ActiveModel { subscriber: Set(name.to_owned()), last_id: Set(last) };
                 cursor::Entity::insert(c)
                     .on_conflict(
-                        OnConflict::column(cursor::Column::Subscriber)
-                            .update_column(cursor::Column::LastId)
-                            .to_owned(),
+                        OnConflict::column(cursor::Column::Subscriber).update_column(cursor::Column::LastId).to_owned(),
                     )
                     .exec(&self.db)
                     .await?;

@@ -32,7 +32,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Listen addresses, data folder and mail domain.
@@ -203,22 +203,6 @@ pub struct CacheConfig {
     pub users: u64,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            db: DbConfig::default(),
-            auth: AuthConfig::default(),
-            sms: SmsConfig::default(),
-            jobs: JobsConfig::default(),
-            http: HttpConfig::default(),
-            profile: ProfileConfig::default(),
-            prefs: PrefsConfig::default(),
-            cache: CacheConfig::default(),
-        }
-    }
-}
-
 fn addr(s: &str) -> SocketAddr {
     // Only ever called with the literal defaults below.
     s.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -312,8 +296,8 @@ impl Default for CacheConfig {
 impl Config {
     /// Reads a TOML file; keys it leaves out keep their defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(&text).map_err(|e| match e {
             ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_owned(), source },
             other => other,
@@ -322,8 +306,8 @@ impl Config {
 
     /// Parses TOML text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: PathBuf::new(), source: Box::new(e) })?;
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::new(), source: Box::new(e) })?;
         cfg.check()?;
         Ok(cfg)
     }

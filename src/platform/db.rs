@@ -12,17 +12,10 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 pub type Db = DatabaseConnection;
 
 /// Opens the database at `url` and applies pending migrations when `migrate` is set.
-pub async fn open(
-    url: &str,
-    max_connections: u32,
-    busy_timeout: Duration,
-    migrate: bool,
-) -> Result<Db, DbErr> {
+pub async fn open(url: &str, max_connections: u32, busy_timeout: Duration, migrate: bool) -> Result<Db, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
-    opts.max_connections(max_connections.max(1))
-        .min_connections(1)
-        .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(move |o| {
+    opts.max_connections(max_connections.max(1)).min_connections(1).sqlx_logging(false).map_sqlx_sqlite_opts(
+        move |o| {
             o.journal_mode(SqliteJournalMode::Wal)
                 // WAL + NORMAL loses no committed transaction on a process crash;
                 // FULL also survives power loss at the cost of an fsync per commit.
@@ -30,7 +23,8 @@ pub async fn open(
                 .busy_timeout(busy_timeout)
                 .foreign_keys(true)
                 .create_if_missing(true)
-        });
+        },
+    );
     let db = Database::connect(opts).await?;
     if migrate {
         Migrator::up(&db, None).await?;
@@ -47,8 +41,5 @@ pub async fn migrate(db: &Db) -> Result<usize, DbErr> {
 
 /// Seconds since the Unix epoch: the one time format stored in every table.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

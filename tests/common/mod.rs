@@ -51,22 +51,14 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let http = loop {
-            let line = lines
-                .next()
-                .expect("server exited before listening")
-                .unwrap();
+            let line = lines.next().expect("server exited before listening").unwrap();
             if let Some(rest) = line.strip_prefix("HTTP listening on http://") {
                 break rest.trim().parse().unwrap();
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server {
-            child,
-            http,
-            data,
-            config_path,
-        }
+        Server { child, http, data, config_path }
     }
 
     /// `http://ADDR` + path.
@@ -96,12 +88,7 @@ impl Server {
             .send()
             .await
             .unwrap();
-        assert!(
-            r.status().is_success(),
-            "register {name}: {} {}",
-            r.status(),
-            r.text().await.unwrap()
-        );
+        assert!(r.status().is_success(), "register {name}: {} {}", r.status(), r.text().await.unwrap());
         self.login(name, password).await
     }
 
@@ -116,10 +103,7 @@ impl Server {
             .unwrap();
         assert_eq!(r.status(), 200, "login {name}");
         let v: Value = r.json().await.unwrap();
-        v["token"]
-            .as_str()
-            .expect("token in login answer")
-            .to_owned()
+        v["token"].as_str().expect("token in login answer").to_owned()
     }
 }
 
@@ -131,11 +115,6 @@ impl Drop for Server {
 }
 
 /// A request builder with the bearer token set.
-pub fn authed(
-    c: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    token: &str,
-) -> reqwest::RequestBuilder {
+pub fn authed(c: &reqwest::Client, method: reqwest::Method, url: String, token: &str) -> reqwest::RequestBuilder {
     c.request(method, url).bearer_auth(token)
 }

@@ -2,9 +2,7 @@
 //! fingerprints, and the password check those doors use (app passwords always; the
 //! account password only while no second factor is on).
 
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::Serialize;
 
 use super::entities::{app_password, user};
@@ -47,7 +45,8 @@ impl AuthService {
             return Err(AuthError::InvalidInput("an app password needs a name of 1 to 64 characters"));
         }
         let raw = random_code(APP_PASSWORD_LEN);
-        let shown = raw.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-");
+        let shown =
+            raw.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-");
         let row = app_password::ActiveModel {
             id: NotSet,
             user_id: Set(user_id),

@@ -159,7 +159,12 @@ impl AuthService {
             .await?)
     }
 
-    async fn confirm_password(&self, user_id: i64, password: &str, client: &ClientInfo) -> Result<user::Model, AuthError> {
+    async fn confirm_password(
+        &self,
+        user_id: i64,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<user::Model, AuthError> {
         self.limit_ip("password", client)?;
         self.check_lockout(user_id)?;
         let row = self.user_row(user_id).await?;
@@ -264,7 +269,12 @@ impl AuthService {
     }
 
     /// Sends a fresh code for `purpose` to `row.phone`, replacing earlier ones.
-    pub(super) async fn send_sms_code(&self, row: &user::Model, purpose: &str, client: &ClientInfo) -> Result<(), AuthError> {
+    pub(super) async fn send_sms_code(
+        &self,
+        row: &user::Model,
+        purpose: &str,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
         let phone = row.phone.clone().ok_or(AuthError::FactorState("no phone number"))?;
         let cfg = &self.inner.sms_cfg;
         let t = now();
@@ -279,10 +289,7 @@ impl AuthService {
                 return Err(AuthError::RateLimited(wait as u64));
             }
         }
-        self.inner
-            .per_hour
-            .hit(&format!("sms:user:{}", row.id), SMS_PER_HOUR)
-            .map_err(AuthError::RateLimited)?;
+        self.inner.per_hour.hit(&format!("sms:user:{}", row.id), SMS_PER_HOUR).map_err(AuthError::RateLimited)?;
         let code = random_digits();
         let txn = self.db().begin().await?;
         sms_code::Entity::update_many()
@@ -305,7 +312,8 @@ impl AuthService {
         .insert(&txn)
         .await?;
         txn.commit().await?;
-        let text = format!("{code} is your postcast code. It expires in {} minutes.", cfg.code_ttl_seconds.div_ceil(60));
+        let text =
+            format!("{code} is your postcast code. It expires in {} minutes.", cfg.code_ttl_seconds.div_ceil(60));
         if let Err(e) = self.inner.sms.send(&phone, &text).await {
             tracing::warn!(error = %e, "SMS send failed");
             return Err(AuthError::SmsFailed);

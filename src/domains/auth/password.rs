@@ -10,14 +10,36 @@ use sha2::{Digest, Sha256};
 
 /// Names that cannot be registered: RFC 2142 role addresses and the like.
 const RESERVED: &[&str] = &[
-    "abuse", "admin", "administrator", "hostmaster", "mailer-daemon", "no-reply", "noreply", "postmaster",
-    "root", "security", "webmaster", "www", "support", "info",
+    "abuse",
+    "admin",
+    "administrator",
+    "hostmaster",
+    "mailer-daemon",
+    "no-reply",
+    "noreply",
+    "postmaster",
+    "root",
+    "security",
+    "webmaster",
+    "www",
+    "support",
+    "info",
 ];
 
 /// Passwords refused outright, however long.
 const COMMON: &[&str] = &[
-    "password", "password1", "password123", "1234567890", "12345678910", "qwertyuiop", "iloveyou123",
-    "letmein123", "administrator", "welcome123", "changeme123", "passw0rd123",
+    "password",
+    "password1",
+    "password123",
+    "1234567890",
+    "12345678910",
+    "qwertyuiop",
+    "iloveyou123",
+    "letmein123",
+    "administrator",
+    "welcome123",
+    "changeme123",
+    "passw0rd123",
 ];
 
 /// Checks and normalises a user name: 1–32 of `a-z 0-9 . _ -`, starting with a letter or

@@ -90,12 +90,7 @@ impl SmsSender for Twilio {
     fn send<'a>(&'a self, to: &'a str, text: &'a str) -> BoxFuture<'a, Result<(), SmsError>> {
         Box::pin(async move {
             let url = format!("{}/2010-04-01/Accounts/{}/Messages.json", self.base_url, self.sid);
-            let body = format!(
-                "To={}&From={}&Body={}",
-                urlencode(to),
-                urlencode(&self.from),
-                urlencode(text)
-            );
+            let body = format!("To={}&From={}&Body={}", urlencode(to), urlencode(&self.from), urlencode(text));
             let resp = self
                 .http
                 .post(url)

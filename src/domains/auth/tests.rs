@@ -56,10 +56,7 @@ async fn app_passwords_replace_the_account_password_once_a_factor_is_on() {
     svc.sms_start(u.id, "+49 151 1234567", &client()).await.unwrap();
     let codes = svc.sms_confirm(u.id, &outbox.last_code(), &client()).await.unwrap();
     assert_eq!(codes.len(), 10);
-    assert!(matches!(
-        svc.verify_client_password("carol", PW, &client()).await,
-        Err(AuthError::InvalidCredentials)
-    ));
+    assert!(matches!(svc.verify_client_password("carol", PW, &client()).await, Err(AuthError::InvalidCredentials)));
     assert!(svc.verify_client_password("carol", &app_pw.to_uppercase(), &client()).await.is_ok());
     let id = svc.app_passwords(u.id).await.unwrap()[0].id;
     svc.revoke_app_password(u.id, id, &client()).await.unwrap();
@@ -101,10 +98,7 @@ async fn resends_are_throttled() {
     let (_d, svc, _outbox) = service(Config::default()).await;
     let u = svc.create_user("erin", PW, &client()).await.unwrap();
     svc.sms_start(u.id, "+4915112345678", &client()).await.unwrap();
-    assert!(matches!(
-        svc.sms_start(u.id, "+4915112345678", &client()).await,
-        Err(AuthError::RateLimited(_))
-    ));
+    assert!(matches!(svc.sms_start(u.id, "+4915112345678", &client()).await, Err(AuthError::RateLimited(_))));
 }
 
 #[tokio::test]

@@ -18,20 +18,12 @@ pub fn name(raw: Option<&str>) -> Result<String, PrefsError> {
     let raw = raw.unwrap_or_default();
     let base = raw.rsplit(['/', '\\']).next().unwrap_or_default().trim();
     if base.chars().any(char::is_control) {
-        return Err(PrefsError::InvalidAttachment(
-            "the name must not contain control characters".into(),
-        ));
+        return Err(PrefsError::InvalidAttachment("the name must not contain control characters".into()));
     }
     if base.chars().count() > NAME_MAX_CHARS {
-        return Err(PrefsError::InvalidAttachment(format!(
-            "the name has more than {NAME_MAX_CHARS} characters"
-        )));
+        return Err(PrefsError::InvalidAttachment(format!("the name has more than {NAME_MAX_CHARS} characters")));
     }
-    Ok(if base.is_empty() || base == "." || base == ".." {
-        DEFAULT_NAME.to_owned()
-    } else {
-        base.to_owned()
-    })
+    Ok(if base.is_empty() || base == "." || base == ".." { DEFAULT_NAME.to_owned() } else { base.to_owned() })
 }
 
 /// RFC 9110 §5.6.2 `tchar`.
@@ -47,19 +39,11 @@ pub fn media_type(raw: Option<&str>) -> Result<String, PrefsError> {
     if raw.is_empty() {
         return Ok(DEFAULT_MEDIA_TYPE.to_owned());
     }
-    let bad = || {
-        PrefsError::InvalidAttachment("the Content-Type is not a media type like image/png".into())
-    };
-    if raw.len() > MEDIA_TYPE_MAX_CHARS
-        || !raw
-            .chars()
-            .all(|c| c == ' ' || c == '\t' || c.is_ascii_graphic())
-    {
+    let bad = || PrefsError::InvalidAttachment("the Content-Type is not a media type like image/png".into());
+    if raw.len() > MEDIA_TYPE_MAX_CHARS || !raw.chars().all(|c| c == ' ' || c == '\t' || c.is_ascii_graphic()) {
         return Err(bad());
     }
-    let (essence, params) = raw
-        .split_once(';')
-        .map_or((raw, None), |(e, p)| (e, Some(p)));
+    let (essence, params) = raw.split_once(';').map_or((raw, None), |(e, p)| (e, Some(p)));
     let (ty, sub) = essence.trim().split_once('/').ok_or_else(bad)?;
     if ty.is_empty() || sub.is_empty() || !ty.chars().all(is_tchar) || !sub.chars().all(is_tchar) {
         return Err(bad());
@@ -90,19 +74,9 @@ mod tests {
     #[test]
     fn media_types_need_a_type_and_a_subtype() {
         assert_eq!(media_type(Some("Image/PNG")).unwrap(), "image/png");
-        assert_eq!(
-            media_type(Some("text/plain;charset=utf-8")).unwrap(),
-            "text/plain; charset=utf-8"
-        );
+        assert_eq!(media_type(Some("text/plain;charset=utf-8")).unwrap(), "text/plain; charset=utf-8");
         assert_eq!(media_type(None).unwrap(), DEFAULT_MEDIA_TYPE);
-        for bad in [
-            "text",
-            "/plain",
-            "text/",
-            "te xt/plain",
-            "text/plain\r\nX: y",
-            "tëxt/plain",
-        ] {
+        for bad in ["text", "/plain", "text/", "te xt/plain", "text/plain\r\nX: y", "tëxt/plain"] {
             assert!(media_type(Some(bad)).is_err(), "{bad:?} accepted");
         }
     }

@@ -13,8 +13,7 @@ pub fn empty() -> Value {
 
 /// Reads a stored document.
 pub fn decode_stored(text: &str) -> Result<Value, PrefsError> {
-    serde_json::from_str(text)
-        .map_err(|e| PrefsError::Internal(format!("stored document unreadable: {e}")))
+    serde_json::from_str(text).map_err(|e| PrefsError::Internal(format!("stored document unreadable: {e}")))
 }
 
 /// `current` with the merge patch applied: members set to `null` are removed, objects
@@ -45,9 +44,7 @@ pub fn mentions(doc: &Value, needle: &str) -> bool {
     match doc {
         Value::String(s) => s.contains(needle),
         Value::Array(items) => items.iter().any(|v| mentions(v, needle)),
-        Value::Object(map) => map
-            .iter()
-            .any(|(k, v)| k.contains(needle) || mentions(v, needle)),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains(needle) || mentions(v, needle)),
         Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
 }
@@ -72,41 +69,20 @@ mod tests {
 
     #[test]
     fn only_objects_within_the_limit_are_stored() {
-        assert!(matches!(
-            encode(&json!([1, 2]), 100),
-            Err(PrefsError::NotAnObject)
-        ));
-        assert!(matches!(
-            encode(&json!("x"), 100),
-            Err(PrefsError::NotAnObject)
-        ));
-        assert!(matches!(
-            encode(&Value::Null, 100),
-            Err(PrefsError::NotAnObject)
-        ));
+        assert!(matches!(encode(&json!([1, 2]), 100), Err(PrefsError::NotAnObject)));
+        assert!(matches!(encode(&json!("x"), 100), Err(PrefsError::NotAnObject)));
+        assert!(matches!(encode(&Value::Null, 100), Err(PrefsError::NotAnObject)));
         assert_eq!(encode(&json!({"a": 1}), 7).unwrap(), r#"{"a":1}"#);
-        assert!(matches!(
-            encode(&json!({"a": 10}), 7),
-            Err(PrefsError::TooLarge { max: 7 })
-        ));
-        assert_eq!(
-            decode_stored(&encode(&empty(), 10).unwrap()).unwrap(),
-            empty()
-        );
+        assert!(matches!(encode(&json!({"a": 10}), 7), Err(PrefsError::TooLarge { max: 7 })));
+        assert_eq!(decode_stored(&encode(&empty(), 10).unwrap()).unwrap(), empty());
     }
 
     #[test]
     fn mentions_look_into_every_string_and_key() {
         let id = "0123456789abcdef0123456789abcdef";
         assert!(mentions(&json!({"bg": id}), id));
-        assert!(mentions(
-            &json!({"a": [{"b": format!("/api/v1/prefs/attachments/{id}")}]}),
-            id
-        ));
+        assert!(mentions(&json!({"a": [{"b": format!("/api/v1/prefs/attachments/{id}")}]}), id));
         assert!(mentions(&json!({"files": {id: true}}), id));
-        assert!(!mentions(
-            &json!({"a": 1, "b": [null, false], "c": "other"}),
-            id
-        ));
+        assert!(!mentions(&json!({"a": 1, "b": [null, false], "c": "other"}), id));
     }
 }

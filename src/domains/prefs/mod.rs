@@ -5,17 +5,15 @@
 //! `prefs_attachments` tables and the `prefs:attachment:*` blob references; it knows no
 //! HTTP (ETags and media types of requests are the door's business).
 
-pub mod attachments;
-pub mod document;
+mod attachments;
+mod document;
 mod entity;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait, TryInsertResult,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait, TryInsertResult};
 use serde_json::Value;
 
 use crate::platform::blobs::{BlobError, BlobId, Blobs};
@@ -115,13 +113,7 @@ pub struct Attachment {
 
 impl From<attachment::Model> for Attachment {
     fn from(m: attachment::Model) -> Self {
-        Self {
-            id: m.id,
-            name: m.name,
-            content_type: m.content_type,
-            size: m.size,
-            created_at: m.created_at,
-        }
+        Self { id: m.id, name: m.name, content_type: m.content_type, size: m.size, created_at: m.created_at }
     }
 }
 
@@ -131,10 +123,7 @@ fn attachment_owner(id: &str) -> String {
 
 /// Whether `id` has the shape of an attachment id (32 lower-case hex digits).
 fn is_attachment_id(id: &str) -> bool {
-    id.len() == 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Preference documents and their attachments.
@@ -149,48 +138,26 @@ pub struct PrefsService {
 impl PrefsService {
     /// A service over `db`, `blobs` and `bus` with the `[prefs]` limits.
     pub fn new(db: Db, blobs: Blobs, bus: Bus, config: PrefsConfig) -> Self {
-        Self {
-            db,
-            blobs,
-            bus,
-            config: Arc::new(config),
-        }
+        Self { db, blobs, bus, config: Arc::new(config) }
     }
 
     /// The user's document (`{}` at version 0 if never written).
     pub async fn get(&self, user_id: i64) -> Result<PrefsDocument, PrefsError> {
         match doc_row::Entity::find_by_id(user_id).one(&self.db).await? {
-            Some(row) => Ok(PrefsDocument {
-                doc: document::decode_stored(&row.doc)?,
-                version: row.version,
-            }),
-            None => Ok(PrefsDocument {
-                doc: document::empty(),
-                version: 0,
-            }),
+            Some(row) => Ok(PrefsDocument { doc: document::decode_stored(&row.doc)?, version: row.version }),
+            None => Ok(PrefsDocument { doc: document::empty(), version: 0 }),
         }
     }
 
     /// Replaces the whole document with `doc`, if the stored version is `expect`ed.
-    pub async fn replace(
-        &self,
-        user_id: i64,
-        doc: Value,
-        expect: &Expect,
-    ) -> Result<PrefsDocument, PrefsError> {
+    pub async fn replace(&self, user_id: i64, doc: Value, expect: &Expect) -> Result<PrefsDocument, PrefsError> {
         self.write(user_id, expect, |_| doc.clone()).await
     }
 
     /// Applies a JSON Merge Patch (RFC 7396) to the document, if the stored version is
     /// `expect`ed.
-    pub async fn merge_patch(
-        &self,
-        user_id: i64,
-        patch: &Value,
-        expect: &Expect,
-    ) -> Result<PrefsDocument, PrefsError> {
-        self.write(user_id, expect, |current| document::merge(current, patch))
-            .await
+    pub async fn merge_patch(&self, user_id: i64, patch: &Value, expect: &Expect) -> Result<PrefsDocument, PrefsError> {
+        self.write(user_id, expect, |current| document::merge(current, patch)).await
     }
 
     /// Reads, checks the precondition, computes the new document, and stores it only if
@@ -234,10 +201,7 @@ impl PrefsService {
                     version: Set(1),
                     updated_at: Set(now()),
                 };
-                let res = doc_row::Entity::insert(first)
-                    .on_conflict_do_nothing()
-                    .exec_without_returning(&txn)
-                    .await?;
+                let res = doc_row::Entity::insert(first).on_conflict_do_nothing().exec_without_returning(&txn).await?;
                 matches!(res, TryInsertResult::Inserted(n) if n > 0)
             };
             if !swapped {
@@ -247,10 +211,7 @@ impl PrefsService {
             Bus::publish(&txn, &Event::PrefsChanged { user_id }).await?;
             txn.commit().await?;
             self.bus.wake();
-            return Ok(PrefsDocument {
-                doc: next,
-                version: version + 1,
-            });
+            return Ok(PrefsDocument { doc: next, version: version + 1 });
         }
         Err(PrefsError::Busy)
     }
@@ -265,9 +226,7 @@ impl PrefsService {
         bytes: Bytes,
     ) -> Result<Attachment, PrefsError> {
         if bytes.len() > self.config.attachment_max_bytes {
-            return Err(PrefsError::AttachmentTooLarge {
-                max: self.config.attachment_max_bytes,
-            });
+            return Err(PrefsError::AttachmentTooLarge { max: self.config.attachment_max_bytes });
         }
         let name = attachments::name(name)?;
         let content_type = attachments::media_type(media_type)?;
@@ -284,10 +243,7 @@ impl PrefsService {
             created_at: now(),
         };
         let active: attachment::ActiveModel = row.clone().into();
-        if let Err(e) = attachment::Entity::insert(active)
-            .exec_without_returning(&self.db)
-            .await
-        {
+        if let Err(e) = attachment::Entity::insert(active).exec_without_returning(&self.db).await {
             if let Err(re) = self.blobs.release(&blob, &attachment_owner(&id)).await {
                 tracing::warn!(user_id, error = %re, "blob of a failed attachment not released");
             }
@@ -308,11 +264,7 @@ impl PrefsService {
     }
 
     /// One of the user's attachments with its bytes; another user's is "not found".
-    pub async fn attachment(
-        &self,
-        user_id: i64,
-        id: &str,
-    ) -> Result<(Attachment, Bytes), PrefsError> {
+    pub async fn attachment(&self, user_id: i64, id: &str) -> Result<(Attachment, Bytes), PrefsError> {
         if !is_attachment_id(id) {
             return Err(PrefsError::AttachmentNotFound);
         }
@@ -321,8 +273,7 @@ impl PrefsService {
             .one(&self.db)
             .await?
             .ok_or(PrefsError::AttachmentNotFound)?;
-        let blob = BlobId::try_from(row.blob_id.clone())
-            .map_err(|e| PrefsError::Internal(e.to_string()))?;
+        let blob = BlobId::try_from(row.blob_id.clone()).map_err(|e| PrefsError::Internal(e.to_string()))?;
         let bytes = match self.blobs.get(&blob).await {
             Ok(b) => b,
             // Collected between the row read and the blob read.
@@ -346,22 +297,13 @@ impl PrefsService {
             .await?;
         let mut collected = 0;
         for row in old.into_iter().filter(|r| !document::mentions(&doc, &r.id)) {
-            let blob = BlobId::try_from(row.blob_id.clone())
-                .map_err(|e| PrefsError::Internal(e.to_string()))?;
-            self.blobs
-                .release(&blob, &attachment_owner(&row.id))
-                .await?;
-            attachment::Entity::delete_by_id(row.id.clone())
-                .exec(&self.db)
-                .await?;
+            let blob = BlobId::try_from(row.blob_id.clone()).map_err(|e| PrefsError::Internal(e.to_string()))?;
+            self.blobs.release(&blob, &attachment_owner(&row.id)).await?;
+            attachment::Entity::delete_by_id(row.id.clone()).exec(&self.db).await?;
             collected += 1;
         }
         if collected > 0 {
-            tracing::info!(
-                user_id,
-                collected,
-                "unreferenced preference attachments deleted"
-            );
+            tracing::info!(user_id, collected, "unreferenced preference attachments deleted");
         }
         Ok(collected)
     }
@@ -369,11 +311,9 @@ impl PrefsService {
     /// Bus subscriber: on `PrefsChanged`, collects the user's unreferenced attachments.
     pub async fn handle_event(&self, event: Event) -> Result<(), String> {
         match event {
-            Event::PrefsChanged { user_id } => self
-                .collect_attachments(user_id)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Event::PrefsChanged { user_id } => {
+                self.collect_attachments(user_id).await.map(|_| ()).map_err(|e| e.to_string())
+            }
             Event::UserRegistered { .. } | Event::UserDisabled { .. } => Ok(()),
         }
     }

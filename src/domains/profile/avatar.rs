@@ -29,12 +29,7 @@ pub enum ImageType {
 impl ImageType {
     /// The type named by a media type (parameters and case ignored), if accepted.
     pub fn from_media_type(media_type: &str) -> Option<Self> {
-        let essence = media_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
+        let essence = media_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
         match essence.as_str() {
             "image/png" => Some(Self::Png),
             "image/jpeg" | "image/jpg" => Some(Self::Jpeg),
@@ -66,14 +61,8 @@ impl ImageType {
 
 /// Checks that `bytes` decode as `ty` within `max_edge` pixels per side and returns a
 /// `thumb_px` × `thumb_px` PNG of the image's centre square (scaled up or down).
-pub fn thumbnail(
-    bytes: &[u8],
-    ty: ImageType,
-    max_edge: u32,
-    thumb_px: u32,
-) -> Result<Vec<u8>, ProfileError> {
-    let not_that_type =
-        || ProfileError::InvalidImage(format!("the body is not a valid {} image", ty.media_type()));
+pub fn thumbnail(bytes: &[u8], ty: ImageType, max_edge: u32, thumb_px: u32) -> Result<Vec<u8>, ProfileError> {
+    let not_that_type = || ProfileError::InvalidImage(format!("the body is not a valid {} image", ty.media_type()));
     // The signature first: a JPEG sent as image/png is refused with a clear message.
     if image::guess_format(bytes).ok() != Some(ty.format()) {
         return Err(not_that_type());
@@ -91,9 +80,7 @@ pub fn thumbnail(
     let px = thumb_px.max(1);
     let thumb = img.resize_to_fill(px, px, FilterType::Triangle);
     let mut out = Cursor::new(Vec::new());
-    thumb
-        .write_to(&mut out, ImageFormat::Png)
-        .map_err(|e| ProfileError::Internal(format!("thumbnail: {e}")))?;
+    thumb.write_to(&mut out, ImageFormat::Png).map_err(|e| ProfileError::Internal(format!("thumbnail: {e}")))?;
     Ok(out.into_inner())
 }
 
@@ -103,9 +90,7 @@ mod tests {
     use image::{DynamicImage, RgbImage};
 
     fn encoded(w: u32, h: u32, format: ImageFormat) -> Vec<u8> {
-        let img = DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, y| {
-            image::Rgb([x as u8, y as u8, 7])
-        }));
+        let img = DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 7])));
         let mut out = Cursor::new(Vec::new());
         img.write_to(&mut out, format).unwrap();
         out.into_inner()
@@ -114,8 +99,7 @@ mod tests {
     #[test]
     fn thumbnails_are_square_pngs_of_the_asked_size() {
         for (w, h) in [(300, 200), (20, 90), (64, 64)] {
-            let png =
-                thumbnail(&encoded(w, h, ImageFormat::Png), ImageType::Png, 4096, 64).unwrap();
+            let png = thumbnail(&encoded(w, h, ImageFormat::Png), ImageType::Png, 4096, 64).unwrap();
             let img = image::load_from_memory_with_format(&png, ImageFormat::Png).unwrap();
             assert_eq!((img.width(), img.height()), (64, 64));
         }
@@ -126,20 +110,14 @@ mod tests {
     #[test]
     fn bytes_must_be_the_claimed_type() {
         let jpeg = encoded(10, 10, ImageFormat::Jpeg);
-        assert!(matches!(
-            thumbnail(&jpeg, ImageType::Png, 4096, 16),
-            Err(ProfileError::InvalidImage(_))
-        ));
+        assert!(matches!(thumbnail(&jpeg, ImageType::Png, 4096, 16), Err(ProfileError::InvalidImage(_))));
         assert!(matches!(
             thumbnail(b"hello, not an image", ImageType::Png, 4096, 16),
             Err(ProfileError::InvalidImage(_))
         ));
         let mut cut = encoded(10, 10, ImageFormat::Png);
         cut.truncate(cut.len() / 2);
-        assert!(matches!(
-            thumbnail(&cut, ImageType::Png, 4096, 16),
-            Err(ProfileError::InvalidImage(_))
-        ));
+        assert!(matches!(thumbnail(&cut, ImageType::Png, 4096, 16), Err(ProfileError::InvalidImage(_))));
     }
 
     #[test]
@@ -153,10 +131,7 @@ mod tests {
 
     #[test]
     fn media_types_are_matched_without_parameters_or_case() {
-        assert_eq!(
-            ImageType::from_media_type("Image/PNG; charset=x"),
-            Some(ImageType::Png)
-        );
+        assert_eq!(ImageType::from_media_type("Image/PNG; charset=x"), Some(ImageType::Png));
         assert_eq!(ImageType::from_media_type("image/svg+xml"), None);
         assert_eq!(ImageType::from_media_type("text/plain"), None);
     }

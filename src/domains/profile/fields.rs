@@ -14,10 +14,7 @@ const TIME_ZONE_MAX_CHARS: usize = 64;
 const LANGUAGE_MAX_CHARS: usize = 35;
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ProfileError {
-    ProfileError::Invalid {
-        field,
-        reason: reason.into(),
-    }
+    ProfileError::Invalid { field, reason: reason.into() }
 }
 
 /// A display name: trimmed, 1 to [`DISPLAY_NAME_MAX_CHARS`] characters, no control
@@ -28,16 +25,10 @@ pub fn display_name(raw: &str) -> Result<String, ProfileError> {
         return Err(invalid("display_name", "must not be empty"));
     }
     if name.chars().count() > DISPLAY_NAME_MAX_CHARS {
-        return Err(invalid(
-            "display_name",
-            format!("at most {DISPLAY_NAME_MAX_CHARS} characters"),
-        ));
+        return Err(invalid("display_name", format!("at most {DISPLAY_NAME_MAX_CHARS} characters")));
     }
     if name.chars().any(char::is_control) {
-        return Err(invalid(
-            "display_name",
-            "must not contain control characters",
-        ));
+        return Err(invalid("display_name", "must not contain control characters"));
     }
     Ok(name.to_owned())
 }
@@ -46,10 +37,7 @@ pub fn display_name(raw: &str) -> Result<String, ProfileError> {
 /// only safe URL schemes, links get `rel="noopener noreferrer"`).
 pub fn signature(raw: &str) -> Result<String, ProfileError> {
     if raw.len() > SIGNATURE_MAX_BYTES {
-        return Err(invalid(
-            "signature_html",
-            format!("at most {SIGNATURE_MAX_BYTES} bytes"),
-        ));
+        return Err(invalid("signature_html", format!("at most {SIGNATURE_MAX_BYTES} bytes")));
     }
     Ok(ammonia::clean(raw))
 }
@@ -59,12 +47,7 @@ pub fn signature(raw: &str) -> Result<String, ProfileError> {
 /// upper-case ASCII letter and holds letters, digits, `_`, `-` and `+`.
 pub fn time_zone(raw: &str) -> Result<String, ProfileError> {
     let tz = raw.trim();
-    let bad = || {
-        invalid(
-            "time_zone",
-            format!("{tz:?} is not an IANA time zone name like Europe/Berlin or UTC"),
-        )
-    };
+    let bad = || invalid("time_zone", format!("{tz:?} is not an IANA time zone name like Europe/Berlin or UTC"));
     if tz.is_empty() || tz.len() > TIME_ZONE_MAX_CHARS {
         return Err(bad());
     }
@@ -87,12 +70,7 @@ pub fn time_zone(raw: &str) -> Result<String, ProfileError> {
 /// `zh-Hant-TW`, `sr-Latn`). Private-use (`x-...`) tags are accepted too.
 pub fn language(raw: &str) -> Result<String, ProfileError> {
     let tag = raw.trim();
-    let bad = || {
-        invalid(
-            "language",
-            format!("{tag:?} is not a language tag like en or de-CH"),
-        )
-    };
+    let bad = || invalid("language", format!("{tag:?} is not a language tag like en or de-CH"));
     if tag.is_empty() || tag.len() > LANGUAGE_MAX_CHARS {
         return Err(bad());
     }
@@ -100,8 +78,7 @@ pub fn language(raw: &str) -> Result<String, ProfileError> {
     let primary = subtags.next().unwrap_or_default();
     let primary_ok = ((2..=8).contains(&primary.len()) || primary.eq_ignore_ascii_case("x"))
         && primary.chars().all(|c| c.is_ascii_alphabetic());
-    let rest_ok = subtags
-        .all(|s| !s.is_empty() && s.len() <= 8 && s.chars().all(|c| c.is_ascii_alphanumeric()));
+    let rest_ok = subtags.all(|s| !s.is_empty() && s.len() <= 8 && s.chars().all(|c| c.is_ascii_alphanumeric()));
     if !primary_ok || !rest_ok {
         return Err(bad());
     }
@@ -128,13 +105,7 @@ mod tests {
 
     #[test]
     fn time_zones_must_look_like_iana_names() {
-        for ok in [
-            "UTC",
-            "Europe/Berlin",
-            "America/Argentina/Buenos_Aires",
-            "Etc/GMT+5",
-            "America/Port-au-Prince",
-        ] {
+        for ok in ["UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires", "Etc/GMT+5", "America/Port-au-Prince"] {
             assert_eq!(time_zone(ok).unwrap(), ok);
         }
         for bad in [
@@ -155,27 +126,10 @@ mod tests {
 
     #[test]
     fn languages_must_look_like_bcp47_tags() {
-        for ok in [
-            "en",
-            "de-CH",
-            "zh-Hant-TW",
-            "sr-Latn",
-            "es-419",
-            "x-klingon",
-        ] {
+        for ok in ["en", "de-CH", "zh-Hant-TW", "sr-Latn", "es-419", "x-klingon"] {
             assert_eq!(language(ok).unwrap(), ok);
         }
-        for bad in [
-            "",
-            "e",
-            "en_US",
-            "en-",
-            "-en",
-            "en--US",
-            "123",
-            "en-toolongsubtag",
-            "de CH",
-        ] {
+        for bad in ["", "e", "en_US", "en-", "-en", "en--US", "123", "en-toolongsubtag", "de CH"] {
             assert!(language(bad).is_err(), "{bad:?} accepted");
         }
     }

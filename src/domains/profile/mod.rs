@@ -6,7 +6,7 @@
 
 mod avatar;
 mod entity;
-pub mod fields;
+mod fields;
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
 use tokio::sync::Mutex;
 
-pub use avatar::ImageType;
+use avatar::ImageType;
 
 use crate::platform::blobs::{BlobError, BlobId, Blobs};
 use crate::platform::bus::Event;
@@ -159,10 +159,7 @@ struct AvatarBlobs {
 
 impl AvatarBlobs {
     fn of(row: &entity::Model) -> Self {
-        Self {
-            full: row.avatar_blob.clone(),
-            thumb: row.avatar_thumb_blob.clone(),
-        }
+        Self { full: row.avatar_blob.clone(), thumb: row.avatar_thumb_blob.clone() }
     }
 }
 
@@ -171,17 +168,13 @@ fn tag_of(blob: &str) -> String {
 }
 
 fn blob_id(stored: &str) -> Result<BlobId, ProfileError> {
-    BlobId::try_from(stored.to_owned())
-        .map_err(|_| ProfileError::Internal(format!("bad stored blob id {stored:?}")))
+    BlobId::try_from(stored.to_owned()).map_err(|_| ProfileError::Internal(format!("bad stored blob id {stored:?}")))
 }
 
 impl From<entity::Model> for Profile {
     fn from(m: entity::Model) -> Self {
         let avatar = match (&m.avatar_type, &m.avatar_thumb_blob) {
-            (Some(t), Some(thumb)) => Some(AvatarInfo {
-                media_type: t.clone(),
-                tag: tag_of(thumb),
-            }),
+            (Some(t), Some(thumb)) => Some(AvatarInfo { media_type: t.clone(), tag: tag_of(thumb) }),
             _ => None,
         };
         Profile {
@@ -199,12 +192,7 @@ impl From<entity::Model> for Profile {
 impl ProfileService {
     /// A service over `db` and `blobs` with the `[profile]` limits.
     pub fn new(db: Db, blobs: Blobs, config: ProfileConfig) -> Self {
-        Self {
-            db,
-            blobs,
-            config: Arc::new(config),
-            avatar_lock: Arc::new(Mutex::new(())),
-        }
+        Self { db, blobs, config: Arc::new(config), avatar_lock: Arc::new(Mutex::new(())) }
     }
 
     /// The user's profile, created with the defaults if it does not exist yet.
@@ -214,35 +202,13 @@ impl ProfileService {
 
     /// Validates every given field first (so a refused change stores nothing), then
     /// stores them and returns the profile.
-    pub async fn update(
-        &self,
-        user_id: i64,
-        username: &str,
-        change: ProfileUpdate,
-    ) -> Result<Profile, ProfileError> {
-        let display_name = change
-            .display_name
-            .as_deref()
-            .map(fields::display_name)
-            .transpose()?;
-        let signature = change
-            .signature_html
-            .as_deref()
-            .map(fields::signature)
-            .transpose()?;
-        let time_zone = change
-            .time_zone
-            .as_deref()
-            .map(fields::time_zone)
-            .transpose()?;
-        let language = change
-            .language
-            .as_deref()
-            .map(fields::language)
-            .transpose()?;
+    pub async fn update(&self, user_id: i64, username: &str, change: ProfileUpdate) -> Result<Profile, ProfileError> {
+        let display_name = change.display_name.as_deref().map(fields::display_name).transpose()?;
+        let signature = change.signature_html.as_deref().map(fields::signature).transpose()?;
+        let time_zone = change.time_zone.as_deref().map(fields::time_zone).transpose()?;
+        let language = change.language.as_deref().map(fields::language).transpose()?;
         self.ensure(user_id, username).await?;
-        let mut q =
-            entity::Entity::update_many().col_expr(entity::Column::UpdatedAt, Expr::value(now()));
+        let mut q = entity::Entity::update_many().col_expr(entity::Column::UpdatedAt, Expr::value(now()));
         for (col, value) in [
             (entity::Column::DisplayName, display_name),
             (entity::Column::SignatureHtml, signature),
@@ -253,19 +219,14 @@ impl ProfileService {
                 q = q.col_expr(col, Expr::value(v));
             }
         }
-        q.filter(entity::Column::UserId.eq(user_id))
-            .exec(&self.db)
-            .await?;
+        q.filter(entity::Column::UserId.eq(user_id)).exec(&self.db).await?;
         self.get(user_id, username).await
     }
 
     /// The public card of a user.
     pub async fn card(&self, user_id: i64, username: &str) -> Result<PublicCard, ProfileError> {
         let row = self.ensure(user_id, username).await?;
-        Ok(PublicCard {
-            display_name: row.display_name,
-            avatar_tag: row.avatar_thumb_blob.as_deref().map(tag_of),
-        })
+        Ok(PublicCard { display_name: row.display_name, avatar_tag: row.avatar_thumb_blob.as_deref().map(tag_of) })
     }
 
     /// Checks an uploaded avatar (size, type, that it decodes, its pixel size), makes the
@@ -278,39 +239,26 @@ impl ProfileService {
         bytes: Bytes,
     ) -> Result<Profile, ProfileError> {
         if bytes.len() > self.config.avatar_max_bytes {
-            return Err(ProfileError::AvatarTooLarge {
-                max: self.config.avatar_max_bytes,
-            });
+            return Err(ProfileError::AvatarTooLarge { max: self.config.avatar_max_bytes });
         }
-        let ty = ImageType::from_media_type(media_type).ok_or_else(|| {
-            ProfileError::UnsupportedImageType(media_type.chars().take(100).collect())
-        })?;
+        let ty = ImageType::from_media_type(media_type)
+            .ok_or_else(|| ProfileError::UnsupportedImageType(media_type.chars().take(100).collect()))?;
         let (max_edge, px) = (self.config.avatar_max_edge_px, self.config.thumbnail_px);
         let input = bytes.clone();
-        let thumb =
-            tokio::task::spawn_blocking(move || avatar::thumbnail(&input, ty, max_edge, px))
-                .await
-                .map_err(|e| ProfileError::Internal(format!("thumbnail task: {e}")))??;
+        let thumb = tokio::task::spawn_blocking(move || avatar::thumbnail(&input, ty, max_edge, px))
+            .await
+            .map_err(|e| ProfileError::Internal(format!("thumbnail task: {e}")))??;
         self.ensure(user_id, username).await?;
 
         let _swap = self.avatar_lock.lock().await;
         let old = AvatarBlobs::of(&self.row(user_id).await?);
         let full = self.blobs.put(bytes, &avatar_owner(user_id)).await?;
-        let thumb = self
-            .blobs
-            .put(Bytes::from(thumb), &thumb_owner(user_id))
-            .await?;
-        let new = AvatarBlobs {
-            full: Some(full.to_string()),
-            thumb: Some(thumb.to_string()),
-        };
+        let thumb = self.blobs.put(Bytes::from(thumb), &thumb_owner(user_id)).await?;
+        let new = AvatarBlobs { full: Some(full.to_string()), thumb: Some(thumb.to_string()) };
         let stored = entity::Entity::update_many()
             .col_expr(entity::Column::AvatarBlob, Expr::value(full.to_string()))
             .col_expr(entity::Column::AvatarType, Expr::value(ty.media_type()))
-            .col_expr(
-                entity::Column::AvatarThumbBlob,
-                Expr::value(thumb.to_string()),
-            )
+            .col_expr(entity::Column::AvatarThumbBlob, Expr::value(thumb.to_string()))
             .col_expr(entity::Column::UpdatedAt, Expr::value(now()))
             .filter(entity::Column::UserId.eq(user_id))
             .exec(&self.db)
@@ -334,33 +282,20 @@ impl ProfileService {
             return Ok(());
         };
         entity::Entity::update_many()
-            .col_expr(
-                entity::Column::AvatarBlob,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                entity::Column::AvatarType,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                entity::Column::AvatarThumbBlob,
-                Expr::value(Option::<String>::None),
-            )
+            .col_expr(entity::Column::AvatarBlob, Expr::value(Option::<String>::None))
+            .col_expr(entity::Column::AvatarType, Expr::value(Option::<String>::None))
+            .col_expr(entity::Column::AvatarThumbBlob, Expr::value(Option::<String>::None))
             .col_expr(entity::Column::UpdatedAt, Expr::value(now()))
             .filter(entity::Column::UserId.eq(user_id))
             .exec(&self.db)
             .await?;
-        self.release_replaced(user_id, &AvatarBlobs::of(&old), &AvatarBlobs::default())
-            .await;
+        self.release_replaced(user_id, &AvatarBlobs::of(&old), &AvatarBlobs::default()).await;
         Ok(())
     }
 
     /// The user's own uploaded avatar, as sent.
     pub async fn avatar(&self, user_id: i64) -> Result<Image, ProfileError> {
-        let row = entity::Entity::find_by_id(user_id)
-            .one(&self.db)
-            .await?
-            .ok_or(ProfileError::NoAvatar)?;
+        let row = entity::Entity::find_by_id(user_id).one(&self.db).await?.ok_or(ProfileError::NoAvatar)?;
         match (row.avatar_blob, row.avatar_type) {
             (Some(blob), Some(media_type)) => self.image(&blob, media_type).await,
             _ => Err(ProfileError::NoAvatar),
@@ -369,10 +304,7 @@ impl ProfileService {
 
     /// The avatar's square PNG thumbnail: what other users may see.
     pub async fn avatar_thumbnail(&self, user_id: i64) -> Result<Image, ProfileError> {
-        let row = entity::Entity::find_by_id(user_id)
-            .one(&self.db)
-            .await?
-            .ok_or(ProfileError::NoAvatar)?;
+        let row = entity::Entity::find_by_id(user_id).one(&self.db).await?.ok_or(ProfileError::NoAvatar)?;
         let blob = row.avatar_thumb_blob.ok_or(ProfileError::NoAvatar)?;
         self.image(&blob, "image/png".to_owned()).await
     }
@@ -380,11 +312,9 @@ impl ProfileService {
     /// Bus subscriber: creates the default profile of a new account. Idempotent.
     pub async fn handle_event(&self, event: Event) -> Result<(), String> {
         match event {
-            Event::UserRegistered { user_id, username } => self
-                .ensure(user_id, &username)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Event::UserRegistered { user_id, username } => {
+                self.ensure(user_id, &username).await.map(|_| ()).map_err(|e| e.to_string())
+            }
             Event::UserDisabled { .. } | Event::PrefsChanged { .. } => Ok(()),
         }
     }
@@ -396,11 +326,7 @@ impl ProfileService {
             Err(BlobError::NotFound) => return Err(ProfileError::NoAvatar),
             Err(e) => return Err(e.into()),
         };
-        Ok(Image {
-            bytes,
-            media_type,
-            tag: tag_of(blob),
-        })
+        Ok(Image { bytes, media_type, tag: tag_of(blob) })
     }
 
     async fn row(&self, user_id: i64) -> Result<entity::Model, ProfileError> {
@@ -427,29 +353,21 @@ impl ProfileService {
             language: Set(DEFAULT_LANGUAGE.to_owned()),
             updated_at: Set(now()),
         };
-        entity::Entity::insert(row)
-            .on_conflict_do_nothing()
-            .exec_without_returning(&self.db)
-            .await?;
+        entity::Entity::insert(row).on_conflict_do_nothing().exec_without_returning(&self.db).await?;
         self.row(user_id).await
     }
 
     /// Releases the blobs of `replaced` that `kept` does not name. A failure only
     /// leaks a blob, so it is logged rather than returned.
     async fn release_replaced(&self, user_id: i64, replaced: &AvatarBlobs, kept: &AvatarBlobs) {
-        for (old, new, owner) in [
-            (&replaced.full, &kept.full, avatar_owner(user_id)),
-            (&replaced.thumb, &kept.thumb, thumb_owner(user_id)),
-        ] {
+        for (old, new, owner) in
+            [(&replaced.full, &kept.full, avatar_owner(user_id)), (&replaced.thumb, &kept.thumb, thumb_owner(user_id))]
+        {
             let Some(old) = old.as_deref().filter(|o| new.as_deref() != Some(*o)) else {
                 continue;
             };
             let released = match blob_id(old) {
-                Ok(id) => self
-                    .blobs
-                    .release(&id, &owner)
-                    .await
-                    .map_err(ProfileError::from),
+                Ok(id) => self.blobs.release(&id, &owner).await.map_err(ProfileError::from),
                 Err(e) => Err(e),
             };
             if let Err(e) = released {

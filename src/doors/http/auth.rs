@@ -417,13 +417,51 @@ async fn security_log(State(s): State<HttpState>, user: CurrentUser) -> Result<i
 /// The OpenAPI description of these routes.
 #[derive(OpenApi)]
 #[openapi(
-    paths(register, login, login_second_factor, login_sms, logout, me, change_password, sessions,
-          revoke_session, totp_setup, totp_confirm, totp_disable, recovery_codes, sms_phone, sms_confirm,
-          sms_disable, list_app_passwords, create_app_password, revoke_app_password, security_log),
-    components(schemas(Credentials, UserBody, SessionBody, SecondFactorBody, SecondFactorRequest, PendingRequest,
-        CodeRequest, PasswordRequest, ChangePasswordRequest, PhoneRequest, NameRequest, RecoveryCodesBody, MeBody,
-        NewAppPasswordBody, User, SessionView, TotpSetup, AppPasswordView, SecurityEvent, super::error::ErrorBody,
-        super::error::ErrorDetail))
+    paths(
+        register,
+        login,
+        login_second_factor,
+        login_sms,
+        logout,
+        me,
+        change_password,
+        sessions,
+        revoke_session,
+        totp_setup,
+        totp_confirm,
+        totp_disable,
+        recovery_codes,
+        sms_phone,
+        sms_confirm,
+        sms_disable,
+        list_app_passwords,
+        create_app_password,
+        revoke_app_password,
+        security_log
+    ),
+    components(schemas(
+        Credentials,
+        UserBody,
+        SessionBody,
+        SecondFactorBody,
+        SecondFactorRequest,
+        PendingRequest,
+        CodeRequest,
+        PasswordRequest,
+        ChangePasswordRequest,
+        PhoneRequest,
+        NameRequest,
+        RecoveryCodesBody,
+        MeBody,
+        NewAppPasswordBody,
+        User,
+        SessionView,
+        TotpSetup,
+        AppPasswordView,
+        SecurityEvent,
+        super::error::ErrorBody,
+        super::error::ErrorDetail
+    ))
 )]
 pub struct AuthApi;
 

@@ -39,11 +39,7 @@ async fn healthz(State(s): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(s): State<HttpState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        s.services.metrics.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.services.metrics.render()).into_response()
 }
 
 /// The whole API description, merged from each route module.
@@ -53,7 +49,8 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     doc.merge(super::prefs::openapi());
     doc.info.title = "postcast API".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
-    doc.info.description = Some("Mail and live streaming for self-hosters. Errors: {\"error\":{\"code\",\"message\"}}.".into());
+    doc.info.description =
+        Some("Mail and live streaming for self-hosters. Errors: {\"error\":{\"code\",\"message\"}}.".into());
     doc
 }
 
@@ -84,11 +81,8 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
 /// Counts requests and their latency by route and status.
 pub async fn track_requests(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().to_string();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();

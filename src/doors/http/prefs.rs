@@ -69,14 +69,7 @@ pub struct UploadQuery {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(
-        get_prefs,
-        put_prefs,
-        patch_prefs,
-        upload_attachment,
-        list_attachments,
-        download_attachment
-    ),
+    paths(get_prefs, put_prefs, patch_prefs, upload_attachment, list_attachments, download_attachment),
     components(schemas(AttachmentView, ErrorBody, ErrorDetail))
 )]
 struct PrefsApi;
@@ -92,10 +85,7 @@ pub fn routes(state: &HttpState) -> Router<HttpState> {
     let upload_limit = DefaultBodyLimit::max(state.services.config.http.upload_limit_bytes);
     Router::new()
         .route("/prefs", get(get_prefs).put(put_prefs).patch(patch_prefs))
-        .route(
-            "/prefs/attachments",
-            get(list_attachments).post(upload_attachment.layer(upload_limit)),
-        )
+        .route("/prefs/attachments", get(list_attachments).post(upload_attachment.layer(upload_limit)))
         .route("/prefs/attachments/{id}", get(download_attachment))
 }
 
@@ -103,9 +93,7 @@ impl From<PrefsError> for AppError {
     fn from(e: PrefsError) -> Self {
         let msg = e.to_string();
         match e {
-            PrefsError::NotAnObject => {
-                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_an_object", msg)
-            }
+            PrefsError::NotAnObject => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_an_object", msg),
             PrefsError::TooLarge { .. } | PrefsError::AttachmentTooLarge { .. } => {
                 AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", msg)
             }
@@ -117,9 +105,7 @@ impl From<PrefsError> for AppError {
                 AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_attachment", msg)
             }
             PrefsError::AttachmentNotFound => AppError::not_found("attachment"),
-            PrefsError::Db(_) | PrefsError::Blob(_) | PrefsError::Internal(_) => {
-                AppError::internal(msg)
-            }
+            PrefsError::Db(_) | PrefsError::Blob(_) | PrefsError::Internal(_) => AppError::internal(msg),
         }
     }
 }
@@ -137,44 +123,24 @@ fn expect_from(headers: &HeaderMap) -> Result<Expect, AppError> {
     let mut present = false;
     for value in headers.get_all(header::IF_MATCH) {
         present = true;
-        let text = value
-            .to_str()
-            .map_err(|_| AppError::bad_request("If-Match must be ASCII"))?;
+        let text = value.to_str().map_err(|_| AppError::bad_request("If-Match must be ASCII"))?;
         for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             if tag == "*" {
                 return Ok(Expect::Any);
             }
-            if let Some(v) = tag
-                .strip_prefix("\"v")
-                .and_then(|t| t.strip_suffix('"'))
-                .and_then(|t| t.parse().ok())
-            {
+            if let Some(v) = tag.strip_prefix("\"v").and_then(|t| t.strip_suffix('"')).and_then(|t| t.parse().ok()) {
                 versions.push(v);
             }
         }
     }
-    Ok(if present {
-        Expect::OneOf(versions)
-    } else {
-        Expect::Any
-    })
+    Ok(if present { Expect::OneOf(versions) } else { Expect::Any })
 }
 
 /// Checks the `Content-Type` against `accepted` (parameters ignored) and parses the body
 /// as JSON; any failure is a clear 4xx and nothing is stored.
-fn json_body(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    accepted: &[&str],
-) -> Result<Value, AppError> {
+fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>, accepted: &[&str]) -> Result<Value, AppError> {
     let essence = content_type(headers)
-        .map(|ct| {
-            ct.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        })
+        .map(|ct| ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
         .unwrap_or_default();
     if !accepted.contains(&essence.as_str()) {
         return Err(AppError::new(
@@ -184,13 +150,8 @@ fn json_body(
         ));
     }
     let body = body.map_err(body_rejection)?;
-    serde_json::from_slice(&body).map_err(|e| {
-        AppError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("the body is not valid JSON: {e}"),
-        )
-    })
+    serde_json::from_slice(&body)
+        .map_err(|e| AppError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {e}")))
 }
 
 /// The document with its `ETag`, or the error; a failed precondition also carries the
@@ -200,10 +161,7 @@ fn document_response(result: Result<PrefsDocument, PrefsError>) -> Response {
         Ok(d) => {
             let mut resp = ApiJson(d.doc).into_response();
             resp.headers_mut().insert(header::ETAG, etag(d.version));
-            resp.headers_mut().insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("private, no-cache"),
-            );
+            resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
             resp
         }
         Err(e) => {
@@ -246,13 +204,7 @@ async fn put_prefs(
 ) -> Result<Response, AppError> {
     let expect = expect_from(&headers)?;
     let doc = json_body(&headers, body, &["application/json"])?;
-    Ok(document_response(
-        state
-            .services
-            .prefs
-            .replace(user.user_id, doc, &expect)
-            .await,
-    ))
+    Ok(document_response(state.services.prefs.replace(user.user_id, doc, &expect).await))
 }
 
 /// Applies a JSON Merge Patch (RFC 7396): `null` removes a member, objects merge.
@@ -273,13 +225,7 @@ async fn patch_prefs(
 ) -> Result<Response, AppError> {
     let expect = expect_from(&headers)?;
     let patch = json_body(&headers, body, &[MERGE_PATCH, "application/json"])?;
-    Ok(document_response(
-        state
-            .services
-            .prefs
-            .merge_patch(user.user_id, &patch, &expect)
-            .await,
-    ))
+    Ok(document_response(state.services.prefs.merge_patch(user.user_id, &patch, &expect).await))
 }
 
 /// Stores a file: the raw bytes are the body, `Content-Type` its type. It is deleted
@@ -298,16 +244,8 @@ async fn upload_attachment(
 ) -> Result<(StatusCode, ApiJson<AttachmentView>), AppError> {
     let Query(query) = query.map_err(|e| AppError::bad_request(e.body_text()))?;
     let body = body.map_err(body_rejection)?;
-    let a = state
-        .services
-        .prefs
-        .add_attachment(
-            user.user_id,
-            query.name.as_deref(),
-            content_type(&headers),
-            body,
-        )
-        .await?;
+    let a =
+        state.services.prefs.add_attachment(user.user_id, query.name.as_deref(), content_type(&headers), body).await?;
     Ok((StatusCode::CREATED, ApiJson(a.into())))
 }
 
@@ -319,9 +257,7 @@ async fn list_attachments(
     user: CurrentUser,
 ) -> Result<ApiJson<Vec<AttachmentView>>, AppError> {
     let list = state.services.prefs.attachments(user.user_id).await?;
-    Ok(ApiJson(
-        list.into_iter().map(AttachmentView::from).collect(),
-    ))
+    Ok(ApiJson(list.into_iter().map(AttachmentView::from).collect()))
 }
 
 /// Downloads one of the caller's attachments (always as a download, never inline).
@@ -335,26 +271,17 @@ async fn download_attachment(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let (a, bytes) = state.services.prefs.attachment(user.user_id, &id).await?;
-    let content_type = HeaderValue::from_str(&a.content_type)
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    let disposition = HeaderValue::from_str(&content_disposition(&a.name))
-        .unwrap_or(HeaderValue::from_static("attachment"));
+    let content_type =
+        HeaderValue::from_str(&a.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let disposition =
+        HeaderValue::from_str(&content_disposition(&a.name)).unwrap_or(HeaderValue::from_static("attachment"));
     let mut resp = bytes.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, content_type);
     h.insert(header::CONTENT_DISPOSITION, disposition);
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("sandbox; default-src 'none'"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     Ok(resp)
 }
 
@@ -363,13 +290,7 @@ async fn download_attachment(
 fn content_disposition(name: &str) -> String {
     let ascii: String = name
         .chars()
-        .map(|c| {
-            if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' { c } else { '_' })
         .collect();
     let encoded: String = name
         .bytes()
@@ -399,73 +320,38 @@ mod tests {
     #[test]
     fn if_match_allows_star_listed_strong_tags_or_nothing() {
         assert_eq!(expect_from(&headers(&[])).unwrap(), Expect::Any);
+        assert_eq!(expect_from(&headers(&[("if-match", "*")])).unwrap(), Expect::Any);
+        assert_eq!(expect_from(&headers(&[("if-match", "\"v3\"")])).unwrap(), Expect::OneOf(vec![3]));
         assert_eq!(
-            expect_from(&headers(&[("if-match", "*")])).unwrap(),
-            Expect::Any
-        );
-        assert_eq!(
-            expect_from(&headers(&[("if-match", "\"v3\"")])).unwrap(),
-            Expect::OneOf(vec![3])
-        );
-        assert_eq!(
-            expect_from(&headers(&[
-                ("if-match", "\"v3\", \"v5\""),
-                ("if-match", "\"v7\"")
-            ]))
-            .unwrap(),
+            expect_from(&headers(&[("if-match", "\"v3\", \"v5\""), ("if-match", "\"v7\"")])).unwrap(),
             Expect::OneOf(vec![3, 5, 7])
         );
         // RFC 9110 §13.1.1: strong comparison, so a weak tag never matches.
-        assert_eq!(
-            expect_from(&headers(&[("if-match", "W/\"v3\"")])).unwrap(),
-            Expect::OneOf(vec![])
-        );
-        assert_eq!(
-            expect_from(&headers(&[("if-match", "garbage")])).unwrap(),
-            Expect::OneOf(vec![])
-        );
+        assert_eq!(expect_from(&headers(&[("if-match", "W/\"v3\"")])).unwrap(), Expect::OneOf(vec![]));
+        assert_eq!(expect_from(&headers(&[("if-match", "garbage")])).unwrap(), Expect::OneOf(vec![]));
         assert_eq!(etag(12), "\"v12\"");
     }
 
     #[test]
     fn json_bodies_need_a_json_type_and_valid_json() {
-        let ok = headers(&[(
-            "content-type",
-            "application/merge-patch+json; charset=utf-8",
-        )]);
+        let ok = headers(&[("content-type", "application/merge-patch+json; charset=utf-8")]);
         let v = json_body(&ok, Ok(Bytes::from_static(b"{\"a\":null}")), &[MERGE_PATCH]).unwrap();
         assert_eq!(v, serde_json::json!({"a": null}));
         let text = headers(&[("content-type", "text/plain")]);
         let e = json_body(&text, Ok(Bytes::from_static(b"{}")), &["application/json"]).unwrap_err();
         assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        let e = json_body(
-            &HeaderMap::new(),
-            Ok(Bytes::from_static(b"{}")),
-            &["application/json"],
-        )
-        .unwrap_err();
+        let e = json_body(&HeaderMap::new(), Ok(Bytes::from_static(b"{}")), &["application/json"]).unwrap_err();
         assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         let json = headers(&[("content-type", "application/json")]);
         for bad in [&b"{\"a\":"[..], b"{\"a\":\"\xff\xfe\"}", b""] {
-            let e = json_body(
-                &json,
-                Ok(Bytes::copy_from_slice(bad)),
-                &["application/json"],
-            )
-            .unwrap_err();
-            assert_eq!(
-                (e.status, e.code),
-                (StatusCode::BAD_REQUEST, "invalid_json")
-            );
+            let e = json_body(&json, Ok(Bytes::copy_from_slice(bad)), &["application/json"]).unwrap_err();
+            assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "invalid_json"));
         }
     }
 
     #[test]
     fn download_names_are_quoted_safely() {
-        assert_eq!(
-            content_disposition("a b.png"),
-            "attachment; filename=\"a b.png\"; filename*=UTF-8''a%20b.png"
-        );
+        assert_eq!(content_disposition("a b.png"), "attachment; filename=\"a b.png\"; filename*=UTF-8''a%20b.png");
         assert_eq!(
             content_disposition("\"é\".txt"),
             "attachment; filename=\"___.txt\"; filename*=UTF-8''%22%C3%A9%22.txt"
@@ -475,11 +361,7 @@ mod tests {
     #[test]
     fn the_openapi_lists_every_route() {
         let doc = openapi();
-        for p in [
-            "/api/v1/prefs",
-            "/api/v1/prefs/attachments",
-            "/api/v1/prefs/attachments/{id}",
-        ] {
+        for p in ["/api/v1/prefs", "/api/v1/prefs/attachments", "/api/v1/prefs/attachments/{id}"] {
             assert!(doc.paths.paths.contains_key(p), "{p} missing");
         }
     }

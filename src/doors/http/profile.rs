@@ -74,15 +74,7 @@ pub struct CardView {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(
-        get_profile,
-        put_profile,
-        get_avatar,
-        put_avatar,
-        delete_avatar,
-        get_card,
-        get_user_avatar
-    ),
+    paths(get_profile, put_profile, get_avatar, put_avatar, delete_avatar, get_card, get_user_avatar),
     components(schemas(ProfileView, ProfileUpdateBody, CardView, ErrorBody, ErrorDetail))
 )]
 struct ProfileApi;
@@ -98,12 +90,7 @@ pub fn routes(state: &HttpState) -> Router<HttpState> {
     let upload_limit = DefaultBodyLimit::max(state.services.config.http.upload_limit_bytes);
     Router::new()
         .route("/profile", get(get_profile).put(put_profile))
-        .route(
-            "/profile/avatar",
-            get(get_avatar)
-                .put(put_avatar.layer(upload_limit))
-                .delete(delete_avatar),
-        )
+        .route("/profile/avatar", get(get_avatar).put(put_avatar.layer(upload_limit)).delete(delete_avatar))
         .route("/users/{username}/card", get(get_card))
         .route("/users/{username}/avatar", get(get_user_avatar))
 }
@@ -112,27 +99,17 @@ impl From<ProfileError> for AppError {
     fn from(e: ProfileError) -> Self {
         let msg = e.to_string();
         match e {
-            ProfileError::Invalid { .. } => {
-                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields", msg)
+            ProfileError::Invalid { .. } => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields", msg),
+            ProfileError::AvatarTooLarge { .. } => AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", msg),
+            ProfileError::UnsupportedImageType(_) => {
+                AppError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", msg)
             }
-            ProfileError::AvatarTooLarge { .. } => {
-                AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", msg)
-            }
-            ProfileError::UnsupportedImageType(_) => AppError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                msg,
-            ),
-            ProfileError::InvalidImage(_) => {
-                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_image", msg)
-            }
+            ProfileError::InvalidImage(_) => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_image", msg),
             ProfileError::ImageDimensions { .. } => {
                 AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "image_too_large", msg)
             }
             ProfileError::NoAvatar => AppError::not_found("avatar"),
-            ProfileError::Db(_) | ProfileError::Blob(_) | ProfileError::Internal(_) => {
-                AppError::internal(msg)
-            }
+            ProfileError::Db(_) | ProfileError::Blob(_) | ProfileError::Internal(_) => AppError::internal(msg),
         }
     }
 }
@@ -140,11 +117,7 @@ impl From<ProfileError> for AppError {
 /// Maps a failure to read a raw body (too large, cut off) onto the API error shape.
 pub(super) fn body_rejection(rej: BytesRejection) -> AppError {
     if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        AppError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "request body too large",
-        )
+        AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "request body too large")
     } else {
         AppError::bad_request(rej.body_text())
     }
@@ -152,18 +125,14 @@ pub(super) fn body_rejection(rej: BytesRejection) -> AppError {
 
 /// The request's `Content-Type`, if it is readable text.
 pub(super) fn content_type(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
 }
 
 /// `s` as one URL path segment (RFC 3986 §3.3: unreserved characters kept).
 fn path_segment(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -175,11 +144,9 @@ fn thumb_url(username: &str, tag: &str) -> String {
 
 fn view(p: Profile, username: &str) -> ProfileView {
     let (avatar_url, avatar_thumb_url, avatar_type) = match p.avatar {
-        Some(a) => (
-            Some(format!("/api/v1/profile/avatar?v={}", a.tag)),
-            Some(thumb_url(username, &a.tag)),
-            Some(a.media_type),
-        ),
+        Some(a) => {
+            (Some(format!("/api/v1/profile/avatar?v={}", a.tag)), Some(thumb_url(username, &a.tag)), Some(a.media_type))
+        }
         None => (None, None, None),
     };
     ProfileView {
@@ -197,20 +164,14 @@ fn view(p: Profile, username: &str) -> ProfileView {
 
 /// An image response: its stored type, never sniffed, revalidated by the browser.
 fn image_response(img: Image) -> Response {
-    let content_type = HeaderValue::from_str(&img.media_type)
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let content_type =
+        HeaderValue::from_str(&img.media_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let etag = HeaderValue::from_str(&format!("\"{}\"", img.tag)).ok();
     let mut resp = img.bytes.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, content_type);
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     if let Some(etag) = etag {
         h.insert(header::ETAG, etag);
     }
@@ -220,22 +181,14 @@ fn image_response(img: Image) -> Response {
 /// Resolves a username to an account id through the auth service; unknown is 404.
 async fn user_id_of(state: &HttpState, username: &str) -> Result<(i64, String), AppError> {
     let user = state.services.auth.find_by_username(username).await?;
-    user.map(|u| (u.id, u.username))
-        .ok_or_else(|| AppError::not_found("user"))
+    user.map(|u| (u.id, u.username)).ok_or_else(|| AppError::not_found("user"))
 }
 
 /// The caller's profile (created with defaults on first use).
 #[utoipa::path(get, path = "/api/v1/profile", tag = "profile",
     responses((status = 200, body = ProfileView), (status = 401, body = ErrorBody)))]
-async fn get_profile(
-    State(state): State<HttpState>,
-    user: CurrentUser,
-) -> Result<ApiJson<ProfileView>, AppError> {
-    let p = state
-        .services
-        .profile
-        .get(user.user_id, &user.username)
-        .await?;
+async fn get_profile(State(state): State<HttpState>, user: CurrentUser) -> Result<ApiJson<ProfileView>, AppError> {
+    let p = state.services.profile.get(user.user_id, &user.username).await?;
     Ok(ApiJson(view(p, &user.username)))
 }
 
@@ -254,11 +207,7 @@ async fn put_profile(
         time_zone: body.time_zone,
         language: body.language,
     };
-    let p = state
-        .services
-        .profile
-        .update(user.user_id, &user.username, change)
-        .await?;
+    let p = state.services.profile.update(user.user_id, &user.username, change).await?;
     Ok(ApiJson(view(p, &user.username)))
 }
 
@@ -266,13 +215,8 @@ async fn put_profile(
 #[utoipa::path(get, path = "/api/v1/profile/avatar", tag = "profile",
     responses((status = 200, description = "the image", content_type = "image/*", body = [u8]),
         (status = 404, description = "no avatar", body = ErrorBody)))]
-async fn get_avatar(
-    State(state): State<HttpState>,
-    user: CurrentUser,
-) -> Result<Response, AppError> {
-    Ok(image_response(
-        state.services.profile.avatar(user.user_id).await?,
-    ))
+async fn get_avatar(State(state): State<HttpState>, user: CurrentUser) -> Result<Response, AppError> {
+    Ok(image_response(state.services.profile.avatar(user.user_id).await?))
 }
 
 /// Sets the avatar: the raw image is the body, its type the `Content-Type`. The bytes
@@ -291,21 +235,14 @@ async fn put_avatar(
 ) -> Result<ApiJson<ProfileView>, AppError> {
     let body = body.map_err(body_rejection)?;
     let media_type = content_type(&headers).unwrap_or_default();
-    let p = state
-        .services
-        .profile
-        .set_avatar(user.user_id, &user.username, media_type, body)
-        .await?;
+    let p = state.services.profile.set_avatar(user.user_id, &user.username, media_type, body).await?;
     Ok(ApiJson(view(p, &user.username)))
 }
 
 /// Removes the avatar (also when there is none).
 #[utoipa::path(delete, path = "/api/v1/profile/avatar", tag = "profile",
     responses((status = 204, description = "removed"), (status = 401, body = ErrorBody)))]
-async fn delete_avatar(
-    State(state): State<HttpState>,
-    user: CurrentUser,
-) -> Result<StatusCode, AppError> {
+async fn delete_avatar(State(state): State<HttpState>, user: CurrentUser) -> Result<StatusCode, AppError> {
     state.services.profile.delete_avatar(user.user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -340,9 +277,7 @@ async fn get_user_avatar(
     Path(username): Path<String>,
 ) -> Result<Response, AppError> {
     let (id, _) = user_id_of(&state, &username).await?;
-    Ok(image_response(
-        state.services.profile.avatar_thumbnail(id).await?,
-    ))
+    Ok(image_response(state.services.profile.avatar_thumbnail(id).await?))
 }
 
 #[cfg(test)]
