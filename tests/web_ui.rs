@@ -1,4 +1,5 @@
-//! The web UI in a real browser: starts the real server, then runs the Playwright script
+//! The web UI in a real browser: starts the real server (with a loopback fake SMS
+//! gateway standing in for the webhook provider), then runs the Playwright script
 //! `tests/ui/account.mjs` (headless Debian Chromium through `playwright-core`) against it.
 //! It also checks over plain HTTP that the UI's files are served with the right types,
 //! caching and status codes.
@@ -9,13 +10,29 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::Server;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The clean URLs of the UI's pages.
+const PAGES: [&str; 9] = [
+    "/",
+    "/login",
+    "/register",
+    "/security",
+    "/app-passwords",
+    "/sessions",
+    "/security-log",
+    "/profile",
+    "/preferences",
+];
 
 /// Panics with an install hint unless Node.js, playwright-core and Chromium are present.
 fn require_browser_tools(root: &Path) {
@@ -37,16 +54,74 @@ fn require_browser_tools(root: &Path) {
     );
 }
 
+/// A fake SMS gateway on `127.0.0.1:0`: every POST body (`{"to","text"}` from the
+/// webhook provider) is kept, and `GET /messages` answers them as a JSON array, so the
+/// browser script can read the codes the server sent.
+fn fake_sms_gateway() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake SMS gateway");
+    let addr = listener.local_addr().expect("gateway address");
+    let messages: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let messages = Arc::clone(&messages);
+            std::thread::spawn(move || {
+                let _ = answer_gateway_request(stream, &messages);
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Reads one HTTP/1.1 request and answers it, closing the connection.
+fn answer_gateway_request(stream: TcpStream, messages: &Mutex<Vec<serde_json::Value>>) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let reply = if request_line.starts_with("POST ") {
+        let value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        messages.lock().unwrap().push(value);
+        "{}".to_owned()
+    } else {
+        serde_json::to_string(&*messages.lock().unwrap()).unwrap()
+    };
+    let mut stream = stream;
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+        reply.len()
+    )?;
+    stream.flush()
+}
+
 #[test]
 fn account_pages_work_in_a_real_browser() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     require_browser_tools(root);
-    let server = Server::start();
+    let sms = fake_sms_gateway();
+    let server = Server::start_with(&format!(
+        "[sms]\nprovider = \"webhook\"\nwebhook_url = \"{sms}/send\"\nresend_interval_seconds = 0\n"
+    ));
     let base = server.url("");
     let started = Instant::now();
     let out = Command::new("node")
         .arg("tests/ui/account.mjs")
         .arg(&base)
+        .arg(&sms)
         .current_dir(root)
         .output()
         .expect("run node");
@@ -67,7 +142,7 @@ async fn ui_files_are_served_with_types_caching_and_404() {
     let c = server.client();
     let get = |path: &str| c.get(server.url(path)).send();
 
-    for path in ["/", "/login", "/register", "/security", "/app-passwords", "/sessions", "/security-log", "/profile", "/preferences"] {
+    for path in PAGES {
         let r = get(path).await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
         let h = r.headers();

@@ -31,8 +31,9 @@ async function main() {
     const profile = await api('GET', '/profile');
     if (profile?.display_name) $('#me-name').textContent = profile.display_name;
     const slot = $('#avatar-slot');
-    slot.replaceChildren(profile?.avatar_url
-      ? h('img', { class: 'avatar', src: profile.avatar_url, alt: '' })
+    const picture = profile?.avatar_thumb_url || profile?.avatar_url;
+    slot.replaceChildren(picture
+      ? h('img', { class: 'avatar', src: picture, alt: '' })
       : h('span', { class: 'avatar avatar-placeholder', 'aria-hidden': 'true' }, initials(profile?.display_name || me.username)));
   } catch (err) {
     if (err.redirecting) return;

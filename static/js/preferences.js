@@ -42,7 +42,8 @@ function invalid(message) {
 
 /** "Unexpected token at position 12" → a message with the line and column. */
 function describeJsonError(err, text) {
-  const msg = String(err.message ?? err);
+  // V8 quotes the whole text back ("…" is not valid JSON): keep only the reason.
+  const msg = String(err.message ?? err).replace(/, ".*" is not valid JSON$/s, '');
   const pos = /position (\d+)/.exec(msg);
   if (pos && !/line \d+/.test(msg)) {
     const before = text.slice(0, Number(pos[1]));

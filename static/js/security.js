@@ -43,6 +43,10 @@ function render() {
   }
 
   $('#recovery-left').textContent = String(me.recovery_codes_left ?? 0);
+  const protectedBySecondFactor = Boolean(me.totp_enabled || me.sms_enabled);
+  $('#recovery-none').hidden = protectedBySecondFactor;
+  $('#recovery-some').hidden = !protectedBySecondFactor;
+  $('#recovery-form').hidden = !protectedBySecondFactor;
 }
 
 async function refresh() {

@@ -1,11 +1,15 @@
 // account.mjs: drives the postcast web UI in headless Chromium through an account's life:
 // register, log in, turn on an authenticator app (TOTP computed here, RFC 6238), log in
-// again with a recovery code, make an app password, save a profile with a picture, edit
-// the preferences JSON (and hit an If-Match conflict), upload an attachment, look at the
-// sessions and the security log, and finally log in with a TOTP code. It fails on any
-// uncaught page error or Content-Security-Policy violation.
+// again with a recovery code, turn on text-message codes, make an app password, save a
+// profile with a picture, edit the preferences JSON (and hit an If-Match conflict), upload
+// an attachment, look at the sessions and the security log, and finally log in with a
+// text-message code and with a TOTP code. It fails on any uncaught page error or
+// Content-Security-Policy violation.
 //
-// Usage: node tests/ui/account.mjs http://127.0.0.1:PORT
+// Usage: node tests/ui/account.mjs http://127.0.0.1:PORT [SMS-GATEWAY-URL]
+// The optional SMS gateway is the fake webhook receiver of tests/web_ui.rs: GET
+// SMS-GATEWAY-URL/messages answers the texts the server sent; without it the SMS steps
+// are skipped.
 // Exit code 0 when every step passed; on failure it prints the step, the page's URL and
 // messages, and saves a screenshot.
 
@@ -17,6 +21,7 @@ import { chromium } from 'playwright-core';
 
 const CHROMIUM = '/usr/bin/chromium';
 const base = (process.argv[2] ?? '').replace(/\/+$/, '');
+const smsGateway = (process.argv[3] ?? '').replace(/\/+$/, '');
 if (!/^https?:\/\//.test(base)) {
   console.error('usage: node tests/ui/account.mjs http://HOST:PORT');
   process.exit(2);
@@ -75,6 +80,29 @@ function totpParams(secret, uri) {
 
 const stepOf = (p, ms = Date.now()) => Math.floor(ms / 1000 / p.period);
 const codeAt = (p, step) => hotp(p.key, step, p.digits, p.algorithm);
+
+/* ---------- The fake SMS gateway ---------- */
+
+async function smsMessages() {
+  const res = await fetch(`${smsGateway}/messages`);
+  if (!res.ok) throw new Error(`SMS gateway answered ${res.status}`);
+  return res.json();
+}
+
+/** Waits for a text after the first `seen` ones and answers the code in it. */
+async function nextSmsCode(seen) {
+  const until = Date.now() + 10_000;
+  while (Date.now() < until) {
+    const all = await smsMessages();
+    if (all.length > seen) {
+      const code = /\b(\d{4,8})\b/.exec(String(all[all.length - 1]?.text ?? ''))?.[1];
+      if (!code) throw new Error(`no code in the text ${JSON.stringify(all[all.length - 1])}`);
+      return code;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the server sent no text message within 10 s');
+}
 
 /* ---------- A small PNG for the avatar ---------- */
 
@@ -155,20 +183,25 @@ async function step(name, fn) {
 
 const url = (path) => base + path;
 const atPath = (path) => (u) => u.pathname === path;
-async function expectText(locator, pattern) {
-  await locator.waitFor({ state: 'visible' });
-  const text = (await locator.textContent()) ?? '';
-  if (!(pattern instanceof RegExp ? pattern.test(text) : text.includes(pattern))) {
-    throw new Error(`expected ${pattern} in ${JSON.stringify(text)}`);
+/** Waits until `locator` is visible and its text matches; answers the text. */
+async function expectText(locator, pattern, timeout = 10_000) {
+  const matches = (t) => (pattern instanceof RegExp ? pattern.test(t) : t.includes(pattern));
+  const until = Date.now() + timeout;
+  await locator.waitFor({ state: 'visible', timeout });
+  let text = '';
+  for (;;) {
+    text = (await locator.textContent()) ?? '';
+    if (matches(text)) return text;
+    if (Date.now() > until) throw new Error(`expected ${pattern} in ${JSON.stringify(text)}`);
+    await new Promise((r) => setTimeout(r, 50));
   }
-  return text;
 }
 async function expectHidden(locator) {
   await locator.waitFor({ state: 'hidden' });
 }
 
 const username = `ui-${randomBytes(4).toString('hex')}`;
-const password = `violet harbour ${randomBytes(3).toString('hex')} lantern`;
+let password = `violet harbour ${randomBytes(3).toString('hex')} lantern`;
 let totp = null;
 let lastStep = -1;
 let recoveryCodes = [];
@@ -271,6 +304,44 @@ try {
     await expectText(page.locator('#recovery-left'), '9');
   });
 
+  if (smsGateway) {
+    await step('turn on text-message codes with the code sent to the phone', async () => {
+      const seen = (await smsMessages()).length;
+      await page.getByLabel('Mobile phone number').fill('+447700900123');
+      await page.getByRole('button', { name: 'Send a code' }).click();
+      await page.locator('#sms-confirm-form').waitFor({ state: 'visible' });
+      await page.getByLabel('Code from the text message').fill(await nextSmsCode(seen));
+      await page.getByRole('button', { name: 'Confirm', exact: true }).click();
+      await expectText(page.locator('#sms-status'), 'On');
+      await expectText(page.locator('#sms-phone-masked'), /\d/);
+      await expectHidden(page.locator('#sms-confirm-form'));
+    });
+  } else {
+    console.log('# no SMS gateway given: skipping the text-message steps');
+  }
+
+  await step('make new recovery codes and change the password', async () => {
+    await page.getByLabel('Your password', { exact: true }).and(page.locator('#recovery-password')).fill(password);
+    await page.getByRole('button', { name: 'Make new recovery codes' }).click();
+    await page.locator('#codes-panel').waitFor({ state: 'visible' });
+    const fresh = await page.locator('#recovery-codes li').allTextContents();
+    if (fresh.length !== 10 || fresh.includes(recoveryCodes[1])) throw new Error(`new codes: ${fresh}`);
+    recoveryCodes = fresh;
+    await expectText(page.locator('#recovery-left'), '10');
+    await page.getByRole('button', { name: 'I have saved them' }).click();
+    await expectHidden(page.locator('#codes-panel'));
+    const newPassword = `copper kettle ${randomBytes(3).toString('hex')} meadow`;
+    await page.getByLabel('Current password').fill(password);
+    await page.getByLabel('New password', { exact: true }).fill(newPassword);
+    await page.getByLabel('Repeat the new password').fill(`${newPassword}x`);
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await expectText(page.locator('#password-form .form-status.error'), 'differ');
+    await page.getByLabel('Repeat the new password').fill(newPassword);
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await expectText(page.locator('#password-form .form-status.ok'), 'changed');
+    password = newPassword;
+  });
+
   await step('create an app password and see it once', async () => {
     await page.goto(url('/app-passwords'));
     await page.getByLabel('Name of the app or device').fill('Thunderbird');
@@ -281,6 +352,8 @@ try {
     await expectText(page.locator('#app-passwords tbody'), 'Thunderbird');
     if (await page.locator('#new-password-box').isVisible()) throw new Error('the password box is still shown');
     if ((await page.content()).includes(shown)) throw new Error('the app password is shown again after a reload');
+    await page.getByRole('button', { name: 'Revoke Thunderbird' }).click();
+    await page.locator('#list-empty').waitFor({ state: 'visible' });
   });
 
   await step('the profile saves a display name and a picture', async () => {
@@ -363,6 +436,23 @@ try {
     if (n < 2) throw new Error(`only ${n} events in the security log`);
   });
 
+  if (smsGateway) {
+    await step('log out; a text-message code logs in', async () => {
+      await page.getByRole('button', { name: 'Log out' }).click();
+      await page.waitForURL(atPath('/login'));
+      await logIn();
+      await page.locator('#second-form').waitFor({ state: 'visible' });
+      await page.getByRole('radio', { name: 'Text message' }).check();
+      const seen = (await smsMessages()).length;
+      await page.getByRole('button', { name: 'Text me a code' }).click();
+      await page.locator('#sms-status.ok').waitFor();
+      await page.getByRole('textbox', { name: 'Code from the text message' }).fill(await nextSmsCode(seen));
+      await page.getByRole('button', { name: 'Verify' }).click();
+      await page.waitForURL(atPath('/'));
+      await expectText(page.locator('#me-sms'), 'On');
+    });
+  }
+
   await step('log out; the TOTP code of a new time step logs in', async () => {
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.waitForURL(atPath('/login'));
@@ -380,7 +470,7 @@ try {
     await page.getByRole('button', { name: 'Verify' }).click();
     await page.waitForURL(atPath('/'));
     await expectText(page.locator('#me-totp'), 'On');
-    await expectText(page.locator('#me-recovery'), '9');
+    await expectText(page.locator('#me-recovery'), '10');
   });
 
   await step('an unknown page is a 404', async () => {

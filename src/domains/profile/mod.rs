@@ -252,25 +252,27 @@ impl ProfileService {
 
         let _swap = self.avatar_lock.lock().await;
         let old = AvatarBlobs::of(&self.row(user_id).await?);
-        let full = self.blobs.put(bytes, &avatar_owner(user_id)).await?;
-        let thumb = self.blobs.put(Bytes::from(thumb), &thumb_owner(user_id)).await?;
-        let new = AvatarBlobs { full: Some(full.to_string()), thumb: Some(thumb.to_string()) };
-        let stored = entity::Entity::update_many()
-            .col_expr(entity::Column::AvatarBlob, Expr::value(full.to_string()))
-            .col_expr(entity::Column::AvatarType, Expr::value(ty.media_type()))
-            .col_expr(entity::Column::AvatarThumbBlob, Expr::value(thumb.to_string()))
-            .col_expr(entity::Column::UpdatedAt, Expr::value(now()))
-            .filter(entity::Column::UserId.eq(user_id))
-            .exec(&self.db)
-            .await;
-        match stored {
-            Ok(_) => self.release_replaced(user_id, &old, &new).await,
-            Err(e) => {
-                // The row still names the old avatar: drop what was just stored for it.
-                self.release_replaced(user_id, &new, &old).await;
-                return Err(e.into());
-            }
+        let mut new = AvatarBlobs::default();
+        let stored = async {
+            new.full = Some(self.blobs.put(bytes, &avatar_owner(user_id)).await?.to_string());
+            new.thumb = Some(self.blobs.put(Bytes::from(thumb), &thumb_owner(user_id)).await?.to_string());
+            entity::Entity::update_many()
+                .col_expr(entity::Column::AvatarBlob, Expr::value(new.full.clone()))
+                .col_expr(entity::Column::AvatarType, Expr::value(ty.media_type()))
+                .col_expr(entity::Column::AvatarThumbBlob, Expr::value(new.thumb.clone()))
+                .col_expr(entity::Column::UpdatedAt, Expr::value(now()))
+                .filter(entity::Column::UserId.eq(user_id))
+                .exec(&self.db)
+                .await?;
+            Ok::<_, ProfileError>(())
         }
+        .await;
+        if let Err(e) = stored {
+            // The row still names the old avatar: drop what was stored for the new one.
+            self.release_replaced(user_id, &new, &old).await;
+            return Err(e);
+        }
+        self.release_replaced(user_id, &old, &new).await;
         drop(_swap);
         self.get(user_id, username).await
     }

@@ -2,9 +2,9 @@
 //! `/metrics`. It turns requests into calls on domain services and domain errors into
 //! [`AppError`]s; it holds no SQL and no business rule.
 //!
-//! Invariants: every `/api/v1` route except registration, login and public profile cards
-//! takes a [`CurrentUser`], so it only ever sees that user's data; no handler logs a
-//! password, token, code or body.
+//! Invariants: every `/api/v1` route except registration and login takes a
+//! [`CurrentUser`], so it only ever sees that user's data (public profile cards too are
+//! for logged-in users only); no handler logs a password, token, code or body.
 
 pub mod auth;
 pub mod error;

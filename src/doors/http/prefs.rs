@@ -251,13 +251,14 @@ async fn upload_attachment(
 
 /// The caller's attachments, oldest first.
 #[utoipa::path(get, path = "/api/v1/prefs/attachments", tag = "prefs",
-    responses((status = 200, body = [AttachmentView]), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "{attachments: [AttachmentView]}"), (status = 401, body = ErrorBody)))]
 async fn list_attachments(
     State(state): State<HttpState>,
     user: CurrentUser,
-) -> Result<ApiJson<Vec<AttachmentView>>, AppError> {
+) -> Result<ApiJson<serde_json::Value>, AppError> {
     let list = state.services.prefs.attachments(user.user_id).await?;
-    Ok(ApiJson(list.into_iter().map(AttachmentView::from).collect()))
+    let views: Vec<AttachmentView> = list.into_iter().map(AttachmentView::from).collect();
+    Ok(ApiJson(serde_json::json!({ "attachments": views })))
 }
 
 /// Downloads one of the caller's attachments (always as a download, never inline).
