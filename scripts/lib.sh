@@ -34,7 +34,8 @@ rust_need() {
 node_need() {
   if [ -f package.json ]; then
     command -v npm >/dev/null 2>&1 || apt_need nodejs npm
-    if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+    # build.rs may have made an empty node_modules/: look at npm's own record instead.
+    if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
       echo "==> npm ci"
       npm ci --no-audit --no-fund --loglevel=error
     fi

@@ -14,7 +14,9 @@ use tokio::sync::watch;
 use crate::domains::auth::AuthService;
 use crate::domains::prefs::PrefsService;
 use crate::domains::profile::ProfileService;
+use crate::domains::stream::StreamService;
 use crate::doors::http::{self, HttpState};
+use crate::doors::rtmp::{self, RtmpLimits};
 use crate::platform::blobs::Blobs;
 use crate::platform::bus::{Bus, Event, Handler};
 use crate::platform::config::Config;
@@ -59,6 +61,8 @@ pub struct Services {
     pub profile: ProfileService,
     /// Preference documents and their attachments.
     pub prefs: PrefsService,
+    /// Live streams and recordings.
+    pub stream: StreamService,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
 }
@@ -82,6 +86,15 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
     let auth = AuthService::new(db.clone(), bus.clone(), &config).map_err(|e| StartError::Service(e.to_string()))?;
     let profile = ProfileService::new(db.clone(), blobs.clone(), config.profile.clone());
     let prefs = PrefsService::new(db.clone(), blobs.clone(), bus.clone(), config.prefs.clone());
+    let stream = StreamService::new(
+        db.clone(),
+        blobs.clone(),
+        bus.clone(),
+        auth.clone(),
+        config.stream.clone(),
+        config.job_workers(),
+        data.clone(),
+    );
     Ok(Arc::new(Services {
         config: Arc::new(config),
         db,
@@ -91,6 +104,7 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         auth,
         profile,
         prefs,
+        stream,
         metrics: crate::platform::metrics::install(),
     }))
 }
@@ -127,16 +141,57 @@ fn start_subscribers(services: &Arc<Services>, stop: &watch::Receiver<bool>) -> 
     ]
 }
 
+/// Hourly upkeep: stream retention and pruning of delivered outbox events.
+fn start_housekeeping(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            match services.stream.apply_retention(db::now()).await {
+                Ok((chunks, recordings)) if chunks + recordings > 0 => {
+                    tracing::info!(chunks, recordings, "retention removed old stream data")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "stream retention failed"),
+            }
+            if let Err(e) = services.bus.prune().await {
+                tracing::warn!(error = %e, "outbox pruning failed");
+            }
+        }
+    })
+}
+
 /// Binds the HTTP listener, prints where postcast serves, and serves until `shutdown`
 /// resolves; then stops the doors and the bus subscribers gracefully.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
     let started = std::time::Instant::now();
     let http_addr = config.server.http;
+    let rtmp_addr = config.server.rtmp;
     let listener = TcpListener::bind(http_addr).await.map_err(|e| StartError::Bind(http_addr, e))?;
+    let rtmp_listener = TcpListener::bind(rtmp_addr).await.map_err(|e| StartError::Bind(rtmp_addr, e))?;
     let services = build(config).await?;
     let local = listener.local_addr().map_err(|e| StartError::Bind(http_addr, e))?;
+    let rtmp_local = rtmp_listener.local_addr().map_err(|e| StartError::Bind(rtmp_addr, e))?;
+    services.stream.set_ingest_addr(rtmp_local);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let subscribers = start_subscribers(&services, &stop_rx);
+    let mut subscribers = start_subscribers(&services, &stop_rx);
+    match services.stream.recover().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(streams = n, "streams left live by the last run are now recordings"),
+        Err(e) => tracing::warn!(error = %e, "stream recovery failed"),
+    }
+    subscribers.push(start_housekeeping(services.clone(), stop_rx.clone()));
+    let limits = RtmpLimits {
+        handshake_timeout: Duration::from_secs(10),
+        read_timeout: Duration::from_secs(30),
+        max_message_bytes: services.config.stream.max_message_bytes,
+        max_connections: 256,
+    };
+    subscribers.push(tokio::spawn(rtmp::serve(rtmp_listener, services.stream.clone(), limits, stop_rx.clone())));
+    let app = http::router(HttpState { services: services.clone() });
     let c = &services.config;
     println!("postcast {} serving", env!("CARGO_PKG_VERSION"));
     println!("  data folder   {}", c.server.data_dir.display());
@@ -144,9 +199,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     println!("  web UI        http://{local}/");
     println!("  API           http://{local}/api/v1  (OpenAPI: http://{local}/api/v1/openapi.json)");
     println!("  health        http://{local}/healthz   metrics: http://{local}/metrics");
+    println!("  RTMP ingest   rtmp://{rtmp_local}/live/STREAM-KEY  (OBS: Settings → Stream → Custom)");
+    if let Err(e) = services.stream.ffmpeg_status() {
+        println!("  streaming     DISABLED: {e}");
+    }
+    println!("RTMP listening on rtmp://{rtmp_local}");
     println!("HTTP listening on http://{local}");
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
-    let app = http::router(HttpState { services: services.clone() });
     let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await;

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_platform;
 mod m20261127_000002_accounts;
 mod m20261127_000003_profile_prefs;
+mod m20261127_000004_streams;
 
 /// Every migration of postcast, in order.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_platform::Migration),
             Box::new(m20261127_000002_accounts::Migration),
             Box::new(m20261127_000003_profile_prefs::Migration),
+            Box::new(m20261127_000004_streams::Migration),
         ]
     }
 }

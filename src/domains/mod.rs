@@ -3,3 +3,4 @@
 pub mod auth;
 pub mod prefs;
 pub mod profile;
+pub mod stream;

@@ -39,6 +39,18 @@ pub enum Event {
         /// The owner.
         user_id: i64,
     },
+    /// A stream went live (in-memory only: see [`Bus::emit`]).
+    StreamStarted {
+        /// The stream.
+        stream_id: String,
+        /// Its owner.
+        user_id: i64,
+    },
+    /// A stream ended and is now a recording (in-memory only).
+    StreamEnded {
+        /// The stream.
+        stream_id: String,
+    },
 }
 
 /// Outbox rows.
@@ -98,12 +110,24 @@ const MAX_ATTEMPTS: u32 = 8;
 pub struct Bus {
     db: Db,
     notify: Arc<Notify>,
+    live: tokio::sync::broadcast::Sender<Event>,
 }
 
 impl Bus {
     /// A bus over the outbox in `db`.
     pub fn new(db: Db) -> Self {
-        Self { db, notify: Arc::new(Notify::new()) }
+        Self { db, notify: Arc::new(Notify::new()), live: tokio::sync::broadcast::channel(1024).0 }
+    }
+
+    /// Sends an event that need not survive a crash (streaming) to current listeners only.
+    pub fn emit(&self, event: Event) {
+        metrics::counter!("postcast_bus_emitted_total").increment(1);
+        let _ = self.live.send(event);
+    }
+
+    /// Listens to the in-memory events of [`Bus::emit`].
+    pub fn listen(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.live.subscribe()
     }
 
     /// Writes `event` to the outbox on `conn`, normally the caller's open transaction, so

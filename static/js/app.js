@@ -1,7 +1,8 @@
 // app.js: the one shared module of the postcast web UI. It holds the API helper (JSON,
 // cookies, errors, redirect to /login on 401), the page header with its navigation and
-// log-out button, form and message helpers, and small formatting helpers. Page scripts
-// import what they need from here; nothing here touches a particular page.
+// log-out button (or, on public pages, a log-in link for visitors), form and message
+// helpers, and small formatting helpers. Page scripts import what they need from here;
+// nothing here touches a particular page.
 
 const API_BASE = '/api/v1';
 
@@ -14,6 +15,13 @@ export const PAGES = [
   { href: '/security-log', label: 'Security log', blurb: 'Recent logins and changes to your account.' },
   { href: '/profile', label: 'Profile', blurb: 'Your name, picture, signature and time zone.' },
   { href: '/preferences', label: 'Preferences', blurb: 'Settings as JSON, and files that go with them.' },
+  { href: '/live', label: 'Live', blurb: 'Who is streaming now, and recordings to watch.' },
+  { href: '/golive', label: 'Go live', blurb: 'Your stream key, the OBS settings, and how your stream is doing.' },
+];
+
+/** The pages anybody may open without logging in. */
+export const PUBLIC_PAGES = [
+  { href: '/live', label: 'Live' },
 ];
 
 /** An error answered by the API (or a network failure, status 0). */
@@ -245,20 +253,44 @@ export async function startPage() {
   return me;
 }
 
-/** Draws the header; `me` null draws the brand only (login and registration). */
-export function renderHeader(me) {
+/**
+ * For pages anybody may see (live streams): draws the header for a visitor, then, when
+ * the browser is logged in, for that user. Answers the account, or null for a visitor.
+ */
+export async function startPublicPage() {
+  renderHeader(null, { visitor: true });
+  let me = null;
+  try {
+    me = await api('GET', '/me', { redirectOn401: false });
+  } catch {
+    // A visitor (or the server is away): the page works without an account.
+  }
+  renderHeader(me, { visitor: !me });
+  return me;
+}
+
+/**
+ * Draws the header; `me` null draws the brand only (login and registration), or with
+ * `{visitor: true}` the public pages and a log-in link.
+ */
+export function renderHeader(me, { visitor = false } = {}) {
   const header = document.querySelector('header.site-header');
   if (!header) return;
   const inner = h('div', { class: 'site-header-inner' },
     h('a', { class: 'brand', href: '/' }, h('img', { src: '/favicon.svg', alt: '' }), 'postcast'));
+  const here = location.pathname.replace(/\/$/, '') || '/';
+  const nav = (pages, label) => h('nav', { class: 'site-nav', 'aria-label': label }, h('ul', {}, pages.map((p) =>
+    h('li', {}, h('a', { href: p.href, 'aria-current': p.href === here ? 'page' : null }, p.label)))));
   if (me) {
-    const here = location.pathname.replace(/\/$/, '') || '/';
-    const items = PAGES.map((p) => h('li', {},
-      h('a', { href: p.href, 'aria-current': p.href === here ? 'page' : null }, p.label)));
-    inner.append(h('nav', { class: 'site-nav', 'aria-label': 'Account' }, h('ul', {}, items)));
+    inner.append(nav(PAGES, 'Account'));
     const logout = h('button', { type: 'button', class: 'small', id: 'logout' }, 'Log out');
     logout.addEventListener('click', logOut);
     inner.append(h('div', { class: 'user-box' }, h('span', { class: 'who', title: me.address }, me.username), logout));
+  } else if (visitor) {
+    inner.append(nav(PUBLIC_PAGES, 'Site'));
+    const back = location.pathname + location.search;
+    inner.append(h('div', { class: 'user-box' },
+      h('a', { class: 'button small', href: `/login?next=${encodeURIComponent(back)}` }, 'Log in')));
   }
   header.replaceChildren(inner);
 }
@@ -306,6 +338,16 @@ export function timeEl(value, empty = '—') {
 export function formatTime(value, empty = '—') {
   const d = toDate(value);
   return d ? dateTime.format(d) : empty;
+}
+
+/** A length in milliseconds as text: 1:02:03 or 4:05. */
+export function formatDuration(ms) {
+  const total = Math.max(0, Math.floor(Number(ms) / 1000));
+  if (!Number.isFinite(total)) return '—';
+  const hours = Math.floor(total / 3600);
+  const mins = Math.floor((total % 3600) / 60);
+  const secs = String(total % 60).padStart(2, '0');
+  return hours > 0 ? `${hours}:${String(mins).padStart(2, '0')}:${secs}` : `${mins}:${secs}`;
 }
 
 /** A byte count as text: 1.2 MB. */

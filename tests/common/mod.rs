@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 pub struct Server {
     pub child: Child,
     pub http: SocketAddr,
+    pub rtmp: Option<SocketAddr>,
     pub data: tempfile::TempDir,
     pub config_path: Option<PathBuf>,
 }
@@ -44,21 +45,27 @@ impl Server {
             .arg(data.path())
             .arg("--http")
             .arg("127.0.0.1:0")
+            .arg("--rtmp")
+            .arg("127.0.0.1:0")
             .env("RUST_LOG", "warn,postcast=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn postcast");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
+        let mut rtmp = None;
         let http = loop {
             let line = lines.next().expect("server exited before listening").unwrap();
+            if let Some(rest) = line.strip_prefix("RTMP listening on rtmp://") {
+                rtmp = Some(rest.trim().parse().unwrap());
+            }
             if let Some(rest) = line.strip_prefix("HTTP listening on http://") {
                 break rest.trim().parse().unwrap();
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, http, data, config_path }
+        Server { child, http, rtmp, data, config_path }
     }
 
     /// `http://ADDR` + path.

@@ -314,7 +314,7 @@ impl PrefsService {
             Event::PrefsChanged { user_id } => {
                 self.collect_attachments(user_id).await.map(|_| ()).map_err(|e| e.to_string())
             }
-            Event::UserRegistered { .. } | Event::UserDisabled { .. } => Ok(()),
+            _ => Ok(()),
         }
     }
 }

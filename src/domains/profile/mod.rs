@@ -317,7 +317,7 @@ impl ProfileService {
             Event::UserRegistered { user_id, username } => {
                 self.ensure(user_id, &username).await.map(|_| ()).map_err(|e| e.to_string())
             }
-            Event::UserDisabled { .. } | Event::PrefsChanged { .. } => Ok(()),
+            _ => Ok(()),
         }
     }
 

@@ -16,7 +16,8 @@ use super::HttpState;
 
 /// The page policy: nothing but our own scripts and styles; images may also be data:
 /// and blob: URLs (QR codes, previews).
-pub const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; \
+pub const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; worker-src 'self' blob:; \
+    style-src 'self'; script-src 'self'; \
     object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /// `/healthz`, `/metrics` and `/api/v1/openapi.json`.
@@ -47,6 +48,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut doc = super::auth::openapi();
     doc.merge(super::profile::openapi());
     doc.merge(super::prefs::openapi());
+    doc.merge(super::streams::openapi());
     doc.info.title = "postcast API".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc.info.description =

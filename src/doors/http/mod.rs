@@ -8,10 +8,12 @@
 
 pub mod auth;
 pub mod error;
+pub mod hls;
 pub mod meta;
 pub mod prefs;
 pub mod profile;
 pub mod session;
+pub mod streams;
 pub mod web;
 
 use std::sync::Arc;
@@ -37,10 +39,12 @@ pub fn router(state: HttpState) -> Router {
         .merge(auth::routes())
         .merge(profile::routes(&state))
         .merge(prefs::routes(&state))
+        .merge(streams::routes())
         .layer(DefaultBodyLimit::max(json_limit));
     Router::new()
         .nest("/api/v1", api)
         .merge(meta::routes())
+        .merge(hls::routes())
         .merge(web::routes())
         .layer(axum::middleware::from_fn(meta::security_headers))
         .layer(axum::middleware::from_fn(meta::track_requests))

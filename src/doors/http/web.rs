@@ -6,12 +6,21 @@
 //! it holds no business rule and never reads request data beyond the path and
 //! `If-None-Match`; the Content-Security-Policy comes from the door's shared
 //! security-headers layer.
+//!
+//! Browser libraries from the npm registry (`package.json`, installed by `npm ci`) are
+//! served under `/vendor/`: today `hls.min.js` from hls.js, which `build.rs` copies from
+//! `node_modules/` into the build. When it was not installed before the build, the binary
+//! still works and `/vendor/hls.min.js` answers 404 with a hint in the log.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use sha2::{Digest, Sha256};
 
 /// The files of the web UI, taken from `static/` at build time.
 #[derive(rust_embed::Embed)]
@@ -20,6 +29,12 @@ pub struct Assets;
 
 /// How long browsers may keep stylesheets, scripts and images without asking again.
 const SHORT_CACHE: &str = "public, max-age=300";
+
+/// hls.js's `hls.min.js` as installed by `npm ci`; empty when it was missing at build time.
+const HLS_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vendor/hls.min.js"));
+
+/// The `ETag` of [`HLS_JS`], computed once.
+static HLS_JS_ETAG: LazyLock<String> = LazyLock::new(|| etag_of(HLS_JS));
 
 /// The routes of the web UI: `/` and every path not claimed by another route.
 pub fn routes() -> Router<super::HttpState> {
@@ -30,6 +45,10 @@ pub fn routes() -> Router<super::HttpState> {
 fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(|headers: HeaderMap| async move { serve("", &headers) }))
+        .route(
+            "/vendor/hls.min.js",
+            get(|headers: HeaderMap| async move { serve_vendor(HLS_JS, &HLS_JS_ETAG, "hls.js", &headers) }),
+        )
         .route("/{*path}", get(|Path(path): Path<String>, headers: HeaderMap| async move { serve(&path, &headers) }))
 }
 
@@ -45,16 +64,49 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     let is_html = name.ends_with(".html");
     let cache = if is_html { "no-cache" } else { SHORT_CACHE };
     let content_type = content_type(&name, file.metadata.mimetype());
-    let mut response = if if_none_match(headers, &etag) {
+    send(file.data, content_type, cache, &etag, headers)
+}
+
+/// Answers a browser library embedded from `node_modules/`, or 404 when the build had
+/// none (`package` names the npm package for the hint).
+fn serve_vendor(data: &'static [u8], etag: &str, package: &str, headers: &HeaderMap) -> Response {
+    if data.is_empty() {
+        tracing::warn!(
+            package,
+            "a browser library was not installed when postcast was built: run `npm ci`, then build again"
+        );
+        return not_found();
+    }
+    send(data.into(), content_type(".js", ""), SHORT_CACHE, etag, headers)
+}
+
+/// A strong `ETag` for `data`: the first half of its SHA-256, quoted.
+fn etag_of(data: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(&Sha256::digest(data)[..16]))
+}
+
+/// Sends `data` with its type, caching and `ETag`, or 304 when the client has it.
+fn send(
+    data: Cow<'static, [u8]>,
+    content_type: HeaderValue,
+    cache: &'static str,
+    etag: &str,
+    headers: &HeaderMap,
+) -> Response {
+    let mut response = if if_none_match(headers, etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut r = file.data.into_owned().into_response();
+        // Embedded files are `'static`: sent without a copy.
+        let mut r = match data {
+            Cow::Borrowed(bytes) => bytes.into_response(),
+            Cow::Owned(bytes) => bytes.into_response(),
+        };
         r.headers_mut().insert(header::CONTENT_TYPE, content_type);
         r
     };
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
         h.insert(header::ETAG, v);
     }
     response
@@ -174,6 +226,30 @@ mod tests {
         for path in ["/nope", "/nope.css", "/js/../index.html", "/.hidden", "/js//app.js", "/%2e%2e/Cargo.toml"] {
             assert_eq!(get_path(path, None).await.status(), StatusCode::NOT_FOUND, "{path}");
         }
+    }
+
+    /// hls.js is served from the build when `npm ci` ran before it, and is otherwise a
+    /// plain 404 (the crate builds either way).
+    #[tokio::test]
+    async fn hls_js_is_served_from_the_build_or_404() {
+        let r = get_path("/vendor/hls.min.js", None).await;
+        if HLS_JS.is_empty() {
+            assert_eq!(r.status(), StatusCode::NOT_FOUND);
+            return;
+        }
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header_of(&r, header::CONTENT_TYPE), "text/javascript; charset=utf-8");
+        assert_eq!(header_of(&r, header::CACHE_CONTROL), SHORT_CACHE);
+        let etag = header_of(&r, header::ETAG).to_owned();
+        assert_eq!(get_path("/vendor/hls.min.js", Some(&etag)).await.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(get_path("/vendor/hls.js", None).await.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_missing_library_answers_404() {
+        assert_eq!(serve_vendor(b"", "\"x\"", "hls.js", &HeaderMap::new()).status(), StatusCode::NOT_FOUND);
+        let r = serve_vendor(b"// js", "\"x\"", "hls.js", &HeaderMap::new());
+        assert_eq!(r.status(), StatusCode::OK);
     }
 
     /// The server's Content-Security-Policy forbids inline scripts, inline styles and
