@@ -191,12 +191,19 @@ fn stream_info(path: &std::path::Path) -> (u64, u64, String, String) {
     )
 }
 
-/// What ffprobe reports while reading the whole file: at debug level, because ffmpeg 5.1
-/// reports MPEG-TS "Continuity check failed" only there.
+/// What ffprobe reports while reading the whole file packet by packet: at debug level,
+/// because ffmpeg 5.1 reports MPEG-TS "Continuity check failed" only there. Lines from
+/// before the packet read are dropped: ffprobe estimates the duration by seeking to an
+/// arbitrary (not packet-aligned) offset near the end, where it may "see" a TEI flag in
+/// what is the middle of a packet.
 fn decode_warnings(path: &std::path::Path) -> String {
     let out =
         Command::new("ffprobe").args(["-v", "debug", "-show_packets", "-of", "compact"]).arg(path).output().unwrap();
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let log = String::from_utf8_lossy(&out.stderr);
+    let continuity: Vec<&str> = log.lines().filter(|l| l.contains("Continuity check failed")).collect();
+    let reading = log.split("After avformat_find_stream_info()").nth(1).unwrap_or("");
+    let corrupt: Vec<&str> = reading.lines().filter(|l| l.contains("corrupt")).collect();
+    [continuity, corrupt].concat().join("\n")
 }
 
 #[tokio::test]
@@ -251,15 +258,7 @@ async fn obs_style_push_becomes_a_ladder_of_playable_hls_and_a_recording() {
         assert_eq!(h, expected_h, "{name}");
         assert!(w >= expected_h * 16 / 9 - 2 && w <= expected_h * 16 / 9 + 2, "{name} width {w}");
         let warnings = decode_warnings(&all);
-        assert!(
-            !warnings.contains("Continuity check failed") && !warnings.contains("corrupt"),
-            "{name}: {}\n{pl}",
-            warnings
-                .lines()
-                .filter(|l| l.contains("ontinuity") || l.contains("corrupt"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+        assert!(warnings.is_empty(), "{name}: {warnings}\n{pl}");
     }
     assert!(counts.windows(2).all(|w| w[0] == w[1]), "every rendition has the same segments: {counts:?}");
     // The recording: from the start, ended.
