@@ -372,3 +372,37 @@ async fn a_missing_ffmpeg_is_one_clear_error() {
     assert_eq!(r.status(), 200, "the server keeps running");
     let _ = json!({});
 }
+
+#[tokio::test]
+async fn a_long_keyframe_interval_is_reported_and_the_raw_feed_is_kept() {
+    let s = Server::start_with(SMALL);
+    let rtmp = s.rtmp.unwrap();
+    let (_t, key) = user_with_key(&s, "fay").await;
+    // A keyframe every 3 s against 1 s chunks.
+    let mut ff = push(rtmp, &key, "320x240", 90, 8);
+    let id = live_stream_of(&s, "fay").await;
+    let status = wait_for(Duration::from_secs(20), "a keyframe warning", || async {
+        let st = get_json(&s, &format!("/api/v1/streams/{id}")).await;
+        (!st["warnings"].as_array()?.is_empty()).then_some(st)
+    })
+    .await;
+    let warning = status["warnings"][0].as_str().unwrap();
+    assert!(warning.contains("Keyframe Interval") && warning.contains("OBS"), "{warning}");
+    assert_eq!(status["keyframe_interval_ms"], 3000);
+    assert!(ff.wait().unwrap().success());
+    ended_playlists(&s, &id, &["source", "240p"]).await;
+    // The raw backup: FLV chunks in the blob store, beside the MPEG-TS segments.
+    let mut flv = 0;
+    let mut stack = vec![s.data.path().join("blobs")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).unwrap().starts_with(b"FLV\x01") {
+                flv += 1;
+            }
+        }
+    }
+    assert!(flv >= 2, "the source chunks are kept as FLV blobs ({flv} found)");
+}

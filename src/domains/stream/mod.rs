@@ -770,6 +770,85 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::config::Config;
+
+    async fn service(dir: &std::path::Path) -> (StreamService, i64) {
+        let url = format!("sqlite://{}?mode=rwc", dir.join("s.db").display());
+        let db = crate::platform::db::open(&url, 2, Duration::from_secs(5), true).await.unwrap();
+        let blobs = Blobs::open(dir.join("blobs"), db.clone()).unwrap();
+        let bus = Bus::new(db.clone());
+        let mut config = Config::default();
+        config.auth.argon2_memory_kib = 1024;
+        config.auth.argon2_iterations = 1;
+        config.stream.raw_retention_hours = 1;
+        config.stream.recording_retention_days = 1;
+        let auth = AuthService::new(db.clone(), bus.clone(), &config).unwrap();
+        let user =
+            auth.create_user("rita", "correct horse battery", &crate::domains::auth::ClientInfo::local("t")).await;
+        let svc = StreamService::new(db, blobs, bus, auth, config.stream.clone(), 1, dir.to_owned());
+        (svc, user.unwrap().id)
+    }
+
+    async fn stored_stream(svc: &StreamService, id: &str, user: i64, ended_at: i64, chunk_at: i64) -> (BlobId, BlobId) {
+        let db = &svc.inner.db;
+        let saved = SavedRenditions { ladder: svc.inner.cfg.ladder.clone(), source: Default::default() };
+        stream::Entity::insert(stream::ActiveModel {
+            id: Set(id.into()),
+            user_id: Set(user),
+            title: Set("t".into()),
+            state: Set("ended".into()),
+            started_at: Set(ended_at - 60),
+            ended_at: Set(Some(ended_at)),
+            renditions: Set(serde_json::to_string(&saved).unwrap()),
+        })
+        .exec(db)
+        .await
+        .unwrap();
+        let seg =
+            svc.inner.blobs.put(Bytes::from(format!("ts of {id}")), &segment_owner(id, "source", 0)).await.unwrap();
+        stream_segment::Entity::insert(stream_segment::ActiveModel {
+            stream_id: Set(id.into()),
+            rendition: Set("source".into()),
+            seq: Set(0),
+            duration_ms: Set(2000),
+            blob_id: Set(Some(seg.to_string())),
+            discontinuity: Set(false),
+            gap: Set(false),
+            program_date_ms: Set(0),
+        })
+        .exec(db)
+        .await
+        .unwrap();
+        let chunk = svc.inner.blobs.put(Bytes::from(format!("flv of {id}")), &chunk_owner(id, 0)).await.unwrap();
+        stream_chunk::Entity::insert(stream_chunk::ActiveModel {
+            stream_id: Set(id.into()),
+            seq: Set(0),
+            blob_id: Set(chunk.to_string()),
+            start_ms: Set(0),
+            duration_ms: Set(2000),
+            created_at: Set(chunk_at),
+        })
+        .exec(db)
+        .await
+        .unwrap();
+        (seg, chunk)
+    }
+
+    #[tokio::test]
+    async fn retention_drops_old_raw_chunks_and_old_recordings() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, user) = service(dir.path()).await;
+        let t = now();
+        let (old_seg, old_chunk) = stored_stream(&svc, "oldrec", user, t - 3 * 86_400, t - 3 * 86_400).await;
+        let (new_seg, new_chunk) = stored_stream(&svc, "newrec", user, t - 600, t - 7200).await;
+        assert_eq!(svc.apply_retention(t).await.unwrap(), (1, 1));
+        let blobs = &svc.inner.blobs;
+        assert!(!blobs.exists(&old_seg).await.unwrap() && !blobs.exists(&old_chunk).await.unwrap());
+        assert!(matches!(svc.status("oldrec").await, Err(StreamError::NotFound(_))));
+        assert!(blobs.exists(&new_seg).await.unwrap(), "a recent recording stays");
+        assert!(!blobs.exists(&new_chunk).await.unwrap(), "its raw chunk past raw_retention_hours goes");
+        assert!(svc.media_playlist("newrec", "source", PlaylistKind::Recording).await.unwrap().contains("0.ts"));
+    }
 
     #[test]
     fn avc_codec_names_profile_and_level() {
