@@ -383,3 +383,43 @@ async fn health_metrics_openapi_and_security_headers() {
         assert!(doc["paths"].get(p).is_some(), "{p} missing from the OpenAPI document");
     }
 }
+
+#[tokio::test]
+async fn twilio_provider_speaks_the_messages_api() {
+    // A loopback stand-in for api.twilio.com records the form it is sent.
+    let got = Arc::new(Mutex::new(Vec::<(String, String, String)>::new()));
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/2010-04-01/Accounts/{sid}/Messages.json",
+        axum::routing::post(
+            move |axum::extract::Path(sid): axum::extract::Path<String>,
+                  headers: axum::http::HeaderMap,
+                  body: String| {
+                let sink = sink.clone();
+                async move {
+                    let auth = headers["authorization"].to_str().unwrap().to_owned();
+                    sink.lock().unwrap().push((sid, auth, body));
+                    (axum::http::StatusCode::CREATED, "{\"sid\":\"SM1\"}")
+                }
+            },
+        ),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let s = Server::start_with(&format!(
+        "[sms]\nprovider = \"twilio\"\ntwilio_base_url = \"{base}\"\ntwilio_account_sid = \"AC123\"\n\
+         twilio_auth_token = \"tok\"\ntwilio_from = \"+15550001111\"\n"
+    ));
+    let token = s.register_and_login("tina", PW).await;
+    let r = post(&s, "/api/v1/auth/sms/phone", Some(&token), json!({"phone": "+49 151 2345 6789"})).await;
+    assert_eq!(r.status(), 204);
+    let (sid, auth, body) = got.lock().unwrap().last().cloned().expect("Twilio was called");
+    assert_eq!(sid, "AC123");
+    // Basic auth with the account SID and token: base64("AC123:tok").
+    assert_eq!(auth, "Basic QUMxMjM6dG9r");
+    assert!(body.contains("To=%2B4915123456789") && body.contains("From=%2B15550001111"), "{body}");
+    let code = body.split("Body=").nth(1).unwrap()[..6].to_owned();
+    let r = post(&s, "/api/v1/auth/sms/confirm", Some(&token), json!({"code": code})).await;
+    assert_eq!(r.status(), 200, "the code Twilio carried confirms the phone");
+}
