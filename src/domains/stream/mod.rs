@@ -835,6 +835,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn publishing_emits_started_and_ended_and_checks_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut svc, user) = service(dir.path()).await;
+        if let Some(inner) = Arc::get_mut(&mut svc.inner) {
+            inner.cfg.reconnect_grace_seconds = 0;
+        }
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(matches!(svc.begin_publish("live", "live_nope", peer).await, Err(StreamError::InvalidKey)));
+        let key = svc.rotate_key(user).await.unwrap();
+        assert!(matches!(svc.begin_publish("other", &key, peer).await, Err(StreamError::UnknownApp(_))));
+        let mut events = svc.inner.bus.listen();
+        let publisher = svc.begin_publish("live", &key, peer).await.unwrap();
+        let id = publisher.stream_id().to_owned();
+        assert_eq!(events.recv().await.unwrap(), Event::StreamStarted { stream_id: id.clone(), user_id: user });
+        assert!(matches!(svc.begin_publish("live", &key, peer).await, Err(StreamError::AlreadyLive)));
+        publisher.finish().await;
+        assert_eq!(events.recv().await.unwrap(), Event::StreamEnded { stream_id: id.clone() });
+        assert_eq!(svc.status(&id).await.unwrap().summary.state, "ended");
+        svc.revoke_key(user).await.unwrap();
+        assert!(matches!(svc.begin_publish("live", &key, peer).await, Err(StreamError::InvalidKey)));
+    }
+
+    #[tokio::test]
     async fn retention_drops_old_raw_chunks_and_old_recordings() {
         let dir = tempfile::tempdir().unwrap();
         let (svc, user) = service(dir.path()).await;
