@@ -9,6 +9,16 @@ mod m20261127_000002_accounts;
 mod m20261127_000003_profile_prefs;
 mod m20261127_000004_streams;
 
+/// A foreign key from `table.col` to `to.to_col` that deletes the row with its parent.
+pub(crate) fn cascade(
+    table: impl IntoIden + 'static,
+    col: impl IntoIden + 'static,
+    to: impl IntoIden + 'static,
+    to_col: impl IntoIden + 'static,
+) -> ForeignKeyCreateStatement {
+    ForeignKey::create().from(table, col).to(to, to_col).on_delete(ForeignKeyAction::Cascade).to_owned()
+}
+
 /// Every migration of postcast, in order.
 pub struct Migrator;
 

@@ -80,8 +80,8 @@ enum SecurityLog {
     Detail,
 }
 
-fn user_fk<T: IntoIden + 'static>(table: T, col: T) -> ForeignKeyCreateStatement {
-    ForeignKey::create().from(table, col).to(Users::Table, Users::Id).on_delete(ForeignKeyAction::Cascade).to_owned()
+fn user_fk(table: impl IntoIden + 'static, col: impl IntoIden + 'static) -> ForeignKeyCreateStatement {
+    crate::cascade(table, col, Users::Table, Users::Id)
 }
 
 #[async_trait::async_trait]

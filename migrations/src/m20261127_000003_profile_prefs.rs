@@ -62,12 +62,7 @@ impl MigrationTrait for Migration {
                 .col(string(Profiles::TimeZone))
                 .col(string(Profiles::Language))
                 .col(big_integer(Profiles::UpdatedAt))
-                .foreign_key(
-                    ForeignKey::create()
-                        .from(Profiles::Table, Profiles::UserId)
-                        .to(Users::Table, Users::Id)
-                        .on_delete(ForeignKeyAction::Cascade),
-                )
+                .foreign_key(&mut crate::cascade(Profiles::Table, Profiles::UserId, Users::Table, Users::Id))
                 .to_owned(),
         )
         .await?;
@@ -78,12 +73,7 @@ impl MigrationTrait for Migration {
                 .col(text(Prefs::Doc))
                 .col(big_integer(Prefs::Version))
                 .col(big_integer(Prefs::UpdatedAt))
-                .foreign_key(
-                    ForeignKey::create()
-                        .from(Prefs::Table, Prefs::UserId)
-                        .to(Users::Table, Users::Id)
-                        .on_delete(ForeignKeyAction::Cascade),
-                )
+                .foreign_key(&mut crate::cascade(Prefs::Table, Prefs::UserId, Users::Table, Users::Id))
                 .to_owned(),
         )
         .await?;
@@ -97,12 +87,12 @@ impl MigrationTrait for Migration {
                 .col(string(PrefsAttachments::ContentType))
                 .col(big_integer(PrefsAttachments::Size))
                 .col(big_integer(PrefsAttachments::CreatedAt))
-                .foreign_key(
-                    ForeignKey::create()
-                        .from(PrefsAttachments::Table, PrefsAttachments::UserId)
-                        .to(Users::Table, Users::Id)
-                        .on_delete(ForeignKeyAction::Cascade),
-                )
+                .foreign_key(&mut crate::cascade(
+                    PrefsAttachments::Table,
+                    PrefsAttachments::UserId,
+                    Users::Table,
+                    Users::Id,
+                ))
                 .to_owned(),
         )
         .await?;

@@ -66,12 +66,7 @@ impl MigrationTrait for Migration {
                 .col(big_integer(StreamKeys::UserId).primary_key())
                 .col(string_uniq(StreamKeys::Key))
                 .col(big_integer(StreamKeys::CreatedAt))
-                .foreign_key(
-                    ForeignKey::create()
-                        .from(StreamKeys::Table, StreamKeys::UserId)
-                        .to(Users::Table, Users::Id)
-                        .on_delete(ForeignKeyAction::Cascade),
-                )
+                .foreign_key(&mut crate::cascade(StreamKeys::Table, StreamKeys::UserId, Users::Table, Users::Id))
                 .to_owned(),
         )
         .await?;
@@ -85,12 +80,7 @@ impl MigrationTrait for Migration {
                 .col(big_integer(Streams::StartedAt))
                 .col(big_integer_null(Streams::EndedAt))
                 .col(text(Streams::Renditions))
-                .foreign_key(
-                    ForeignKey::create()
-                        .from(Streams::Table, Streams::UserId)
-                        .to(Users::Table, Users::Id)
-                        .on_delete(ForeignKeyAction::Cascade),
-                )
+                .foreign_key(&mut crate::cascade(Streams::Table, Streams::UserId, Users::Table, Users::Id))
                 .to_owned(),
         )
         .await?;
@@ -106,12 +96,12 @@ impl MigrationTrait for Migration {
                 .col(big_integer(StreamChunks::DurationMs))
                 .col(big_integer(StreamChunks::CreatedAt))
                 .primary_key(Index::create().col(StreamChunks::StreamId).col(StreamChunks::Seq))
-                .foreign_key(
-                    ForeignKey::create()
-                        .from(StreamChunks::Table, StreamChunks::StreamId)
-                        .to(Streams::Table, Streams::Id)
-                        .on_delete(ForeignKeyAction::Cascade),
-                )
+                .foreign_key(&mut crate::cascade(
+                    StreamChunks::Table,
+                    StreamChunks::StreamId,
+                    Streams::Table,
+                    Streams::Id,
+                ))
                 .to_owned(),
         )
         .await?;
@@ -132,12 +122,12 @@ impl MigrationTrait for Migration {
                         .col(StreamSegments::Rendition)
                         .col(StreamSegments::Seq),
                 )
-                .foreign_key(
-                    ForeignKey::create()
-                        .from(StreamSegments::Table, StreamSegments::StreamId)
-                        .to(Streams::Table, Streams::Id)
-                        .on_delete(ForeignKeyAction::Cascade),
-                )
+                .foreign_key(&mut crate::cascade(
+                    StreamSegments::Table,
+                    StreamSegments::StreamId,
+                    Streams::Table,
+                    Streams::Id,
+                ))
                 .to_owned(),
         )
         .await
