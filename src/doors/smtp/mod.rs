@@ -1,0 +1,302 @@
+//! The SMTP door: inbound mail from other servers (MX, RFC 5321) and submission from the
+//! users' own mail programs (RFC 6409). It owns the protocol only: [`session`] is an I/O-free
+//! state machine on smtp-proto's parser (bytes in, [`Event`]s and reply bytes out) and
+//! [`run_session`] drives one session over any async stream. It holds no SQL and no business
+//! rule: who may log in, which recipients are local and where a message goes are the answers
+//! of the [`SmtpHandler`] (the auth and mail services, once wired).
+//!
+//! Invariants:
+//! - **250 after DATA is sent only once the handler said the message is durably stored**:
+//!   the session answers the end of data only from [`Session::message_result`], and
+//!   [`run_session`] calls it only with the verdict of [`SmtpHandler::deliver`].
+//! - **A session never holds more than `max_message_bytes` + 64 KiB of message data**, nor
+//!   more than one command line (`max_line`, 12288 octets for SASL responses): an oversized
+//!   body is read on and thrown away, then refused with 552 5.3.4 (RFC 1870 §6.3); an
+//!   overlong line is dropped and answered 500 5.5.2.
+//! - **Never an open relay**: every recipient is put to the handler before it is accepted;
+//!   a submission session refuses MAIL until AUTH succeeded, and AUTH until TLS is active.
+//! - **Plaintext pipelined after STARTTLS is discarded** (RFC 3207 §5, CVE-2011-0411) and the
+//!   session starts over once TLS is up (RFC 3207 §4.2).
+//! - **Bad input never panics** and costs the client: after ten errors the session says 421
+//!   and closes. Passwords and message bodies never appear in `Debug` output or logs.
+//!
+//! Not yet in this slice: the TLS upgrade itself ([`run_session`] ends the connection with
+//! [`SmtpError::TlsUnavailable`] when a client asks for STARTTLS), the listeners with
+//! sessions-per-IP limits, the wiring in `app.rs` and the delivery pipeline.
+
+mod reply;
+pub mod session;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+pub use session::Session;
+
+/// The default largest message accepted: 25 MiB (advertised as SIZE, RFC 1870).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 25 * 1024 * 1024;
+/// The default most recipients per message (RFC 5321 §4.5.3.1.8 asks for at least 100).
+pub const DEFAULT_MAX_RECIPIENTS: usize = 100;
+/// The default longest command line in octets, CRLF included (RFC 5321 §4.5.3.1.4 asks for 512).
+pub const DEFAULT_MAX_LINE: usize = 1000;
+
+/// Which door a session belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// Mail from other servers (MX, port 25): no AUTH, local recipients only.
+    Inbound,
+    /// Mail from our users' programs (RFC 6409): AUTH required, and only after TLS.
+    Submission,
+}
+
+/// The settings of one session.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Inbound (MX) or submission.
+    pub kind: SessionKind,
+    /// The name the server gives in its greeting and EHLO reply.
+    pub hostname: String,
+    /// The largest message accepted, in octets after dot-unstuffing (SIZE, RFC 1870).
+    pub max_message_bytes: usize,
+    /// The most recipients of one message (452 4.5.3 beyond).
+    pub max_recipients: usize,
+    /// The longest command line in octets, CRLF included (500 5.5.2 beyond).
+    pub max_line: usize,
+    /// Whether the door can upgrade this connection to TLS (STARTTLS is offered then).
+    pub tls_available: bool,
+    /// Whether the connection is already encrypted (implicit TLS, port 465).
+    pub tls_active: bool,
+}
+
+impl SessionConfig {
+    /// A configuration with the default limits for `kind`, without TLS.
+    pub fn new(kind: SessionKind, hostname: impl Into<String>) -> Self {
+        Self {
+            kind,
+            hostname: hostname.into(),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_recipients: DEFAULT_MAX_RECIPIENTS,
+            max_line: DEFAULT_MAX_LINE,
+            tls_available: false,
+            tls_active: false,
+        }
+    }
+}
+
+/// The SASL mechanisms the session understands (RFC 4954).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMechanism {
+    /// PLAIN (RFC 4616).
+    Plain,
+    /// LOGIN (draft-murchison-sasl-login).
+    Login,
+}
+
+/// What the handler says about one recipient (RFC 5321 §4.1.1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RcptVerdict {
+    /// A local mailbox, or a remote one the authenticated sender may relay to: 250 2.1.5.
+    Local,
+    /// No such local user: 550 5.1.1.
+    UnknownUser,
+    /// A remote address the sender may not relay to: 550 5.7.1.
+    RelayDenied,
+    /// The question could not be answered now: 451 4.3.0.
+    TemporaryFailure,
+}
+
+/// What the handler says about a received message (RFC 5321 §4.1.1.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageVerdict {
+    /// The message is durably stored or queued: 250 2.0.0.
+    Accepted,
+    /// The message is refused for good: reply code (5xx), enhanced code and text.
+    Rejected(u16, String, String),
+    /// The message could not be taken now (storage down, ...): 451 4.3.0.
+    TemporaryFailure,
+}
+
+/// What the session knows about its client, handed to the handler with every question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionContext {
+    /// The client's address.
+    pub peer: IpAddr,
+    /// Inbound or submission.
+    pub kind: SessionKind,
+    /// The name the client gave in EHLO/HELO.
+    pub helo: Option<String>,
+    /// The user name that authenticated, if any.
+    pub user: Option<String>,
+    /// Whether the connection is encrypted.
+    pub tls: bool,
+}
+
+/// What the session asks of the door after some input.
+pub enum Event {
+    /// Bytes to write to the client, in order.
+    Reply(Vec<u8>),
+    /// The 220 to STARTTLS has been queued: upgrade the connection to TLS, then call
+    /// [`Session::tls_started`] (or close the connection).
+    StartTls,
+    /// Check these credentials, then answer with [`Session::auth_result`].
+    Authenticate {
+        /// The SASL mechanism used.
+        mechanism: AuthMechanism,
+        /// The authentication identity.
+        username: String,
+        /// The password; never logged (see the `Debug` impl).
+        password: String,
+    },
+    /// Check this recipient, then answer with [`Session::recipient_result`].
+    CheckRecipient(String),
+    /// A complete message: deliver it, then answer with [`Session::message_result`].
+    Message {
+        /// The reverse-path, empty for bounces.
+        from: String,
+        /// The accepted recipients.
+        to: Vec<String>,
+        /// The message as received, dot-unstuffed, ending in CRLF.
+        data: Vec<u8>,
+    },
+    /// Close the connection (after QUIT's 221, or on a fatal error).
+    Close,
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Reply(bytes) => f.debug_tuple("Reply").field(&String::from_utf8_lossy(bytes)).finish(),
+            Event::StartTls => f.write_str("StartTls"),
+            Event::Authenticate { mechanism, username, .. } => f
+                .debug_struct("Authenticate")
+                .field("mechanism", mechanism)
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            Event::CheckRecipient(address) => f.debug_tuple("CheckRecipient").field(address).finish(),
+            Event::Message { from, to, data } => {
+                f.debug_struct("Message").field("from", from).field("to", to).field("bytes", &data.len()).finish()
+            }
+            Event::Close => f.write_str("Close"),
+        }
+    }
+}
+
+/// The services the SMTP door needs from the rest of postcast.
+pub trait SmtpHandler {
+    /// Whether `username` may log in with `password` (an app password, or the account
+    /// password while no second factor is on).
+    fn authenticate(
+        &self,
+        ctx: &SessionContext,
+        mechanism: AuthMechanism,
+        username: &str,
+        password: &str,
+    ) -> impl Future<Output = bool> + Send;
+
+    /// Whether this session may send to `address` (local user, or relay for authenticated users).
+    fn check_recipient(&self, ctx: &SessionContext, address: &str) -> impl Future<Output = RcptVerdict> + Send;
+
+    /// Delivers a message; [`MessageVerdict::Accepted`] only once it is durably stored.
+    fn deliver(
+        &self,
+        ctx: &SessionContext,
+        from: String,
+        to: Vec<String>,
+        data: Vec<u8>,
+    ) -> impl Future<Output = MessageVerdict> + Send;
+}
+
+/// Why a connection ended other than by QUIT or the client hanging up.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpError {
+    /// Reading or writing the connection failed.
+    #[error("smtp connection i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The client sent nothing for the idle time (421 4.4.2 was sent).
+    #[error("smtp client idle for too long")]
+    IdleTimeout,
+    /// The client asked for STARTTLS, which this loop cannot do yet.
+    #[error("STARTTLS requested but the TLS upgrade is not implemented in this loop")]
+    TlsUnavailable,
+}
+
+/// The read buffer of [`run_session`]; also the most input fed to the session at once.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// Runs one session over `stream` until QUIT, a fatal error, the client hanging up or
+/// `idle` passing without input. Replies are batched and written before every wait
+/// (RFC 2920 §3.1: pipelined replies go out in order).
+pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    mut session: Session,
+    handler: &impl SmtpHandler,
+    idle: Duration,
+) -> Result<(), SmtpError> {
+    let mut out = session.greeting();
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut events = std::collections::VecDeque::new();
+    loop {
+        while let Some(event) = events.pop_front() {
+            match event {
+                Event::Reply(bytes) => out.extend_from_slice(&bytes),
+                Event::Close => {
+                    stream.write_all(&out).await?;
+                    stream.shutdown().await?;
+                    return Ok(());
+                }
+                Event::StartTls => {
+                    // The TLS upgrade is the next slice; until then the 220 is withdrawn.
+                    stream.write_all(&out).await?;
+                    return Err(SmtpError::TlsUnavailable);
+                }
+                question => {
+                    stream.write_all(&out).await?;
+                    out.clear();
+                    let answer = answer(&mut session, handler, question).await;
+                    out.extend_from_slice(&answer);
+                    events.extend(session.resume());
+                }
+            }
+        }
+        stream.write_all(&out).await?;
+        out.clear();
+        let read = tokio::time::timeout(idle, stream.read(&mut buf)).await;
+        let Ok(read) = read else {
+            // RFC 5321 §4.5.3.2: a server should say 421 before closing an idle connection.
+            stream.write_all(&session.idle_timeout()).await?;
+            return Err(SmtpError::IdleTimeout);
+        };
+        let n = read?;
+        if n == 0 {
+            return Ok(());
+        }
+        events.extend(session.feed(&buf[..n]));
+    }
+}
+
+/// Puts one question event to the handler and returns the session's reply to the answer.
+async fn answer(session: &mut Session, handler: &impl SmtpHandler, question: Event) -> Vec<u8> {
+    let ctx = session.context();
+    match question {
+        Event::Authenticate { mechanism, username, password } => {
+            let ok = handler.authenticate(&ctx, mechanism, &username, &password).await;
+            session.auth_result(ok)
+        }
+        Event::CheckRecipient(address) => {
+            let verdict = handler.check_recipient(&ctx, &address).await;
+            session.recipient_result(verdict)
+        }
+        Event::Message { from, to, data } => {
+            let verdict = handler.deliver(&ctx, from, to, data).await;
+            session.message_result(verdict)
+        }
+        Event::Reply(bytes) => bytes,
+        Event::StartTls | Event::Close => Vec::new(),
+    }
+}

@@ -1,0 +1,653 @@
+//! One SMTP server session as a pure state machine (RFC 5321, with RFC 1870 SIZE, RFC 2920
+//! PIPELINING, RFC 3207 STARTTLS and RFC 4954 AUTH): bytes in through [`Session::feed`],
+//! [`Event`]s out. It frames command lines itself (so the line limit is ours), parses them
+//! with smtp-proto's `Request::parse`, and reads DATA bodies with smtp-proto's
+//! `DataReceiver` (dot-unstuffing, CRLF.CRLF only). It does no I/O, never blocks and never
+//! panics on input; every question for the rest of the server (credentials, recipients,
+//! delivery) leaves as an event, and the session waits for the answer before reading on.
+
+use std::net::IpAddr;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver};
+use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, MailFrom, Request};
+
+use super::reply;
+use super::{AuthMechanism, Event, MessageVerdict, RcptVerdict, SessionConfig, SessionContext, SessionKind};
+
+/// After this many failed commands the session says 421 and closes.
+const MAX_ERRORS: u32 = 10;
+/// The longest SASL response line (RFC 4954 §4: at least 12288 octets).
+const AUTH_LINE_MAX: usize = 12_288;
+/// How far past `max_message_bytes` the body buffer may grow before it is thrown away.
+const DATA_SLACK: usize = 64 * 1024;
+/// The most input fed in one step; bounds what is copied at once.
+const FEED_CHUNK: usize = 64 * 1024;
+/// The most pipelined input kept while the door answers a question.
+const PENDING_MAX: usize = 256 * 1024;
+
+/// Where the session is in the dialogue.
+enum Phase {
+    /// Reading command lines.
+    Command,
+    /// AUTH PLAIN sent 334; the next line is the response.
+    AuthPlain,
+    /// AUTH LOGIN asked for the user name.
+    AuthLoginUser,
+    /// AUTH LOGIN asked for the password of `username`.
+    AuthLoginPassword { username: String },
+    /// Reading a DATA body.
+    Data(DataReceiver),
+    /// Reading an oversized DATA body to its end, keeping nothing (RFC 1870 §6.3).
+    DataOverflow(DummyDataReceiver),
+    /// Skipping the chunk of a BDAT we do not support (RFC 3030 is not offered).
+    BdatDiscard(DummyDataReceiver),
+    /// Waiting for [`Session::auth_result`] about `username`.
+    AwaitAuth { username: String },
+    /// Waiting for [`Session::recipient_result`] about this address.
+    AwaitRcpt(String),
+    /// Waiting for [`Session::message_result`].
+    AwaitMessage,
+    /// STARTTLS accepted; waiting for [`Session::tls_started`].
+    AwaitTls,
+    /// The session is over.
+    Closed,
+}
+
+/// One SMTP server session: feed it bytes, act on its events.
+pub struct Session {
+    config: SessionConfig,
+    peer: IpAddr,
+    phase: Phase,
+    /// Input not yet consumed: at most one partial line, or pipelined input while waiting.
+    input: Vec<u8>,
+    /// The current line passed the limit; its bytes are dropped until its LF.
+    overlong: bool,
+    helo: Option<String>,
+    user: Option<String>,
+    tls_active: bool,
+    mail_from: Option<String>,
+    rcpts: Vec<String>,
+    data: Vec<u8>,
+    errors: u32,
+    /// A `*_result` call ended the session: the next feed or resume yields [`Event::Close`].
+    close_pending: bool,
+}
+
+impl Session {
+    /// A new session with a client at `peer`; send [`Session::greeting`] first.
+    pub fn new(config: SessionConfig, peer: IpAddr) -> Self {
+        let tls_active = config.tls_active;
+        Self {
+            config,
+            peer,
+            phase: Phase::Command,
+            input: Vec::new(),
+            overlong: false,
+            helo: None,
+            user: None,
+            tls_active,
+            mail_from: None,
+            rcpts: Vec::new(),
+            data: Vec::new(),
+            errors: 0,
+            close_pending: false,
+        }
+    }
+
+    /// The 220 greeting (RFC 5321 §4.2, §3.1).
+    pub fn greeting(&self) -> Vec<u8> {
+        reply::line(220, "", &format!("{} ESMTP postcast", self.config.hostname))
+    }
+
+    /// What the handler needs to know about this client.
+    pub fn context(&self) -> SessionContext {
+        SessionContext {
+            peer: self.peer,
+            kind: self.config.kind,
+            helo: self.helo.clone(),
+            user: self.user.clone(),
+            tls: self.tls_active,
+        }
+    }
+
+    /// Whether the session is over (QUIT, too many errors, idle timeout).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Takes bytes from the client, split anywhere, and returns what to do, in order. After
+    /// a question event (`Authenticate`, `CheckRecipient`, `Message`) input is only kept
+    /// until the answer; call [`Session::resume`] after answering.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
+        let mut out = Vec::new();
+        if std::mem::take(&mut self.close_pending) {
+            out.push(Event::Close);
+            return out;
+        }
+        if bytes.is_empty() {
+            self.process(&mut out);
+        }
+        for chunk in bytes.chunks(FEED_CHUNK) {
+            match self.phase {
+                // RFC 3207 §5: plaintext after STARTTLS must not be acted upon.
+                Phase::Closed | Phase::AwaitTls => break,
+                _ => {}
+            }
+            self.input.extend_from_slice(chunk);
+            if self.is_waiting() && self.input.len() > PENDING_MAX {
+                out.push(Event::Reply(reply::line(421, "4.7.0", "Too much pipelined input, closing connection")));
+                out.push(Event::Close);
+                self.close();
+                break;
+            }
+            self.process(&mut out);
+        }
+        out
+    }
+
+    /// Goes on with input that arrived while a question was open.
+    pub fn resume(&mut self) -> Vec<Event> {
+        self.feed(&[])
+    }
+
+    /// The answer to [`Event::Authenticate`] (RFC 4954 §6).
+    pub fn auth_result(&mut self, ok: bool) -> Vec<u8> {
+        let Phase::AwaitAuth { username } = &mut self.phase else {
+            return Vec::new();
+        };
+        let username = std::mem::take(username);
+        self.phase = Phase::Command;
+        if ok {
+            self.user = Some(username);
+            reply::line(235, "2.7.0", "Authentication successful")
+        } else {
+            self.fail_bytes(535, "5.7.8", "Authentication credentials invalid")
+        }
+    }
+
+    /// The answer to [`Event::CheckRecipient`] (RFC 5321 §4.1.1.3, §3.6.2 on relaying).
+    pub fn recipient_result(&mut self, verdict: RcptVerdict) -> Vec<u8> {
+        let Phase::AwaitRcpt(address) = &mut self.phase else {
+            return Vec::new();
+        };
+        let address = std::mem::take(address);
+        self.phase = Phase::Command;
+        match verdict {
+            RcptVerdict::Local => {
+                if !self.rcpts.contains(&address) {
+                    self.rcpts.push(address);
+                }
+                reply::line(250, "2.1.5", "Recipient OK")
+            }
+            RcptVerdict::UnknownUser => reply::line(550, "5.1.1", "Mailbox unavailable: no such user"),
+            RcptVerdict::RelayDenied => reply::line(550, "5.7.1", "Relaying denied"),
+            RcptVerdict::TemporaryFailure => reply::line(451, "4.3.0", "Temporary failure, try again later"),
+        }
+    }
+
+    /// The answer to [`Event::Message`]: the reply to the end of data (RFC 5321 §4.1.1.4).
+    /// The transaction is over either way.
+    pub fn message_result(&mut self, verdict: MessageVerdict) -> Vec<u8> {
+        if !matches!(self.phase, Phase::AwaitMessage) {
+            return Vec::new();
+        }
+        self.phase = Phase::Command;
+        self.reset_transaction();
+        match verdict {
+            MessageVerdict::Accepted => reply::line(250, "2.0.0", "Message accepted"),
+            MessageVerdict::Rejected(code, enhanced, text) => {
+                let code = if (400..600).contains(&code) { code } else { 554 };
+                reply::line(code, &enhanced, &text)
+            }
+            MessageVerdict::TemporaryFailure => reply::line(451, "4.3.0", "Temporary failure, try again later"),
+        }
+    }
+
+    /// The door finished the TLS handshake after [`Event::StartTls`]: the session starts
+    /// over without greeting, as RFC 3207 §4.2 requires (the client sends EHLO again).
+    pub fn tls_started(&mut self) {
+        self.tls_active = true;
+        self.helo = None;
+        self.user = None;
+        self.reset_transaction();
+        self.input.clear();
+        self.overlong = false;
+        self.phase = Phase::Command;
+    }
+
+    /// The client was idle too long: the 421 to send before closing (RFC 5321 §4.5.3.2).
+    pub fn idle_timeout(&mut self) -> Vec<u8> {
+        self.close();
+        reply::line(421, "4.4.2", &format!("{} Idle timeout, closing connection", self.config.hostname))
+    }
+
+    /// The bytes the session holds now (input and body buffers), for the memory-bound tests.
+    #[cfg(test)]
+    pub(super) fn held_bytes(&self) -> usize {
+        self.input.capacity() + self.data.capacity()
+    }
+
+    fn is_waiting(&self) -> bool {
+        matches!(self.phase, Phase::AwaitAuth { .. } | Phase::AwaitRcpt(_) | Phase::AwaitMessage)
+    }
+
+    fn close(&mut self) {
+        self.phase = Phase::Closed;
+        self.input = Vec::new();
+        self.data = Vec::new();
+    }
+
+    /// Consumes as much input as the phase allows.
+    fn process(&mut self, out: &mut Vec<Event>) {
+        let mut pos = 0;
+        loop {
+            let progressed = match self.phase {
+                Phase::Command | Phase::AuthPlain | Phase::AuthLoginUser | Phase::AuthLoginPassword { .. } => {
+                    self.step_line(&mut pos, out)
+                }
+                Phase::Data(_) | Phase::DataOverflow(_) | Phase::BdatDiscard(_) => self.step_data(&mut pos, out),
+                _ => false,
+            };
+            if !progressed {
+                break;
+            }
+        }
+        match self.phase {
+            Phase::AwaitTls | Phase::Closed => self.input.clear(),
+            _ => {
+                self.input.drain(..pos.min(self.input.len()));
+            }
+        }
+    }
+
+    /// Handles one complete line, or drops the bytes of an overlong one. False when no
+    /// complete line is buffered.
+    fn step_line(&mut self, pos: &mut usize, out: &mut Vec<Event>) -> bool {
+        let limit = match self.phase {
+            Phase::Command => self.config.max_line,
+            _ => AUTH_LINE_MAX.max(self.config.max_line),
+        };
+        let start = *pos;
+        let Some(lf) = self.input[start..].iter().position(|&b| b == b'\n') else {
+            // RFC 5321 §4.5.3.1.4: never buffer past the line limit.
+            if self.overlong || self.input.len() - start >= limit {
+                self.overlong = true;
+                *pos = self.input.len();
+            }
+            return false;
+        };
+        *pos = start + lf + 1;
+        if std::mem::take(&mut self.overlong) || lf + 1 > limit {
+            self.phase = Phase::Command;
+            self.fail(out, 500, "5.5.2", "Line too long");
+            return true;
+        }
+        let line = self.input[start..*pos].to_vec();
+        match std::mem::replace(&mut self.phase, Phase::Command) {
+            Phase::AuthPlain => self.auth_plain_response(&line, out),
+            Phase::AuthLoginUser => self.auth_login_user(&line, out),
+            Phase::AuthLoginPassword { username } => self.auth_login_password(username, &line, out),
+            _ => self.command(&line, out),
+        }
+        true
+    }
+
+    /// Feeds buffered input to the body receiver, keeping at most the limit plus slack.
+    fn step_data(&mut self, pos: &mut usize, out: &mut Vec<Event>) -> bool {
+        if *pos >= self.input.len() {
+            return false;
+        }
+        let room = (self.config.max_message_bytes + DATA_SLACK).saturating_sub(self.data.len()).max(1);
+        let end = (*pos + room).min(self.input.len());
+        let mut bytes = self.input[*pos..end].iter();
+        let done = match &mut self.phase {
+            Phase::Data(receiver) => receiver.ingest(&mut bytes, &mut self.data),
+            Phase::DataOverflow(receiver) | Phase::BdatDiscard(receiver) => receiver.ingest(&mut bytes),
+            _ => return false,
+        };
+        *pos = end - bytes.len();
+        if let Phase::Data(receiver) = &self.phase
+            && self.data.len() > self.config.max_message_bytes
+        {
+            // RFC 1870 §6.3: read the rest of an oversized message, but keep none of it.
+            self.phase = Phase::DataOverflow(DummyDataReceiver::new_data(receiver));
+            self.data = Vec::new();
+        }
+        if done {
+            self.end_of_data(out);
+        }
+        true
+    }
+
+    /// The body ended: refuse it when it was too big, else hand it over.
+    fn end_of_data(&mut self, out: &mut Vec<Event>) {
+        match std::mem::replace(&mut self.phase, Phase::Command) {
+            Phase::DataOverflow(_) => {
+                self.reset_transaction();
+                out.push(Event::Reply(reply::line(552, "5.3.4", "Message size exceeds fixed maximum message size")));
+            }
+            Phase::BdatDiscard(_) => {
+                self.fail(out, 502, "5.5.1", "BDAT not implemented");
+            }
+            _ => {
+                let from = self.mail_from.take().unwrap_or_default();
+                let to = std::mem::take(&mut self.rcpts);
+                let data = std::mem::take(&mut self.data);
+                self.phase = Phase::AwaitMessage;
+                out.push(Event::Message { from, to, data });
+            }
+        }
+    }
+
+    /// Parses and runs one command line (RFC 5321 §4.1.1).
+    fn command(&mut self, line: &[u8], out: &mut Vec<Event>) {
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(request) => request.into_owned(),
+            Err(error) => return self.parse_error(error, out),
+        };
+        match request {
+            Request::Ehlo { host } => self.hello(host, true, out),
+            Request::Helo { host } => self.hello(host, false, out),
+            Request::Mail { from } => self.mail(from, out),
+            Request::Rcpt { to } => self.rcpt(to.address, out),
+            Request::Data => self.data_command(out),
+            Request::Auth { mechanism, initial_response } => self.auth(mechanism, &initial_response, out),
+            Request::StartTls => self.starttls(out),
+            // RFC 5321 §4.1.1.5: RSET clears the transaction, not the EHLO.
+            Request::Rset => {
+                self.reset_transaction();
+                out.push(Event::Reply(reply::line(250, "2.0.0", "OK")));
+            }
+            // RFC 5321 §4.1.1.9
+            Request::Noop { .. } => out.push(Event::Reply(reply::line(250, "2.0.0", "OK"))),
+            // RFC 5321 §3.5.3: 252 when we will not say whether a user exists.
+            Request::Vrfy { .. } => out.push(Event::Reply(reply::line(
+                252,
+                "2.5.0",
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            ))),
+            // RFC 5321 §4.1.1.8
+            Request::Help { .. } => out.push(Event::Reply(reply::line(214, "2.0.0", "See RFC 5321"))),
+            // RFC 5321 §4.1.1.10
+            Request::Quit => {
+                out.push(Event::Reply(reply::line(221, "2.0.0", "Bye")));
+                out.push(Event::Close);
+                self.close();
+            }
+            Request::Bdat { chunk_size, .. } if chunk_size > 0 => {
+                self.phase = Phase::BdatDiscard(DummyDataReceiver::new_bdat(chunk_size));
+            }
+            // RFC 5321 §4.2.4: known but not implemented.
+            Request::Bdat { .. }
+            | Request::Lhlo { .. }
+            | Request::Expn { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => self.fail(out, 502, "5.5.1", "Command not implemented"),
+        }
+    }
+
+    /// Turns a parse error into its reply (RFC 5321 §4.2.2, §4.1.1.11 for parameters).
+    fn parse_error(&mut self, error: ParseError, out: &mut Vec<Event>) {
+        match error {
+            ParseError::InvalidSenderAddress => self.fail(out, 501, "5.1.7", "Bad sender address syntax"),
+            ParseError::InvalidRecipientAddress => self.fail(out, 501, "5.1.3", "Bad recipient address syntax"),
+            ParseError::SyntaxError { syntax } => self.fail(out, 501, "5.5.4", &format!("Syntax: {syntax}")),
+            ParseError::InvalidParameter { param } => {
+                self.fail(out, 501, "5.5.4", &format!("Invalid parameter {param}"))
+            }
+            ParseError::UnsupportedParameter { .. } => self.fail(out, 555, "5.5.4", "Unsupported parameter"),
+            _ => self.fail(out, 500, "5.5.2", "Syntax error, command unrecognized"),
+        }
+    }
+
+    /// EHLO/HELO (RFC 5321 §4.1.1.1); both reset the transaction (§4.1.4).
+    fn hello(&mut self, host: String, extended: bool, out: &mut Vec<Event>) {
+        self.reset_transaction();
+        self.helo = Some(host);
+        let greeting = format!("{} Hello [{}]", self.config.hostname, self.peer);
+        if !extended {
+            out.push(Event::Reply(reply::line(250, "", &greeting)));
+            return;
+        }
+        let mut lines = vec![
+            greeting,
+            format!("SIZE {}", self.config.max_message_bytes), // RFC 1870 §4
+            "PIPELINING".to_string(),                          // RFC 2920 §3
+            "8BITMIME".to_string(),                            // RFC 6152
+            "SMTPUTF8".to_string(),                            // RFC 6531
+            "ENHANCEDSTATUSCODES".to_string(),                 // RFC 2034
+        ];
+        if self.config.tls_available && !self.tls_active {
+            lines.push("STARTTLS".to_string()); // RFC 3207 §4
+        }
+        if self.auth_offered() {
+            lines.push("AUTH PLAIN LOGIN".to_string()); // RFC 4954 §3
+        }
+        out.push(Event::Reply(reply::multi(250, &lines)));
+    }
+
+    /// AUTH is offered on submission sessions, over TLS, until it succeeded.
+    fn auth_offered(&self) -> bool {
+        self.config.kind == SessionKind::Submission && self.tls_active && self.user.is_none()
+    }
+
+    /// MAIL FROM (RFC 5321 §4.1.1.2, SIZE per RFC 1870 §6.2).
+    fn mail(&mut self, from: MailFrom<String>, out: &mut Vec<Event>) {
+        if self.helo.is_none() {
+            return self.fail(out, 503, "5.5.1", "Send EHLO or HELO first");
+        }
+        if self.config.kind == SessionKind::Submission && self.user.is_none() {
+            // RFC 4954 §6
+            return self.fail(out, 530, "5.7.0", "Authentication required");
+        }
+        if self.mail_from.is_some() {
+            return self.fail(out, 503, "5.5.1", "Sender already specified");
+        }
+        if from.size > self.config.max_message_bytes {
+            let text = "Message size exceeds fixed maximum message size";
+            return out.push(Event::Reply(reply::line(552, "5.3.4", text)));
+        }
+        self.mail_from = Some(from.address);
+        out.push(Event::Reply(reply::line(250, "2.1.0", "Sender OK")));
+    }
+
+    /// RCPT TO (RFC 5321 §4.1.1.3): limits here, the verdict from the door.
+    fn rcpt(&mut self, address: String, out: &mut Vec<Event>) {
+        if self.mail_from.is_none() {
+            return self.fail(out, 503, "5.5.1", "Need MAIL before RCPT");
+        }
+        if self.rcpts.len() >= self.config.max_recipients {
+            // RFC 5321 §4.5.3.1.10
+            return out.push(Event::Reply(reply::line(452, "4.5.3", "Too many recipients")));
+        }
+        // smtp-proto reads `<postmaster>` (RFC 5321 §4.1.1.3, always accepted) as "".
+        let address = if address.is_empty() { "postmaster".to_string() } else { address };
+        out.push(Event::CheckRecipient(address.clone()));
+        self.phase = Phase::AwaitRcpt(address);
+    }
+
+    /// DATA (RFC 5321 §4.1.1.4, §3.3: 554 without valid recipients).
+    fn data_command(&mut self, out: &mut Vec<Event>) {
+        if self.mail_from.is_none() {
+            return self.fail(out, 503, "5.5.1", "Need MAIL command");
+        }
+        if self.rcpts.is_empty() {
+            return self.fail(out, 554, "5.5.1", "No valid recipients");
+        }
+        self.data = Vec::new();
+        self.phase = Phase::Data(primed_data_receiver());
+        out.push(Event::Reply(reply::line(354, "", "Start mail input; end with <CRLF>.<CRLF>")));
+    }
+
+    /// STARTTLS (RFC 3207 §4).
+    fn starttls(&mut self, out: &mut Vec<Event>) {
+        if self.tls_active {
+            return self.fail(out, 503, "5.5.1", "TLS already active");
+        }
+        if !self.config.tls_available {
+            return out.push(Event::Reply(reply::line(454, "4.7.0", "TLS not available")));
+        }
+        out.push(Event::Reply(reply::line(220, "2.0.0", "Ready to start TLS")));
+        out.push(Event::StartTls);
+        self.phase = Phase::AwaitTls;
+    }
+
+    /// AUTH (RFC 4954 §4), PLAIN (RFC 4616) and LOGIN.
+    fn auth(&mut self, mechanism: u64, initial: &str, out: &mut Vec<Event>) {
+        if self.config.kind != SessionKind::Submission {
+            return self.fail(out, 502, "5.5.1", "AUTH not available");
+        }
+        if !self.tls_active {
+            return self.fail(out, 530, "5.7.0", "Must issue a STARTTLS command first");
+        }
+        if self.helo.is_none() {
+            return self.fail(out, 503, "5.5.1", "Send EHLO first");
+        }
+        if self.user.is_some() {
+            return self.fail(out, 503, "5.5.1", "Already authenticated");
+        }
+        if self.mail_from.is_some() {
+            return self.fail(out, 503, "5.5.1", "AUTH not permitted during a mail transaction");
+        }
+        match (mechanism, initial.is_empty()) {
+            (AUTH_PLAIN, true) => {
+                self.phase = Phase::AuthPlain;
+                out.push(Event::Reply(reply::challenge("")));
+            }
+            (AUTH_PLAIN, false) => self.auth_plain(initial.as_bytes(), out),
+            (AUTH_LOGIN, true) => {
+                self.phase = Phase::AuthLoginUser;
+                out.push(Event::Reply(reply::challenge("VXNlcm5hbWU6"))); // "Username:"
+            }
+            (AUTH_LOGIN, false) => self.auth_login_user(initial.as_bytes(), out),
+            _ => self.fail(out, 504, "5.5.4", "Unrecognized authentication type"),
+        }
+    }
+
+    fn auth_plain_response(&mut self, line: &[u8], out: &mut Vec<Event>) {
+        if self.sasl_cancelled(line, out) {
+            return;
+        }
+        self.auth_plain(line, out);
+    }
+
+    /// Decodes `authzid NUL authcid NUL password` (RFC 4616 §2).
+    fn auth_plain(&mut self, base64: &[u8], out: &mut Vec<Event>) {
+        let Some(decoded) = self.sasl_decode(base64, out) else {
+            return;
+        };
+        let mut parts = decoded.split(|&b| b == 0);
+        let (Some(authzid), Some(authcid), Some(password), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return self.fail(out, 501, "5.5.2", "Malformed PLAIN response");
+        };
+        let (Ok(authzid), Ok(username), Ok(password)) =
+            (std::str::from_utf8(authzid), std::str::from_utf8(authcid), std::str::from_utf8(password))
+        else {
+            return self.fail(out, 501, "5.5.2", "Malformed PLAIN response");
+        };
+        if !authzid.is_empty() && authzid != username {
+            return self.fail(out, 535, "5.7.8", "Authentication credentials invalid");
+        }
+        self.ask_auth(AuthMechanism::Plain, username.to_string(), password.to_string(), out);
+    }
+
+    fn auth_login_user(&mut self, line: &[u8], out: &mut Vec<Event>) {
+        if self.sasl_cancelled(line, out) {
+            return;
+        }
+        let Some(decoded) = self.sasl_decode(line, out) else {
+            return;
+        };
+        let Ok(username) = String::from_utf8(decoded) else {
+            return self.fail(out, 501, "5.5.2", "Malformed user name");
+        };
+        self.phase = Phase::AuthLoginPassword { username };
+        out.push(Event::Reply(reply::challenge("UGFzc3dvcmQ6"))); // "Password:"
+    }
+
+    fn auth_login_password(&mut self, username: String, line: &[u8], out: &mut Vec<Event>) {
+        if self.sasl_cancelled(line, out) {
+            return;
+        }
+        let Some(decoded) = self.sasl_decode(line, out) else {
+            return;
+        };
+        let Ok(password) = String::from_utf8(decoded) else {
+            return self.fail(out, 501, "5.5.2", "Malformed password");
+        };
+        self.ask_auth(AuthMechanism::Login, username, password, out);
+    }
+
+    fn ask_auth(&mut self, mechanism: AuthMechanism, username: String, password: String, out: &mut Vec<Event>) {
+        out.push(Event::Authenticate { mechanism, username: username.clone(), password });
+        self.phase = Phase::AwaitAuth { username };
+    }
+
+    /// RFC 4954 §4: a response of `*` cancels the exchange with 501.
+    fn sasl_cancelled(&mut self, line: &[u8], out: &mut Vec<Event>) -> bool {
+        if line.trim_ascii() == b"*" {
+            self.fail(out, 501, "5.0.0", "Authentication cancelled");
+            return true;
+        }
+        false
+    }
+
+    /// Decodes a SASL response; `=` is the empty response (RFC 4954 §4). Replies 501 on bad base64.
+    fn sasl_decode(&mut self, line: &[u8], out: &mut Vec<Event>) -> Option<Vec<u8>> {
+        let text = line.trim_ascii();
+        if text == b"=" {
+            return Some(Vec::new());
+        }
+        match BASE64.decode(text) {
+            Ok(decoded) => Some(decoded),
+            Err(_) => {
+                self.fail(out, 501, "5.5.2", "Invalid base64 data");
+                None
+            }
+        }
+    }
+
+    /// Clears the mail transaction (RFC 5321 §4.1.1.5).
+    fn reset_transaction(&mut self) {
+        self.mail_from = None;
+        self.rcpts.clear();
+        self.data = Vec::new();
+    }
+
+    /// Replies with an error and counts it; too many errors end the session.
+    fn fail(&mut self, out: &mut Vec<Event>, code: u16, enhanced: &str, text: &str) {
+        let bytes = self.fail_bytes(code, enhanced, text);
+        out.push(Event::Reply(bytes));
+        if std::mem::take(&mut self.close_pending) {
+            out.push(Event::Close);
+        }
+    }
+
+    /// The bytes of an error reply, with 421 appended once the client made too many errors.
+    fn fail_bytes(&mut self, code: u16, enhanced: &str, text: &str) -> Vec<u8> {
+        let mut bytes = reply::line(code, enhanced, text);
+        self.errors += 1;
+        if self.errors >= MAX_ERRORS {
+            bytes.extend(reply::line(421, "4.7.0", "Too many errors, closing connection"));
+            self.close();
+            self.close_pending = true;
+        }
+        bytes
+    }
+}
+
+/// A body receiver that knows it starts at the beginning of a line: smtp-proto's
+/// `DataReceiver` starts as if mid-line, so without this a first line "." (the empty
+/// message) would not end the data and a first line ".." would keep both dots
+/// (RFC 5321 §4.1.1.4: the DATA command's CRLF begins the first line).
+fn primed_data_receiver() -> DataReceiver {
+    let mut receiver = DataReceiver::new();
+    let mut scratch = Vec::new();
+    receiver.ingest(&mut b"\r\n".iter(), &mut scratch);
+    receiver
+}

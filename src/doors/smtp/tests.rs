@@ -1,0 +1,527 @@
+//! Tests of the SMTP door: the session fed byte strings split everywhere, its limits and
+//! error paths, random garbage, and [`run_session`] driven by mail-send's client over an
+//! in-memory duplex pipe. A scripted door answers the session's questions.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use super::*;
+
+const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn inbound() -> SessionConfig {
+    SessionConfig::new(SessionKind::Inbound, "mx.test")
+}
+
+fn submission(tls_active: bool) -> SessionConfig {
+    SessionConfig { tls_available: true, tls_active, ..SessionConfig::new(SessionKind::Submission, "mx.test") }
+}
+
+/// A delivered message: reverse-path, recipients, data.
+type Delivered = (String, Vec<String>, Vec<u8>);
+
+/// Everything a scripted door saw while driving a session.
+#[derive(Default)]
+struct Outcome {
+    out: Vec<u8>,
+    messages: Vec<Delivered>,
+    logins: Vec<(AuthMechanism, String, String)>,
+    closed: bool,
+    starttls: bool,
+}
+
+impl Outcome {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out).into_owned()
+    }
+}
+
+/// Feeds `pieces` one after the other, answering questions as a door would: recipients
+/// at local.test exist, the password "secret" is right, every message is accepted.
+fn drive(session: &mut Session, pieces: &[&[u8]]) -> Outcome {
+    let mut outcome = Outcome::default();
+    for piece in pieces {
+        let mut events: VecDeque<Event> = session.feed(piece).into();
+        while let Some(event) = events.pop_front() {
+            match event {
+                Event::Reply(bytes) => outcome.out.extend(bytes),
+                Event::StartTls => outcome.starttls = true,
+                Event::Close => outcome.closed = true,
+                Event::Authenticate { mechanism, username, password } => {
+                    let ok = password == "secret";
+                    outcome.logins.push((mechanism, username, password));
+                    outcome.out.extend(session.auth_result(ok));
+                    events.extend(session.resume());
+                }
+                Event::CheckRecipient(address) => {
+                    let verdict = match address.split_once('@') {
+                        Some(("nobody", "local.test")) => RcptVerdict::UnknownUser,
+                        Some((_, "local.test")) => RcptVerdict::Local,
+                        _ => RcptVerdict::RelayDenied,
+                    };
+                    outcome.out.extend(session.recipient_result(verdict));
+                    events.extend(session.resume());
+                }
+                Event::Message { from, to, data } => {
+                    outcome.messages.push((from, to, data));
+                    outcome.out.extend(session.message_result(MessageVerdict::Accepted));
+                    events.extend(session.resume());
+                }
+            }
+        }
+    }
+    outcome
+}
+
+fn drive_whole(config: SessionConfig, input: &[u8]) -> Outcome {
+    drive(&mut Session::new(config, PEER), &[input])
+}
+
+const FULL_SESSION: &[u8] = b"EHLO client.test\r\n\
+MAIL FROM:<alice@remote.test> SIZE=100\r\n\
+RCPT TO:<bob@local.test>\r\n\
+RCPT TO:<eve@elsewhere.test>\r\n\
+RCPT TO:<nobody@local.test>\r\n\
+DATA\r\n\
+Subject: hi\r\n\r\n..dot line\r\nbody\r\n.\r\n\
+NOOP\r\n\
+VRFY bob\r\n\
+RSET\r\n\
+QUIT\r\n";
+
+const FULL_REPLIES: &str = "250-mx.test Hello [127.0.0.1]\r\n\
+250-SIZE 26214400\r\n\
+250-PIPELINING\r\n\
+250-8BITMIME\r\n\
+250-SMTPUTF8\r\n\
+250 ENHANCEDSTATUSCODES\r\n\
+250 2.1.0 Sender OK\r\n\
+250 2.1.5 Recipient OK\r\n\
+550 5.7.1 Relaying denied\r\n\
+550 5.1.1 Mailbox unavailable: no such user\r\n\
+354 Start mail input; end with <CRLF>.<CRLF>\r\n\
+250 2.0.0 Message accepted\r\n\
+250 2.0.0 OK\r\n\
+252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n\
+250 2.0.0 OK\r\n\
+221 2.0.0 Bye\r\n";
+
+fn assert_full_session(outcome: &Outcome, how: &str) {
+    assert_eq!(outcome.text(), FULL_REPLIES, "{how}");
+    assert!(outcome.closed, "{how}");
+    assert_eq!(outcome.messages.len(), 1, "{how}");
+    let (from, to, data) = &outcome.messages[0];
+    assert_eq!(from, "alice@remote.test");
+    assert_eq!(to, &["bob@local.test".to_string()]);
+    assert_eq!(data, b"Subject: hi\r\n\r\n.dot line\r\nbody\r\n", "{how}");
+}
+
+#[test]
+fn greeting_is_220() {
+    assert_eq!(Session::new(inbound(), PEER).greeting(), b"220 mx.test ESMTP postcast\r\n");
+}
+
+#[test]
+fn full_inbound_session_in_one_piece() {
+    assert_full_session(&drive_whole(inbound(), FULL_SESSION), "whole");
+}
+
+#[test]
+fn full_inbound_session_byte_by_byte() {
+    let pieces: Vec<&[u8]> = FULL_SESSION.chunks(1).collect();
+    assert_full_session(&drive(&mut Session::new(inbound(), PEER), &pieces), "byte by byte");
+}
+
+#[test]
+fn full_inbound_session_split_at_every_position() {
+    for at in 0..=FULL_SESSION.len() {
+        let (head, tail) = FULL_SESSION.split_at(at);
+        let outcome = drive(&mut Session::new(inbound(), PEER), &[head, tail]);
+        assert_full_session(&outcome, &format!("split at {at}"));
+    }
+}
+
+#[test]
+fn pipelined_commands_get_replies_in_order() {
+    let mut session = Session::new(inbound(), PEER);
+    let input = b"EHLO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<b@local.test>\r\nRCPT TO:<c@local.test>\r\nDATA\r\n";
+    let events = session.feed(input);
+    // The session stops at its first question and keeps the rest for later.
+    assert!(matches!(events.last(), Some(Event::CheckRecipient(address)) if address == "b@local.test"));
+    let outcome = drive(&mut session, &[b""]);
+    assert_eq!(outcome.out, b"");
+    let mut session = Session::new(inbound(), PEER);
+    let outcome = drive(&mut session, &[input]);
+    let text = outcome.text();
+    let replies: Vec<&str> = text.lines().filter(|l| !l.starts_with("250-")).collect();
+    assert_eq!(
+        replies,
+        [
+            "250 ENHANCEDSTATUSCODES",
+            "250 2.1.0 Sender OK",
+            "250 2.1.5 Recipient OK",
+            "250 2.1.5 Recipient OK",
+            "354 Start mail input; end with <CRLF>.<CRLF>"
+        ]
+    );
+}
+
+#[test]
+fn size_parameter_over_the_limit_is_552() {
+    let config = SessionConfig { max_message_bytes: 1000, ..inbound() };
+    let outcome = drive_whole(
+        config,
+        b"HELO c\r\nMAIL FROM:<a@remote.test> SIZE=1001\r\nMAIL FROM:<a@remote.test> SIZE=1000\r\n",
+    );
+    assert_eq!(
+        outcome.text(),
+        "250 mx.test Hello [127.0.0.1]\r\n552 5.3.4 Message size exceeds fixed maximum message size\r\n250 2.1.0 Sender OK\r\n"
+    );
+}
+
+#[test]
+fn oversized_body_is_552_and_never_kept() {
+    let max = 64 * 1024;
+    let config = SessionConfig { max_message_bytes: max, ..inbound() };
+    let mut session = Session::new(config, PEER);
+    let outcome = drive(&mut session, &[b"HELO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<b@local.test>\r\nDATA\r\n"]);
+    assert!(outcome.text().ends_with("354 Start mail input; end with <CRLF>.<CRLF>\r\n"));
+    let line = [b'x'; 998];
+    let mut most_held = 0;
+    for _ in 0..2000 {
+        let outcome = drive(&mut session, &[&line, b"\r\n"]);
+        assert!(outcome.out.is_empty() && outcome.messages.is_empty());
+        most_held = most_held.max(session.held_bytes());
+    }
+    assert!(most_held <= 2 * (max + DATA_SLACK_FOR_TESTS), "held {most_held} bytes");
+    let outcome = drive(&mut session, &[b".\r\nRCPT TO:<b@local.test>\r\n"]);
+    assert_eq!(
+        outcome.text(),
+        "552 5.3.4 Message size exceeds fixed maximum message size\r\n503 5.5.1 Need MAIL before RCPT\r\n"
+    );
+    assert!(outcome.messages.is_empty());
+    assert!(session.held_bytes() < 4096);
+}
+
+/// The slack the session allows past the limit (64 KiB), as the bound to check against.
+const DATA_SLACK_FOR_TESTS: usize = 64 * 1024;
+
+#[test]
+fn body_exactly_at_the_limit_is_accepted() {
+    let config = SessionConfig { max_message_bytes: 12, ..inbound() };
+    let outcome =
+        drive_whole(config, b"HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<b@local.test>\r\nDATA\r\n0123456789\r\n.\r\n");
+    assert!(outcome.text().ends_with("250 2.0.0 Message accepted\r\n"), "{}", outcome.text());
+    assert_eq!(outcome.messages[0].0, "");
+    assert_eq!(outcome.messages[0].2, b"0123456789\r\n");
+}
+
+#[test]
+fn recipient_limit_is_452() {
+    let config = SessionConfig { max_recipients: 2, ..inbound() };
+    let outcome = drive_whole(
+        config,
+        b"HELO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<b@local.test>\r\nRCPT TO:<c@local.test>\r\nRCPT TO:<d@local.test>\r\n",
+    );
+    assert!(outcome.text().ends_with("250 2.1.5 Recipient OK\r\n452 4.5.3 Too many recipients\r\n"));
+}
+
+#[test]
+fn commands_out_of_sequence_are_503() {
+    let outcome = drive_whole(
+        inbound(),
+        b"MAIL FROM:<a@remote.test>\r\nHELO c\r\nRCPT TO:<b@local.test>\r\nDATA\r\nMAIL FROM:<a@r.test>\r\nMAIL FROM:<a@r.test>\r\nDATA\r\n",
+    );
+    assert_eq!(
+        outcome.text(),
+        "503 5.5.1 Send EHLO or HELO first\r\n\
+         250 mx.test Hello [127.0.0.1]\r\n\
+         503 5.5.1 Need MAIL before RCPT\r\n\
+         503 5.5.1 Need MAIL command\r\n\
+         250 2.1.0 Sender OK\r\n\
+         503 5.5.1 Sender already specified\r\n\
+         554 5.5.1 No valid recipients\r\n"
+    );
+}
+
+#[test]
+fn unknown_and_malformed_commands() {
+    let outcome =
+        drive_whole(inbound(), b"FOO bar\r\nHELO c\r\nMAIL FROM:<not an address>\r\nRCPT TO:<>\r\nEXPN list\r\n");
+    let text = outcome.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "500 5.5.2 Syntax error, command unrecognized");
+    assert!(lines[2].starts_with("501 "), "{text}");
+    assert!(lines[3].starts_with("503 "), "{text}");
+    assert_eq!(lines[4], "502 5.5.1 Command not implemented");
+}
+
+#[test]
+fn overlong_line_is_500_and_not_buffered() {
+    let mut session = Session::new(inbound(), PEER);
+    let mut most_held = 0;
+    drive(&mut session, &[b"NOOP "]);
+    for _ in 0..1000 {
+        drive(&mut session, &[&[b'x'; 100]]);
+        most_held = most_held.max(session.held_bytes());
+    }
+    let outcome = drive(&mut session, &[b"\r\nNOOP\r\n"]);
+    assert_eq!(outcome.text(), "500 5.5.2 Line too long\r\n250 2.0.0 OK\r\n");
+    assert!(most_held <= 4 * 1024, "held {most_held} bytes");
+    // A line of exactly max_line octets (CRLF included) is fine; one more is not.
+    let exact = format!("NOOP {}\r\n", "y".repeat(DEFAULT_MAX_LINE - 7));
+    let over = format!("NOOP {}\r\n", "y".repeat(DEFAULT_MAX_LINE - 6));
+    let outcome = drive_whole(inbound(), format!("{exact}{over}").as_bytes());
+    assert_eq!(outcome.text(), "250 2.0.0 OK\r\n500 5.5.2 Line too long\r\n");
+}
+
+#[test]
+fn too_many_errors_close_with_421() {
+    let outcome = drive_whole(inbound(), &b"BOGUS\r\n".repeat(12));
+    let text = outcome.text();
+    assert_eq!(text.matches("500 5.5.2").count(), 10);
+    assert!(text.ends_with("421 4.7.0 Too many errors, closing connection\r\n"));
+    assert!(outcome.closed);
+}
+
+#[test]
+fn submission_refuses_auth_before_tls_and_mail_before_auth() {
+    let outcome =
+        drive_whole(submission(false), b"EHLO c\r\nAUTH PLAIN AGJvYgBzZWNyZXQ=\r\nMAIL FROM:<bob@local.test>\r\n");
+    let text = outcome.text();
+    assert!(text.contains("250 STARTTLS\r\n") && !text.contains("AUTH PLAIN LOGIN"), "{text}");
+    assert!(text.ends_with("530 5.7.0 Must issue a STARTTLS command first\r\n530 5.7.0 Authentication required\r\n"));
+    assert!(outcome.logins.is_empty());
+}
+
+#[test]
+fn inbound_never_offers_auth() {
+    let config = SessionConfig { tls_active: true, ..inbound() };
+    let outcome = drive_whole(config, b"EHLO c\r\nAUTH PLAIN AGJvYgBzZWNyZXQ=\r\n");
+    assert!(!outcome.text().contains("AUTH PLAIN LOGIN"));
+    assert!(outcome.text().ends_with("502 5.5.1 AUTH not available\r\n"));
+    assert!(outcome.logins.is_empty());
+}
+
+#[test]
+fn auth_plain_with_initial_response_after_tls() {
+    // "\0bob\0secret"
+    let outcome =
+        drive_whole(submission(true), b"EHLO c\r\nAUTH PLAIN AGJvYgBzZWNyZXQ=\r\nMAIL FROM:<bob@local.test>\r\n");
+    let text = outcome.text();
+    assert!(text.contains("250 AUTH PLAIN LOGIN\r\n") && !text.contains("STARTTLS"), "{text}");
+    assert!(text.ends_with("235 2.7.0 Authentication successful\r\n250 2.1.0 Sender OK\r\n"), "{text}");
+    assert_eq!(outcome.logins, [(AuthMechanism::Plain, "bob".to_string(), "secret".to_string())]);
+}
+
+#[test]
+fn auth_plain_continuation_and_wrong_password() {
+    // "\0bob\0wrong", then "bob\0bob\0secret"
+    let outcome = drive_whole(
+        submission(true),
+        b"EHLO c\r\nAUTH PLAIN AGJvYgB3cm9uZw==\r\nAUTH PLAIN\r\nYm9iAGJvYgBzZWNyZXQ=\r\nAUTH PLAIN\r\n",
+    );
+    assert!(outcome.text().ends_with(
+        "535 5.7.8 Authentication credentials invalid\r\n334 \r\n235 2.7.0 Authentication successful\r\n\
+         503 5.5.1 Already authenticated\r\n"
+    ));
+    assert_eq!(outcome.logins.len(), 2);
+}
+
+#[test]
+fn auth_login_and_cancel() {
+    // "bob" / "secret"
+    let outcome = drive_whole(submission(true), b"EHLO c\r\nAUTH LOGIN\r\n*\r\nAUTH LOGIN\r\nYm9i\r\nc2VjcmV0\r\n");
+    assert!(outcome.text().ends_with(
+        "334 VXNlcm5hbWU6\r\n501 5.0.0 Authentication cancelled\r\n\
+         334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 2.7.0 Authentication successful\r\n"
+    ));
+    assert_eq!(outcome.logins, [(AuthMechanism::Login, "bob".to_string(), "secret".to_string())]);
+    let outcome = drive_whole(submission(true), b"EHLO c\r\nAUTH LOGIN Ym9i\r\n!!!\r\nAUTH CRAM-MD5\r\n");
+    assert!(outcome.text().ends_with(
+        "334 UGFzc3dvcmQ6\r\n501 5.5.2 Invalid base64 data\r\n504 5.5.4 Unrecognized authentication type\r\n"
+    ));
+}
+
+#[test]
+fn starttls_discards_pipelined_plaintext_and_starts_over() {
+    let config = SessionConfig { tls_available: true, ..inbound() };
+    let mut session = Session::new(config, PEER);
+    let outcome = drive(&mut session, &[b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<a@remote.test>\r\n", b"RSET\r\n"]);
+    assert!(outcome.text().ends_with("250 STARTTLS\r\n220 2.0.0 Ready to start TLS\r\n"), "{}", outcome.text());
+    assert!(outcome.starttls);
+    session.tls_started();
+    let outcome = drive(&mut session, &[b"MAIL FROM:<a@remote.test>\r\nEHLO c\r\nSTARTTLS\r\n"]);
+    let text = outcome.text();
+    assert!(text.starts_with("503 5.5.1 Send EHLO or HELO first\r\n"), "{text}");
+    assert!(!text.contains("250 STARTTLS") && !text.contains("250-STARTTLS"), "{text}");
+    assert!(text.ends_with("503 5.5.1 TLS already active\r\n"), "{text}");
+    assert!(session.context().tls);
+}
+
+#[test]
+fn starttls_unavailable_is_454() {
+    let outcome = drive_whole(inbound(), b"EHLO c\r\nSTARTTLS\r\n");
+    assert!(!outcome.text().contains("STARTTLS"));
+    assert!(outcome.text().ends_with("454 4.7.0 TLS not available\r\n"));
+    assert!(!outcome.starttls);
+}
+
+#[test]
+fn dot_unstuffing_and_bare_lf_do_not_end_data() {
+    let outcome = drive_whole(
+        inbound(),
+        b"HELO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<b@local.test>\r\nDATA\r\n\
+          ..\r\n...x\r\na.b\r\n\n.\nnot the end\r\n.\r\n",
+    );
+    assert_eq!(outcome.messages.len(), 1, "{}", outcome.text());
+    assert_eq!(outcome.messages[0].2, b".\r\n..x\r\na.b\r\n\n.\nnot the end\r\n");
+}
+
+#[test]
+fn empty_message_ends_at_once() {
+    let outcome =
+        drive_whole(inbound(), b"HELO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<b@local.test>\r\nDATA\r\n.\r\n");
+    assert_eq!(outcome.messages.len(), 1, "{}", outcome.text());
+    assert_eq!(outcome.messages[0].2, b"");
+}
+
+#[test]
+fn two_messages_in_one_session() {
+    let message = b"MAIL FROM:<a@remote.test>\r\nRCPT TO:<b@local.test>\r\nDATA\r\nhello\r\n.\r\n";
+    let input = [b"HELO c\r\n".as_slice(), message, message].concat();
+    let outcome = drive_whole(inbound(), &input);
+    assert_eq!(outcome.messages.len(), 2);
+    assert_eq!(outcome.text().matches("250 2.0.0 Message accepted").count(), 2);
+}
+
+#[test]
+fn bdat_chunk_is_skipped() {
+    let outcome = drive_whole(inbound(), b"HELO c\r\nBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n");
+    assert!(outcome.text().ends_with("502 5.5.1 BDAT not implemented\r\n250 2.0.0 OK\r\n"));
+}
+
+#[test]
+fn random_garbage_never_panics_and_stays_bounded() {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    const WORDS: &[&[u8]] =
+        &[b"EHLO x\r\n", b"MAIL FROM:<a@b.c>\r\n", b"RCPT TO:<d@local.test>\r\n", b"DATA\r\n", b"\r\n.\r\n", b"AUTH "];
+    for round in 0..200 {
+        let config = if round % 2 == 0 { inbound() } else { submission(true) };
+        let mut session = Session::new(config, PEER);
+        for _ in 0..200 {
+            let mut piece = Vec::new();
+            for _ in 0..(next() % 64) {
+                let roll = next();
+                if roll % 8 == 0 {
+                    piece.extend_from_slice(WORDS[(roll >> 8) as usize % WORDS.len()]);
+                } else {
+                    piece.push((roll >> 16) as u8);
+                }
+            }
+            drive(&mut session, &[&piece]);
+            assert!(session.held_bytes() <= 2 * (DEFAULT_MAX_LINE + 12_288 + DATA_SLACK_FOR_TESTS));
+        }
+    }
+}
+
+#[test]
+fn debug_output_hides_password_and_body() {
+    let event =
+        Event::Authenticate { mechanism: AuthMechanism::Plain, username: "bob".into(), password: "hunter2".into() };
+    assert!(!format!("{event:?}").contains("hunter2"));
+    let event = Event::Message { from: "a@b".into(), to: vec![], data: b"secret body".to_vec() };
+    assert!(!format!("{event:?}").contains("secret body"));
+}
+
+/// A door that records what it delivers.
+struct Recorder {
+    messages: Mutex<Vec<Delivered>>,
+}
+
+impl SmtpHandler for Recorder {
+    async fn authenticate(&self, _: &SessionContext, _: AuthMechanism, _: &str, _: &str) -> bool {
+        false
+    }
+
+    async fn check_recipient(&self, ctx: &SessionContext, address: &str) -> RcptVerdict {
+        assert_eq!(ctx.helo.as_deref(), Some("client.test"));
+        if address.ends_with("@local.test") { RcptVerdict::Local } else { RcptVerdict::RelayDenied }
+    }
+
+    async fn deliver(&self, _: &SessionContext, from: String, to: Vec<String>, data: Vec<u8>) -> MessageVerdict {
+        if let Ok(mut messages) = self.messages.lock() {
+            messages.push((from, to, data));
+        }
+        MessageVerdict::Accepted
+    }
+}
+
+#[tokio::test]
+async fn run_session_delivers_a_message_from_mail_send() -> anyhow::Result<()> {
+    let (client_end, server_end) = tokio::io::duplex(4096);
+    let recorder = Recorder { messages: Mutex::new(Vec::new()) };
+    let session = Session::new(inbound(), PEER);
+    let server = run_session(server_end, session, &recorder, Duration::from_secs(5));
+    let body: Vec<u8> = [
+        b"From: alice@remote.test\r\nTo: bob@local.test\r\nSubject: test\r\n\r\n".as_slice(),
+        b".a line starting with a dot\r\n\r\n.\r\n",
+        &b"0123456789abcdef".repeat(8000),
+        b"\r\nthe end",
+    ]
+    .concat();
+    let client = async {
+        let mut client = mail_send::SmtpClient { stream: client_end, timeout: Duration::from_secs(5) };
+        mail_send::smtp::AssertReply::assert_positive_completion(client.read().await?)?;
+        let ehlo = client.ehlo("client.test").await?;
+        assert_eq!(ehlo.size, DEFAULT_MAX_MESSAGE_BYTES);
+        let message = mail_send::smtp::message::Message::new("alice@remote.test", ["bob@local.test"], body.as_slice());
+        client.send(message).await?;
+        let refused =
+            mail_send::smtp::message::Message::new("alice@remote.test", ["eve@elsewhere.test"], b"x".as_slice());
+        assert!(client.send(refused).await.is_err());
+        client.rset().await?;
+        client.quit().await?;
+        Ok::<_, mail_send::Error>(())
+    };
+    let (served, sent) = tokio::join!(server, client);
+    served?;
+    sent?;
+    let messages = recorder.messages.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    assert_eq!(messages.len(), 1);
+    let (from, to, data) = &messages[0];
+    assert_eq!(from, "alice@remote.test");
+    assert_eq!(to, &["bob@local.test".to_string()]);
+    assert_eq!(data, &[body.as_slice(), b"\r\n"].concat());
+    Ok(())
+}
+
+#[tokio::test]
+async fn run_session_says_421_when_idle() {
+    let (mut client_end, server_end) = tokio::io::duplex(4096);
+    let recorder = Recorder { messages: Mutex::new(Vec::new()) };
+    let result = run_session(server_end, Session::new(inbound(), PEER), &recorder, Duration::from_millis(50)).await;
+    assert!(matches!(result, Err(SmtpError::IdleTimeout)));
+    let mut seen = String::new();
+    let _ = client_end.read_to_string(&mut seen).await;
+    assert!(seen.ends_with("421 4.4.2 mx.test Idle timeout, closing connection\r\n"), "{seen}");
+}
+
+#[test]
+fn run_session_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let (_client_end, server_end) = tokio::io::duplex(64);
+    let recorder = Recorder { messages: Mutex::new(Vec::new()) };
+    let future = run_session(server_end, Session::new(inbound(), PEER), &recorder, Duration::from_secs(1));
+    assert_send(&future);
+}
