@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 
 use crate::domains::auth::AuthService;
@@ -300,7 +300,9 @@ impl StreamService {
             .filter_map(|s| {
                 let r = live.rendition_index(&s.rendition)?;
                 let blob = s.blob_id.and_then(|b| BlobId::try_from(b).ok());
-                let filled_from = blob.as_ref().and(None);
+                // A filled segment was stored with the other rendition's blob; after a
+                // restart it is served from this rendition's URL, so no link is needed.
+                let filled_from = None;
                 Some((
                     r,
                     Segment {
@@ -597,14 +599,67 @@ impl StreamService {
         })
     }
 
-    /// Live streams and the newest recordings.
+    /// Live streams and the newest 200 recordings. Streams in memory report themselves;
+    /// the others are summarised from their rows and one aggregate query, without loading
+    /// their segments (the live page polls this).
     pub async fn list(&self) -> Result<StreamList, StreamError> {
-        let rows = stream::Entity::find().order_by_desc(stream::Column::StartedAt).all(&self.inner.db).await?;
+        let rows =
+            stream::Entity::find().order_by_desc(stream::Column::StartedAt).limit(200).all(&self.inner.db).await?;
+        let stored: Vec<&stream::Model> = rows.iter().filter(|r| self.cached(&r.id).is_none()).collect();
+        let durations = self.recorded_durations(stored.iter().map(|r| r.id.clone()).collect()).await?;
+        let mut names: HashMap<i64, String> = HashMap::new();
         let mut out = StreamList { live: vec![], recordings: vec![] };
-        for row in rows.into_iter().take(200) {
-            let live = self.get(&row.id).await?;
-            let s = self.summary(&live);
+        for row in &rows {
+            let s = match self.cached(&row.id) {
+                Some(live) => self.summary(&live),
+                None => {
+                    let username = match names.get(&row.user_id) {
+                        Some(n) => n.clone(),
+                        None => {
+                            let n = self.username(row.user_id).await;
+                            names.insert(row.user_id, n.clone());
+                            n
+                        }
+                    };
+                    StreamSummary {
+                        id: row.id.clone(),
+                        username,
+                        title: row.title.clone(),
+                        live: false,
+                        state: Phase::Ended.as_str().into(),
+                        started_at: row.started_at,
+                        ended_at: row.ended_at,
+                        duration_ms: durations.get(&row.id).copied().unwrap_or(0),
+                        viewers: 0,
+                        master_url: format!("/hls/{}/master.m3u8", row.id),
+                    }
+                }
+            };
             if s.live { out.live.push(s) } else { out.recordings.push(s) }
+        }
+        Ok(out)
+    }
+
+    /// Recorded length of each stream (its longest rendition), in one query.
+    async fn recorded_durations(&self, ids: Vec<String>) -> Result<HashMap<String, u64>, StreamError> {
+        use sea_orm::sea_query::{Alias, Expr, ExprTrait};
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let totals: Vec<(String, i64)> = stream_segment::Entity::find()
+            .select_only()
+            .column(stream_segment::Column::StreamId)
+            .column_as(Expr::col(stream_segment::Column::DurationMs).sum().cast_as(Alias::new("BIGINT")), "total")
+            .filter(stream_segment::Column::StreamId.is_in(ids))
+            .group_by(stream_segment::Column::StreamId)
+            .group_by(stream_segment::Column::Rendition)
+            .into_tuple()
+            .all(&self.inner.db)
+            .await?;
+        let mut out: HashMap<String, u64> = HashMap::new();
+        for (id, total) in totals {
+            let e = out.entry(id).or_default();
+            *e = Ord::max(*e, u64::try_from(total).unwrap_or(0));
         }
         Ok(out)
     }
@@ -864,6 +919,11 @@ mod tests {
         let t = now();
         let (old_seg, old_chunk) = stored_stream(&svc, "oldrec", user, t - 3 * 86_400, t - 3 * 86_400).await;
         let (new_seg, new_chunk) = stored_stream(&svc, "newrec", user, t - 600, t - 7200).await;
+        // Listed from their rows and one aggregate query, without being loaded.
+        let list = svc.list().await.unwrap();
+        let rec = list.recordings.iter().find(|r| r.id == "newrec").unwrap();
+        assert_eq!((rec.duration_ms, rec.username.as_str(), rec.live), (2000, "rita", false));
+        assert!(svc.cached("newrec").is_none());
         assert_eq!(svc.apply_retention(t).await.unwrap(), (1, 1));
         let blobs = &svc.inner.blobs;
         assert!(!blobs.exists(&old_seg).await.unwrap() && !blobs.exists(&old_chunk).await.unwrap());
