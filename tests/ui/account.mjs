@@ -15,11 +15,8 @@
 
 import { createHmac, randomBytes } from 'node:crypto';
 import { deflateSync } from 'node:zlib';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { expectText, startRun } from './harness.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
 const base = (process.argv[2] ?? '').replace(/\/+$/, '');
 const smsGateway = (process.argv[3] ?? '').replace(/\/+$/, '');
 if (!/^https?:\/\//.test(base)) {
@@ -143,59 +140,12 @@ function png(size = 48) {
 
 /* ---------- The run ---------- */
 
-const started = Date.now();
-const watchdog = setTimeout(() => {
-  console.error('not ok - the UI test took longer than 100 s');
-  process.exit(1);
-}, 100_000);
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-    '--disable-sync', '--no-first-run', '--disable-quic'],
-});
+const { browser, watchedPage, step, run } = await startRun({ name: 'ui', limitMs: 100_000 });
 const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
-const page = await context.newPage();
-page.setDefaultTimeout(10_000);
-page.setDefaultNavigationTimeout(15_000);
-
-const problems = [];
-const consoleErrors = [];
-page.on('pageerror', (err) => problems.push(`uncaught error on ${page.url()}: ${err.message}`));
-page.on('console', (msg) => {
-  if (msg.type() !== 'error') return;
-  const text = msg.text();
-  consoleErrors.push(`${page.url()}: ${text}`);
-  if (/Content[- ]Security[- ]Policy/i.test(text)) problems.push(`CSP violation on ${page.url()}: ${text}`);
-});
-page.on('dialog', (dialog) => dialog.accept());
-
-let stepNo = 0;
-let current = '';
-async function step(name, fn) {
-  current = name;
-  stepNo += 1;
-  const t0 = Date.now();
-  await fn();
-  if (problems.length) throw new Error(problems.join('\n'));
-  console.log(`ok ${stepNo} - ${name} (${Date.now() - t0} ms)`);
-}
+const page = await watchedPage(context);
 
 const url = (path) => base + path;
 const atPath = (path) => (u) => u.pathname === path;
-/** Waits until `locator` is visible and its text matches; answers the text. */
-async function expectText(locator, pattern, timeout = 10_000) {
-  const matches = (t) => (pattern instanceof RegExp ? pattern.test(t) : t.includes(pattern));
-  const until = Date.now() + timeout;
-  await locator.waitFor({ state: 'visible', timeout });
-  let text = '';
-  for (;;) {
-    text = (await locator.textContent()) ?? '';
-    if (matches(text)) return text;
-    if (Date.now() > until) throw new Error(`expected ${pattern} in ${JSON.stringify(text)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 async function expectHidden(locator) {
   await locator.waitFor({ state: 'hidden' });
 }
@@ -212,7 +162,7 @@ async function logIn() {
   await page.getByRole('button', { name: 'Log in' }).click();
 }
 
-try {
+await run(async () => {
   await step('registration rejects a weak password with its message', async () => {
     await page.goto(url('/register'));
     await page.getByLabel('User name', { exact: true }).fill(username);
@@ -477,24 +427,4 @@ try {
     const res = await page.goto(url('/no-such-page'));
     if (res?.status() !== 404) throw new Error(`status ${res?.status()}`);
   });
-
-  console.log(`# ${stepNo} steps passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-} catch (err) {
-  console.log(`not ok ${stepNo} - ${current}`);
-  console.log(`# ${String(err?.stack ?? err).split('\n').join('\n# ')}`);
-  console.log(`# page: ${page.url()}`);
-  try {
-    const messages = await page.locator('.form-status:not([hidden]), .notice:not([hidden])').allTextContents();
-    for (const m of messages) console.log(`# message on the page: ${m.trim()}`);
-    const shot = join(tmpdir(), 'postcast-ui-failure.png');
-    await page.screenshot({ path: shot, fullPage: true });
-    console.log(`# screenshot: ${shot}`);
-  } catch {
-    // the page may be gone
-  }
-  for (const e of consoleErrors) console.log(`# console: ${e}`);
-  process.exitCode = 1;
-} finally {
-  clearTimeout(watchdog);
-  await browser.close();
-}
+}, () => page);

@@ -13,11 +13,8 @@
 // Exit code 0 when every step passed; on failure it prints the step, the page's URL and
 // messages, and saves a screenshot.
 
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { expectText, sleep, startRun } from './harness.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SESSION_COOKIE = 'postcast_session';
 const [baseArg, streamId, token, streamKey, username, mode = 'live'] = process.argv.slice(2);
 const base = (baseArg ?? '').replace(/\/+$/, '');
@@ -26,68 +23,17 @@ if (!/^https?:\/\//.test(base) || !streamId || !token || !streamKey || !username
   process.exit(2);
 }
 
-const started = Date.now();
-const watchdog = setTimeout(() => {
-  console.error('not ok - the stream UI test took longer than 90 s');
-  process.exit(1);
-}, 90_000);
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-    '--disable-sync', '--no-first-run', '--disable-quic', '--autoplay-policy=no-user-gesture-required',
-    '--mute-audio'],
+const { browser, watchedPage, step, run } = await startRun({
+  name: 'stream-ui',
+  limitMs: 90_000,
+  extraFlags: ['--autoplay-policy=no-user-gesture-required', '--mute-audio'],
 });
-
-const problems = [];
-const consoleErrors = [];
-/** A page that reports uncaught errors and CSP violations as problems. */
-async function watchedPage(context) {
-  const page = await context.newPage();
-  page.setDefaultTimeout(10_000);
-  page.setDefaultNavigationTimeout(15_000);
-  page.on('pageerror', (err) => problems.push(`uncaught error on ${page.url()}: ${err.message}`));
-  page.on('console', (msg) => {
-    if (msg.type() !== 'error') return;
-    const text = msg.text();
-    consoleErrors.push(`${page.url()}: ${text}`);
-    if (/Content[- ]Security[- ]Policy/i.test(text)) problems.push(`CSP violation on ${page.url()}: ${text}`);
-  });
-  page.on('dialog', (dialog) => dialog.accept());
-  return page;
-}
 
 const visitor = await browser.newContext({ viewport: { width: 1100, height: 900 } });
 const page = await watchedPage(visitor);
 let current = page;
 
-let stepNo = 0;
-let currentStep = '';
-async function step(name, fn) {
-  currentStep = name;
-  stepNo += 1;
-  const t0 = Date.now();
-  await fn();
-  if (problems.length) throw new Error(problems.join('\n'));
-  console.log(`ok ${stepNo} - ${name} (${Date.now() - t0} ms)`);
-}
-
 const url = (path) => base + path;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Waits until `locator` is visible and its text matches; answers the text. */
-async function expectText(locator, pattern, timeout = 10_000) {
-  const matches = (t) => (pattern instanceof RegExp ? pattern.test(t) : t.includes(pattern));
-  const until = Date.now() + timeout;
-  await locator.waitFor({ state: 'visible', timeout });
-  let text = '';
-  for (;;) {
-    text = (await locator.textContent()) ?? '';
-    if (matches(text)) return text;
-    if (Date.now() > until) throw new Error(`expected ${pattern} in ${JSON.stringify(text)}`);
-    await sleep(100);
-  }
-}
 
 /** The video element's state. */
 function videoState(p) {
@@ -112,7 +58,7 @@ async function expectPlaying(p, seconds, timeout) {
   throw new Error(`the video did not advance ${seconds} s within ${timeout / 1000} s (from ${first}, now ${JSON.stringify(state)})`);
 }
 
-try {
+await run(async () => {
   const watchPath = `/watch?id=${encodeURIComponent(streamId)}`;
 
   if (mode === 'live') {
@@ -216,24 +162,4 @@ try {
       await expectText(page.locator('#stream-title'), 'not found');
     });
   }
-
-  console.log(`# ${stepNo} steps passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-} catch (err) {
-  console.log(`not ok ${stepNo} - ${currentStep}`);
-  console.log(`# ${String(err?.stack ?? err).split('\n').join('\n# ')}`);
-  console.log(`# page: ${current.url()}`);
-  try {
-    const messages = await current.locator('.form-status:not([hidden]), .notice:not([hidden])').allTextContents();
-    for (const m of messages) console.log(`# message on the page: ${m.trim()}`);
-    const shot = join(tmpdir(), 'postcast-stream-ui-failure.png');
-    await current.screenshot({ path: shot, fullPage: true });
-    console.log(`# screenshot: ${shot}`);
-  } catch {
-    // the page may be gone
-  }
-  for (const e of consoleErrors) console.log(`# console: ${e}`);
-  process.exitCode = 1;
-} finally {
-  clearTimeout(watchdog);
-  await browser.close();
-}
+}, () => current);

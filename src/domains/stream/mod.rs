@@ -136,6 +136,12 @@ pub struct StreamList {
     pub recordings: Vec<StreamSummary>,
 }
 
+/// Whether `s` can name a stream, rendition or player session: 1–64 of `[A-Za-z0-9_-]`.
+/// Doors answer anything else with 404 without a lookup.
+pub fn is_valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The blob owner name of a segment.
 fn segment_owner(stream: &str, rendition: &str, seq: u64) -> String {
     format!("stream:{stream}:{rendition}:{seq}")
@@ -268,7 +274,7 @@ impl StreamService {
         if let Some(s) = self.cached(id) {
             return Ok(s);
         }
-        if id.is_empty() || id.len() > 64 {
+        if !is_valid_name(id) {
             return Err(StreamError::NotFound("stream"));
         }
         let row = stream::Entity::find_by_id(id.to_owned())
@@ -747,7 +753,7 @@ fn new_stream_id() -> String {
 fn avc_codec(data: &[u8]) -> Option<String> {
     // FLV VideoTagHeader (5 bytes) then AVCDecoderConfigurationRecord: version, profile,
     // compatibility, level (ISO/IEC 14496-15 §5.3.3.1).
-    if data.len() >= 9 && data[0] & 0x0f == 7 && data[1] == 0 {
+    if data.len() >= 9 && data[0] & 0x0f == 7 && chunker::is_sequence_header(TagKind::Video, data) {
         Some(format!("avc1.{:02x}{:02x}{:02x}", data[6], data[7], data[8]))
     } else {
         None

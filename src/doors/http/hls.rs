@@ -29,7 +29,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use super::{AppError, HttpState};
 use crate::domains::auth::ClientInfo;
-use crate::domains::stream::{PlaylistKind, StreamError};
+use crate::domains::stream::{PlaylistKind, StreamError, is_valid_name};
 
 /// RFC 8216 §4: the media type of playlists.
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
@@ -41,8 +41,6 @@ const SEGMENT_CACHE: &str = "public, max-age=31536000, immutable";
 const LIVE_PLAYLIST_CACHE: &str = "no-cache";
 /// A finished playlist (`EXT-X-ENDLIST`) is stable, but the recording may be deleted.
 const ENDED_PLAYLIST_CACHE: &str = "public, max-age=30";
-/// Longest accepted stream, rendition or session name.
-const MAX_NAME_LEN: usize = 64;
 
 impl From<StreamError> for AppError {
     fn from(e: StreamError) -> Self {
@@ -104,8 +102,8 @@ enum RenditionFile {
 fn parse_path(path: &str) -> Option<HlsPath> {
     let parts: Vec<&str> = path.split('/').collect();
     match parts.as_slice() {
-        [stream, "master.m3u8"] if valid_name(stream) => Some(HlsPath::Master { stream: (*stream).to_owned() }),
-        [stream, rendition, file] if valid_name(stream) && valid_name(rendition) => Some(HlsPath::Rendition {
+        [stream, "master.m3u8"] if is_valid_name(stream) => Some(HlsPath::Master { stream: (*stream).to_owned() }),
+        [stream, rendition, file] if is_valid_name(stream) && is_valid_name(rendition) => Some(HlsPath::Rendition {
             stream: (*stream).to_owned(),
             rendition: (*rendition).to_owned(),
             file: parse_file(file)?,
@@ -150,11 +148,6 @@ async fn hls(
     Ok(response)
 }
 
-/// A stream id or rendition name: 1–64 of `[A-Za-z0-9_-]`.
-fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= MAX_NAME_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// `index.m3u8`, `recording.m3u8` or `{seq}.ts` with a canonical decimal `seq` (no sign, no
 /// leading zero), so one segment has one URL.
 fn parse_file(file: &str) -> Option<RenditionFile> {
@@ -178,7 +171,7 @@ fn parse_file(file: &str) -> Option<RenditionFile> {
 /// Who is watching, for the viewer count: the player's `?session=` when it sends a sane
 /// one, else a hash of address and user agent (never stored in the clear).
 fn viewer_key(session: Option<String>, client: &ClientInfo) -> String {
-    if let Some(session) = session.filter(|s| valid_name(s)) {
+    if let Some(session) = session.filter(|s| is_valid_name(s)) {
         return format!("s:{session}");
     }
     let digest = Sha256::new().chain_update(client.ip.to_string()).chain_update([0]).chain_update(&client.user_agent);
@@ -305,10 +298,10 @@ mod tests {
     #[test]
     fn names_are_checked() {
         for ok in ["abc", "A-b_9", "0", &"x".repeat(64)] {
-            assert!(valid_name(ok), "{ok}");
+            assert!(is_valid_name(ok), "{ok}");
         }
         for bad in ["", "a.b", "a/b", "..", "a b", "é", "a%2F", &"x".repeat(65)] {
-            assert!(!valid_name(bad), "{bad}");
+            assert!(!is_valid_name(bad), "{bad}");
         }
     }
 

@@ -20,7 +20,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::{AppError, CurrentUser, HttpState};
-use crate::domains::stream::{RenditionStatus, StreamList, StreamStatus, StreamSummary};
+use crate::domains::stream::{RenditionStatus, StreamList, StreamStatus, StreamSummary, is_valid_name};
 
 /// The stream routes, relative to `/api/v1`.
 pub fn routes() -> Router<HttpState> {
@@ -118,11 +118,6 @@ fn host_name(value: &str) -> Option<&str> {
     plain.then_some(name)
 }
 
-/// Whether `id` can name a stream at all; anything else is answered 404 without a lookup.
-fn plausible_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// The answer of the key routes for `key`.
 fn key_body(s: &HttpState, headers: &HeaderMap, key: Option<String>) -> StreamKeyBody {
     let request_host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
@@ -174,7 +169,7 @@ async fn list_streams(State(s): State<HttpState>) -> Result<Json<StreamList>, Ap
     params(("id" = String, Path, description = "The stream's id")),
     responses((status = 200, body = StreamStatus), (status = 404, body = ErrorBody)))]
 async fn stream_status(State(s): State<HttpState>, Path(id): Path<String>) -> Result<Json<StreamStatus>, AppError> {
-    if !plausible_id(&id) {
+    if !is_valid_name(&id) {
         return Err(AppError::not_found("stream"));
     }
     Ok(Json(s.services.stream.status(&id).await?))
@@ -189,7 +184,7 @@ async fn delete_recording(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    if !plausible_id(&id) {
+    if !is_valid_name(&id) {
         return Err(AppError::not_found("stream"));
     }
     s.services.stream.delete_recording(user.user_id, &id).await?;
@@ -250,9 +245,9 @@ mod tests {
 
     #[test]
     fn only_plausible_ids_are_looked_up() {
-        assert!(plausible_id("a1B2-c_3"));
+        assert!(is_valid_name("a1B2-c_3"));
         for id in ["", "../x", "a b", "é", &"x".repeat(65)] {
-            assert!(!plausible_id(id), "{id}");
+            assert!(!is_valid_name(id), "{id}");
         }
     }
 
