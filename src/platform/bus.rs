@@ -39,6 +39,24 @@ pub enum Event {
         /// The owner.
         user_id: i64,
     },
+    /// A message was stored in a user's mailbox (received, sent copy, imported or drafted).
+    MailStored {
+        /// The owner.
+        user_id: i64,
+        /// The stored message's row id.
+        message_id: i64,
+        /// The mailbox it landed in.
+        mailbox_id: i64,
+    },
+    /// A user sent a message (web compose or SMTP submission): it is in Sent and on its way.
+    MailSent {
+        /// The sender.
+        user_id: i64,
+        /// The row id of the copy in Sent.
+        message_id: i64,
+        /// Every recipient address (To, Cc and Bcc, after group expansion), lower-cased.
+        recipients: Vec<String>,
+    },
     /// A stream went live (in-memory only: see [`Bus::emit`]).
     StreamStarted {
         /// The stream.
