@@ -12,7 +12,7 @@ use bytes::Bytes;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
@@ -190,20 +190,71 @@ impl Blobs {
             return Ok(());
         }
         let tmp_dir = self.root.join("tmp");
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let dir = dest.parent().ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
-            std::fs::create_dir_all(dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir)?;
-            tmp.write_all(&bytes)?;
-            tmp.as_file().sync_all()?;
-            tmp.persist(&dest).map_err(|e| e.error)?;
-            std::fs::File::open(dir)?.sync_all()?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| BlobError::Io(e.to_string()))?
-        .map_err(|e| BlobError::Io(e.to_string()))
+        tokio::task::spawn_blocking(move || write_synced(&tmp_dir, &dest, &bytes).and_then(|()| sync_parent(&dest)))
+            .await
+            .map_err(|e| BlobError::Io(e.to_string()))?
+            .map_err(|e| BlobError::Io(e.to_string()))
     }
+
+    /// Writes many blobs durably at once, for group commit: the files are written and
+    /// fsynced in parallel, then each folder is fsynced once. Returns their ids and the
+    /// reference lock: the caller adds its references with [`Blobs::add_ref_in`] inside its
+    /// transaction and drops the guard after the commit, so no release can delete a blob
+    /// between its write and the new reference.
+    pub async fn write_many(&self, items: &[Bytes]) -> Result<(Vec<BlobId>, RefsGuard), BlobError> {
+        let guard = RefsGuard(self.refs_lock.clone().lock_owned().await);
+        let ids: Vec<BlobId> = items.iter().map(|b| BlobId::of(b)).collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut writes = Vec::new();
+        for (id, bytes) in ids.iter().zip(items) {
+            let dest = self.root.join(id.object_path().as_ref());
+            if !seen.insert(id.clone()) || tokio::fs::try_exists(&dest).await.unwrap_or(false) {
+                continue;
+            }
+            let tmp_dir = self.root.join("tmp");
+            let bytes = bytes.clone();
+            writes.push(tokio::task::spawn_blocking(move || write_synced(&tmp_dir, &dest, &bytes).map(|()| dest)));
+        }
+        let mut folders = std::collections::BTreeSet::new();
+        for write in futures::future::join_all(writes).await {
+            let dest = write.map_err(|e| BlobError::Io(e.to_string()))?.map_err(|e| BlobError::Io(e.to_string()))?;
+            folders.insert(dest);
+        }
+        let folders: Vec<_> = folders.into_iter().collect();
+        tokio::task::spawn_blocking(move || folders.iter().try_for_each(|dest| sync_parent(dest)))
+            .await
+            .map_err(|e| BlobError::Io(e.to_string()))?
+            .map_err(|e| BlobError::Io(e.to_string()))?;
+        Ok((ids, guard))
+    }
+
+    /// Adds `owner` as a holder of `id` inside the caller's transaction (see [`Blobs::write_many`]).
+    pub async fn add_ref_in<C: ConnectionTrait>(conn: &C, id: &BlobId, owner: &str) -> Result<(), BlobError> {
+        let row = blob_ref::ActiveModel { blob_id: Set(id.to_string()), owner: Set(owner.to_owned()) };
+        blob_ref::Entity::insert(row).on_conflict_do_nothing().exec(conn).await?;
+        Ok(())
+    }
+}
+
+/// The blob store's reference lock, held from [`Blobs::write_many`] until the caller's
+/// references are committed.
+pub struct RefsGuard(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>);
+
+/// Writes `bytes` to a temp file, fsyncs it and renames it to `dest`.
+fn write_synced(tmp_dir: &std::path::Path, dest: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = dest.parent().ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(dest).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Fsyncs the folder holding `path`, making a rename into it durable.
+fn sync_parent(path: &std::path::Path) -> std::io::Result<()> {
+    let dir = path.parent().ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

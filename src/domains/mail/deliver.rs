@@ -1,0 +1,171 @@
+//! The delivery pipeline every message for a local mailbox goes through (ARCHITECTURE.md,
+//! "Receiving mail"): trace headers, parse, virus slot, then per recipient the spam slot
+//! and their filters, then one durable store of all copies. The SMTP door calls it for
+//! mail from outside; sending calls it for local recipients.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::filters::{self, Actions};
+use super::parse::{self, Meta};
+use super::scan::{ScanInput, VirusVerdict};
+use super::store::{NewMessage, Stored, Target};
+use super::{Flags, MailError, MailService, Role, SpamVerdict};
+use crate::platform::db::now;
+
+/// Messages larger than this are parsed on a blocking thread.
+const PARSE_INLINE_BYTES: usize = 256 * 1024;
+
+/// How a message reached us, for its trace header.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The reverse-path (empty for bounces).
+    pub mail_from: String,
+    /// The local accounts to deliver to (an account named twice gets one copy).
+    pub recipients: Vec<i64>,
+    /// The client's address, when it came over the network.
+    pub peer: Option<IpAddr>,
+    /// The name the client gave in EHLO.
+    pub helo: String,
+    /// `ESMTP`, `ESMTPS`, `ESMTPSA` (RFC 3848) or `LOCAL`.
+    pub protocol: &'static str,
+    /// Header lines to prepend (e.g. Authentication-Results), each without CRLF.
+    pub trace: Vec<String>,
+}
+
+/// Why a message was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    /// The virus slot found malware (the name of what was found).
+    #[error("message refused: malware found ({0})")]
+    Infected(String),
+    /// Storage failed: the sender should try again later.
+    #[error(transparent)]
+    Store(#[from] MailError),
+}
+
+/// The outcome of a delivery.
+#[derive(Debug, Clone, Default)]
+pub struct Delivered {
+    /// Every stored copy.
+    pub stored: Vec<Stored>,
+    /// Copies the recipients' filters ask to forward: (user, address).
+    pub forwards: Vec<(i64, String)>,
+}
+
+impl MailService {
+    /// The local account an address belongs to: `name@domain` or `name+tag@domain`,
+    /// case-insensitively. Addresses at other domains are not local.
+    pub async fn local_user(&self, address: &str) -> Result<Option<i64>, MailError> {
+        let address = address.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
+        let Some((local, domain)) = address.rsplit_once('@') else {
+            return Ok(None);
+        };
+        if domain != self.inner.domain {
+            return Ok(None);
+        }
+        let name = local.split_once('+').map_or(local, |(name, _)| name);
+        let user = self.inner.auth.find_by_username(name).await.map_err(|e| MailError::Invalid(e.to_string()))?;
+        Ok(user.filter(|u| !u.disabled).map(|u| u.id))
+    }
+
+    /// Whether `address` is at our mail domain.
+    pub fn is_local_address(&self, address: &str) -> bool {
+        address.rsplit_once('@').is_some_and(|(_, d)| d.trim_end_matches('>').eq_ignore_ascii_case(&self.inner.domain))
+    }
+
+    /// Runs the pipeline and stores one copy per recipient; returns once all are durable.
+    pub async fn deliver(&self, envelope: &Envelope, data: Vec<u8>) -> Result<Delivered, DeliverError> {
+        let raw = Bytes::from(self.with_trace(envelope, &data));
+        let meta = Arc::new(if raw.len() > PARSE_INLINE_BYTES {
+            let raw = raw.clone();
+            tokio::task::spawn_blocking(move || parse::meta(&raw)).await.unwrap_or_default()
+        } else {
+            parse::meta(&raw)
+        });
+        let scanners = &self.inner.scanners;
+        let mut recipients = envelope.recipients.clone();
+        recipients.sort_unstable();
+        recipients.dedup();
+        if let Some(&first) = recipients.first() {
+            let input = ScanInput { raw: &raw, meta: &meta, user_id: first };
+            if let VirusVerdict::Infected(name) = scanners.virus.scan(&input).await {
+                return Err(DeliverError::Infected(name));
+            }
+        }
+        let mut targets = Vec::with_capacity(recipients.len());
+        let mut forwards = Vec::new();
+        for user_id in recipients {
+            let input = ScanInput { raw: &raw, meta: &meta, user_id };
+            let spam = scanners.spam.judge(&input).await;
+            let actions = self.filter_actions(user_id, &meta).await;
+            forwards.extend(actions.forward.iter().map(|a| (user_id, a.clone())));
+            targets.push(placement(user_id, spam.is_spam, spam.score, &actions));
+        }
+        let stored = self.store(raw, meta, targets).await?;
+        metrics::counter!("postcast_mail_delivered_total").increment(stored.len() as u64);
+        Ok(Delivered { stored, forwards })
+    }
+
+    /// The recipient's filters applied to `meta`; a preference read failure applies none.
+    async fn filter_actions(&self, user_id: i64, meta: &Meta) -> Actions {
+        match self.inner.prefs.get(user_id).await {
+            Ok(doc) => filters::apply(&filters::from_prefs(&doc.doc), meta),
+            Err(e) => {
+                tracing::warn!(user_id, error = %e, "preferences unreadable; delivering without filters");
+                Actions::default()
+            }
+        }
+    }
+
+    /// The message with its Received line (RFC 5321 §4.4) and other trace lines on top.
+    fn with_trace(&self, envelope: &Envelope, data: &[u8]) -> Vec<u8> {
+        let date = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap_or_else(|_| now().to_string());
+        let from = match envelope.peer {
+            Some(ip) => format!("from {} ([{ip}])\r\n\t", header_safe(&envelope.helo)),
+            None => String::new(),
+        };
+        let mut out = Vec::with_capacity(data.len() + 512);
+        for line in &envelope.trace {
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(
+            format!("Received: {from}by {} with {}; {date}\r\n", self.inner.domain, envelope.protocol).as_bytes(),
+        );
+        out.extend_from_slice(data);
+        out
+    }
+}
+
+/// Where a recipient's copy goes and how it is marked.
+fn placement(user_id: i64, is_spam: bool, score: Option<f64>, actions: &Actions) -> NewMessage {
+    let role = if is_spam {
+        Role::Spam
+    } else if actions.delete {
+        Role::Trash
+    } else if actions.skip_inbox {
+        Role::Archive
+    } else {
+        Role::Inbox
+    };
+    let mut new = NewMessage::new(user_id, Target::Role(role));
+    new.flags = Flags::default().with(Flags::SEEN, actions.mark_read).with(Flags::FLAGGED, actions.star);
+    new.labels = actions.labels.clone();
+    new.spam = if score.is_some() || is_spam {
+        if is_spam { SpamVerdict::Spam } else { SpamVerdict::Ham }
+    } else {
+        SpamVerdict::Unknown
+    };
+    new.spam_score = score;
+    new
+}
+
+/// Text safe inside a header: printable ASCII without CR/LF, at most 255 characters.
+fn header_safe(s: &str) -> String {
+    s.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').take(255).collect()
+}

@@ -1,0 +1,164 @@
+//! What the store keeps of a message besides its raw bytes: the metadata a list, a thread
+//! and an IMAP ENVELOPE need, read once with mail-parser at delivery. A message mail-parser
+//! cannot make sense of still yields metadata (taken from whatever headers it finds, or
+//! empty) and `parsed: false`, so nothing is ever refused for being malformed.
+
+use mail_parser::{Address, HeaderValue, MessageParser};
+
+/// The longest snippet kept, in characters.
+const SNIPPET_CHARS: usize = 160;
+/// The longest subject kept, in characters (RFC 5322 has no limit; rows need one).
+const SUBJECT_CHARS: usize = 998;
+
+/// One address as shown in lists.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Mailbox {
+    /// Display name, possibly empty.
+    pub name: String,
+    /// The address, lower-cased.
+    pub address: String,
+}
+
+/// The metadata of a message.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Meta {
+    /// Whether mail-parser understood the message.
+    pub parsed: bool,
+    /// Message-ID without angle brackets.
+    pub message_id: Option<String>,
+    /// In-Reply-To and References ids, oldest first, without angle brackets.
+    pub references: Vec<String>,
+    /// The first From address.
+    pub from: Option<Mailbox>,
+    /// To addresses.
+    pub to: Vec<Mailbox>,
+    /// Cc addresses.
+    pub cc: Vec<Mailbox>,
+    /// Subject, decoded.
+    pub subject: String,
+    /// The start of the text body, whitespace folded.
+    pub snippet: String,
+    /// The Date header as Unix seconds.
+    pub date: Option<i64>,
+    /// Whether the message has attachments.
+    pub has_attachments: bool,
+}
+
+impl Meta {
+    /// Everybody the message names (From, To, Cc), for thread matching and contacts.
+    pub fn participants(&self) -> impl Iterator<Item = &str> {
+        self.from.iter().chain(&self.to).chain(&self.cc).map(|m| m.address.as_str())
+    }
+}
+
+/// Reads the metadata of a raw message; never fails.
+pub fn meta(raw: &[u8]) -> Meta {
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return Meta::default();
+    };
+    // mail-parser returns a message for any bytes; it understood one only if it found
+    // at least one header of the message itself (trace headers are ours).
+    let parsed = msg.from().is_some()
+        || msg.to().is_some()
+        || msg.subject().is_some()
+        || msg.date().is_some()
+        || msg.message_id().is_some();
+    let mut references = ids(msg.references());
+    for id in ids(msg.in_reply_to()) {
+        if !references.contains(&id) {
+            references.push(id);
+        }
+    }
+    let snippet = msg
+        .body_text(0)
+        .map(|t| fold_whitespace(&t, SNIPPET_CHARS))
+        .or_else(|| msg.body_html(0).map(|h| fold_whitespace(&html_to_text(&h), SNIPPET_CHARS)))
+        .unwrap_or_default();
+    Meta {
+        parsed,
+        message_id: msg.message_id().map(clean_id).filter(|s| !s.is_empty()),
+        references,
+        from: msg.from().and_then(|a| mailboxes(a).into_iter().next()),
+        to: msg.to().map(mailboxes).unwrap_or_default(),
+        cc: msg.cc().map(mailboxes).unwrap_or_default(),
+        subject: msg.subject().map(|s| s.chars().take(SUBJECT_CHARS).collect()).unwrap_or_default(),
+        snippet,
+        date: msg.date().map(|d| d.to_timestamp()),
+        has_attachments: msg.attachment_count() > 0,
+    }
+}
+
+fn ids(value: &HeaderValue<'_>) -> Vec<String> {
+    value.as_text_list().map(|l| l.iter().map(|s| clean_id(s)).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
+}
+
+/// A Message-ID without brackets or surrounding blanks.
+pub fn clean_id(id: &str) -> String {
+    id.trim().trim_start_matches('<').trim_end_matches('>').trim().to_owned()
+}
+
+fn mailboxes(address: &Address<'_>) -> Vec<Mailbox> {
+    address
+        .iter()
+        .filter_map(|a| {
+            let address = a.address.as_deref()?.trim().to_lowercase();
+            (!address.is_empty())
+                .then(|| Mailbox { name: a.name.as_deref().unwrap_or_default().trim().to_owned(), address })
+        })
+        .collect()
+}
+
+/// Collapses runs of whitespace and keeps at most `max` characters.
+fn fold_whitespace(text: &str, max: usize) -> String {
+    text.split_whitespace().flat_map(|w| w.chars().chain(std::iter::once(' '))).take(max).collect::<String>().trim_end().to_owned()
+}
+
+/// Plain text of an HTML body, for snippets only (the view sanitises HTML with ammonia).
+fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() / 2);
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_headers_lists_and_threads_need() {
+        let raw = b"From: \"Ada L\" <Ada@Example.org>\r\nTo: bob@b.test, Carol <carol@c.test>\r\nCc: dan@d.test\r\n\
+Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nMessage-ID: <m2@x>\r\nIn-Reply-To: <m1@x>\r\nReferences: <m0@x> <m1@x>\r\n\
+Date: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\nHello   there,\r\n\r\nworld\r\n";
+        let m = meta(raw);
+        assert!(m.parsed);
+        assert_eq!(m.message_id.as_deref(), Some("m2@x"));
+        assert_eq!(m.references, vec!["m0@x", "m1@x"]);
+        assert_eq!(m.from, Some(Mailbox { name: "Ada L".into(), address: "ada@example.org".into() }));
+        assert_eq!(m.to.len(), 2);
+        assert_eq!(m.cc[0].address, "dan@d.test");
+        assert_eq!(m.subject, "Grüße");
+        assert_eq!(m.snippet, "Hello there, world");
+        assert_eq!(m.date, Some(1_795_773_600));
+        assert!(!m.has_attachments);
+    }
+
+    #[test]
+    fn garbage_gives_empty_metadata_not_an_error() {
+        for raw in [&b""[..], b"\x00\x01\x02", b"no headers at all", b"From: <<<>>>\r\n\r\n"] {
+            let m = meta(raw);
+            assert!(m.subject.is_empty() || m.parsed, "{raw:?}");
+        }
+        assert!(!meta(b"").parsed);
+    }
+}

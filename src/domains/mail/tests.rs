@@ -1,0 +1,207 @@
+//! Unit tests of the mail store, pipeline, queries and actions against a temporary SQLite
+//! file and blob store.
+
+use std::time::Duration;
+
+use sea_orm::{EntityTrait, PaginatorTrait};
+use serde_json::json;
+
+use super::actions::FlagChange;
+use super::deliver::Envelope;
+use super::store::Target;
+use super::view::Scope;
+use super::*;
+use crate::domains::prefs::{Expect, PrefsService};
+use crate::platform::bus::outbox;
+use crate::platform::config::Config;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    mail: MailService,
+    prefs: PrefsService,
+    db: Db,
+    ada: i64,
+    bob: i64,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let db = crate::platform::db::open(&url, 4, Duration::from_secs(5), true).await.unwrap();
+    let mut config = Config::default();
+    config.auth.argon2_memory_kib = 64;
+    config.auth.argon2_iterations = 1;
+    let bus = Bus::new(db.clone());
+    let auth = AuthService::new(db.clone(), bus.clone(), &config).unwrap();
+    let client = crate::domains::auth::ClientInfo::local("test");
+    let ada = auth.create_user("ada", "correct horse battery", &client).await.unwrap().id;
+    let bob = auth.create_user("bob", "correct horse battery", &client).await.unwrap().id;
+    let blobs = Blobs::open(dir.path().join("blobs"), db.clone()).unwrap();
+    let prefs = PrefsService::new(db.clone(), blobs.clone(), bus.clone(), Default::default());
+    let mail = MailService::new(db.clone(), blobs, bus, auth, prefs.clone(), "localhost");
+    Fixture { _dir: dir, mail, prefs, db, ada, bob }
+}
+
+fn envelope(recipients: Vec<i64>) -> Envelope {
+    Envelope {
+        mail_from: "carol@c.test".into(),
+        recipients,
+        peer: Some("192.0.2.7".parse().unwrap()),
+        helo: "mx.c.test".into(),
+        protocol: "ESMTP",
+        trace: vec!["Authentication-Results: localhost; spf=none".into()],
+    }
+}
+
+fn mail(id: &str, subject: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "From: Carol <carol@c.test>\r\nTo: ada@localhost, bob@localhost\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n{extra}\
+Date: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\nBody of {id}\r\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn delivery_stores_one_blob_a_row_per_recipient_and_an_event_each() {
+    let f = fixture().await;
+    let d = f.mail.deliver(&envelope(vec![f.ada, f.bob, f.ada]), mail("m1@c", "Hi", "")).await.unwrap();
+    assert_eq!(d.stored.len(), 2, "ada named twice gets one copy");
+    assert_eq!(outbox::Entity::find().count(&f.db).await.unwrap(), 4, "2 registrations + 2 MailStored");
+    let raw = f.mail.raw(f.ada, d.stored[0].id).await.unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("Authentication-Results: localhost; spf=none\r\nReceived: from mx.c.test ([192.0.2.7])"));
+    assert!(text.ends_with("Body of m1@c\r\n"));
+    let refs = crate::platform::blobs::blob_ref::Entity::find().all(&f.db).await.unwrap();
+    assert_eq!(refs.len(), 2);
+    assert_eq!(refs[0].blob_id, refs[1].blob_id, "identical raw messages are stored once");
+    let inbox = f.mail.role_mailbox(f.ada, Role::Inbox).await.unwrap();
+    let page = f.mail.list(f.ada, Scope::Mailbox(inbox), None, 50).await.unwrap();
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(page.messages[0].subject, "Hi");
+    assert_eq!(page.messages[0].from.address, "carol@c.test");
+    assert!(!page.messages[0].seen);
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_get_distinct_uids_in_order_of_commit() {
+    let f = fixture().await;
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let mail_svc = f.mail.clone();
+        let env = envelope(vec![f.ada]);
+        tasks.push(tokio::spawn(async move { mail_svc.deliver(&env, mail(&format!("c{i}@c"), "x", "")).await }));
+    }
+    let mut uids = Vec::new();
+    for t in tasks {
+        uids.push(t.await.unwrap().unwrap().stored[0].uid);
+    }
+    uids.sort_unstable();
+    assert_eq!(uids, (1..=60).collect::<Vec<_>>());
+    let boxes = f.mail.mailboxes(f.ada).await.unwrap();
+    let inbox = boxes.iter().find(|b| b.role == Some(Role::Inbox)).unwrap();
+    assert_eq!((inbox.total, inbox.unread), (60, 60));
+}
+
+#[tokio::test]
+async fn replies_join_the_thread_by_reference_or_by_subject_and_people() {
+    let f = fixture().await;
+    let env = envelope(vec![f.ada]);
+    let first = f.mail.deliver(&env, mail("t1@c", "Plans", "")).await.unwrap().stored[0];
+    let by_ref = f.mail.deliver(&env, mail("t2@c", "Something else", "In-Reply-To: <t1@c>\r\n")).await.unwrap();
+    assert_eq!(by_ref.stored[0].thread_id, first.thread_id);
+    let by_subject = f.mail.deliver(&env, mail("t3@c", "Re: plans", "")).await.unwrap();
+    assert_eq!(by_subject.stored[0].thread_id, first.thread_id);
+    let stranger = b"From: dan@d.test\r\nTo: ada@localhost\r\nSubject: Plans\r\n\r\nhi\r\n".to_vec();
+    let other = f.mail.deliver(&env, stranger).await.unwrap();
+    assert_ne!(other.stored[0].thread_id, first.thread_id, "same subject from a stranger is a new thread");
+    let thread = f.mail.thread(f.ada, first.thread_id).await.unwrap();
+    assert_eq!(thread.iter().map(|m| m.id).collect::<Vec<_>>().len(), 3);
+    assert!(matches!(f.mail.thread(f.bob, first.thread_id).await, Err(MailError::NotFound)));
+}
+
+#[tokio::test]
+async fn filters_from_preferences_label_file_and_mark() {
+    let f = fixture().await;
+    let doc = json!({"mail": {"filters": [{"match": {"from": "carol@"}, "label": "Friends", "skip_inbox": true, "mark_read": true, "star": true}]}});
+    f.prefs.replace(f.ada, doc, &Expect::Any).await.unwrap();
+    let d = f.mail.deliver(&envelope(vec![f.ada, f.bob]), mail("f1@c", "Filtered", "")).await.unwrap();
+    let ada_copy = d.stored.iter().find(|s| s.user_id == f.ada).unwrap();
+    let bob_copy = d.stored.iter().find(|s| s.user_id == f.bob).unwrap();
+    assert_eq!(ada_copy.mailbox_id, f.mail.role_mailbox(f.ada, Role::Archive).await.unwrap());
+    assert_eq!(bob_copy.mailbox_id, f.mail.role_mailbox(f.bob, Role::Inbox).await.unwrap(), "bob has no filters");
+    let view = f.mail.message(f.ada, ada_copy.id, false).await.unwrap();
+    assert!(view.summary.seen && view.summary.starred);
+    assert_eq!(view.summary.labels.len(), 1);
+    let starred = f.mail.list(f.ada, Scope::Starred, None, 10).await.unwrap();
+    assert_eq!(starred.messages.len(), 1);
+    let label = view.summary.labels[0];
+    assert_eq!(f.mail.list(f.ada, Scope::Label(label), None, 10).await.unwrap().messages.len(), 1);
+    assert!(matches!(f.mail.list(f.bob, Scope::Label(label), None, 10).await, Err(MailError::NotFound)));
+}
+
+#[tokio::test]
+async fn pages_walk_newest_first_without_gaps_or_repeats() {
+    let f = fixture().await;
+    for i in 0..25 {
+        f.mail.deliver(&envelope(vec![f.ada]), mail(&format!("p{i}@c"), &format!("n{i}"), "")).await.unwrap();
+    }
+    let inbox = f.mail.role_mailbox(f.ada, Role::Inbox).await.unwrap();
+    let (mut seen, mut cursor) = (Vec::new(), None);
+    loop {
+        let page = f.mail.list(f.ada, Scope::Mailbox(inbox), cursor.as_deref(), 10).await.unwrap();
+        seen.extend(page.messages.iter().map(|m| m.subject.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..25).rev().map(|i| format!("n{i}")).collect::<Vec<_>>());
+    assert!(matches!(f.mail.list(f.ada, Scope::Mailbox(inbox), Some("x"), 10).await, Err(MailError::Invalid(_))));
+    assert!(matches!(f.mail.list(f.bob, Scope::Mailbox(inbox), None, 10).await, Err(MailError::NotFound)));
+}
+
+#[tokio::test]
+async fn actions_change_flags_move_and_delete_only_the_owners_messages() {
+    let f = fixture().await;
+    let d = f.mail.deliver(&envelope(vec![f.ada, f.bob]), mail("a1@c", "Act", "")).await.unwrap();
+    let ada_msg = d.stored.iter().find(|s| s.user_id == f.ada).unwrap().id;
+    let bob_msg = d.stored.iter().find(|s| s.user_id == f.bob).unwrap().id;
+    let change = FlagChange { seen: Some(true), ..Default::default() };
+    assert!(matches!(f.mail.set_flags(f.ada, &[ada_msg, bob_msg], change).await, Err(MailError::NotFound)));
+    assert!(!f.mail.message(f.ada, ada_msg, false).await.unwrap().summary.seen, "refused as a whole");
+    f.mail.set_flags(f.ada, &[ada_msg], change).await.unwrap();
+    let before = f.mail.row(f.ada, ada_msg).await.unwrap();
+    assert!(Flags(before.flags).has(Flags::SEEN));
+    f.mail.move_to(f.ada, &[ada_msg], Target::Role(Role::Trash)).await.unwrap();
+    let after = f.mail.row(f.ada, ada_msg).await.unwrap();
+    assert_eq!(after.mailbox_id, f.mail.role_mailbox(f.ada, Role::Trash).await.unwrap());
+    assert!(after.modseq > 1 && after.uid == 1);
+    assert!(matches!(f.mail.message(f.bob, ada_msg, false).await, Err(MailError::NotFound)));
+    assert_eq!(f.mail.empty_trash(f.ada).await.unwrap(), 1);
+    assert!(matches!(f.mail.raw(f.ada, ada_msg).await, Err(MailError::NotFound)));
+    assert!(f.mail.raw(f.bob, bob_msg).await.is_ok(), "bob's copy keeps the shared blob");
+    let mb = f.mail.create_mailbox(f.ada, "Projects/2026").await.unwrap();
+    assert!(matches!(f.mail.create_mailbox(f.ada, "projects/2026").await, Ok(_)), "names are case-sensitive");
+    assert!(matches!(f.mail.create_mailbox(f.ada, "Projects/2026").await, Err(MailError::Exists)));
+    assert!(matches!(f.mail.create_mailbox(f.ada, "inbox").await, Err(MailError::Invalid(_))));
+    assert!(matches!(f.mail.rename_mailbox(f.bob, mb, "x").await, Err(MailError::NotFound)));
+    let inbox = f.mail.role_mailbox(f.ada, Role::Inbox).await.unwrap();
+    assert!(matches!(f.mail.delete_mailbox(f.ada, inbox).await, Err(MailError::Invalid(_))));
+}
+
+#[tokio::test]
+async fn unparseable_mail_is_stored_and_shown_raw_and_html_is_cleaned() {
+    let f = fixture().await;
+    let d = f.mail.deliver(&envelope(vec![f.ada]), b"\x00\x01 not a message at all".to_vec()).await.unwrap();
+    let view = f.mail.message(f.ada, d.stored[0].id, false).await.unwrap();
+    assert!(view.raw.is_some_and(|r| r.contains("not a message at all")));
+    let html = "From: x@y.test\r\nTo: ada@localhost\r\nSubject: h\r\nContent-Type: text/html\r\n\r\n\
+<p onclick=\"evil()\">Hi<script>alert(1)</script><img src=\"https://track.example/p.gif\"><img src=\"cid:logo\"></p>\r\n";
+    let d = f.mail.deliver(&envelope(vec![f.ada]), html.as_bytes().to_vec()).await.unwrap();
+    let view = f.mail.message(f.ada, d.stored[0].id, false).await.unwrap();
+    let clean = view.html.unwrap();
+    assert!(!clean.contains("script") && !clean.contains("onclick") && !clean.contains("track.example"), "{clean}");
+    assert!(clean.contains("cid:logo") && view.remote_images_blocked);
+    let allowed = f.mail.message(f.ada, d.stored[0].id, true).await.unwrap();
+    assert!(allowed.html.unwrap().contains("track.example") && !allowed.remote_images_blocked);
+}

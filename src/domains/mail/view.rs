@@ -1,0 +1,414 @@
+//! The read side of the store for the web UI: mailboxes with counts, message pages with
+//! cursor pagination (rows only, newest first), threads, a message's rendered view (HTML
+//! cleaned by ammonia, remote images held back until allowed), raw and attachment
+//! downloads. Every function takes the owner's id and finds nothing of anybody else's.
+
+use std::collections::HashMap;
+
+use mail_parser::{MessageParser, MimeHeaders};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::Serialize;
+
+use super::entities::{mailbox, message};
+use super::parse::Mailbox as Address;
+use super::store::ensure_system_mailboxes;
+use super::{Flags, MailError, MailService, Role};
+use crate::domains::tags::entities::message_label;
+use crate::platform::blobs::BlobId;
+
+/// The most messages in one page.
+pub const MAX_PAGE: u64 = 200;
+
+/// A mailbox with its counts.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MailboxInfo {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// The system role, if any.
+    pub role: Option<Role>,
+    /// Messages in it.
+    pub total: i64,
+    /// Unread messages in it.
+    pub unread: i64,
+}
+
+/// A message as a list shows it (from its row only).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Summary {
+    /// Message id.
+    pub id: i64,
+    /// Its mailbox.
+    pub mailbox_id: i64,
+    /// Its conversation.
+    pub thread_id: i64,
+    /// Sender.
+    pub from: Address,
+    /// To addresses.
+    pub to: Vec<String>,
+    /// Cc addresses.
+    pub cc: Vec<String>,
+    /// Subject.
+    pub subject: String,
+    /// Start of the text.
+    pub snippet: String,
+    /// Arrival, Unix seconds.
+    pub date: i64,
+    /// The Date header, Unix seconds.
+    pub sent_at: i64,
+    /// Size in octets.
+    pub size: i64,
+    /// Has attachments.
+    pub has_attachments: bool,
+    /// Read.
+    pub seen: bool,
+    /// Starred (`\Flagged`).
+    pub starred: bool,
+    /// Important.
+    pub important: bool,
+    /// Answered.
+    pub answered: bool,
+    /// Draft.
+    pub draft: bool,
+    /// Label ids.
+    pub labels: Vec<i64>,
+    /// `ham`, `spam` or `unknown`.
+    pub spam: String,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Page {
+    /// The messages, newest first.
+    pub messages: Vec<Summary>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// Which messages a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// One mailbox.
+    Mailbox(i64),
+    /// Every message carrying a label.
+    Label(i64),
+    /// Starred messages outside Trash and Spam.
+    Starred,
+    /// Important messages outside Trash and Spam.
+    Important,
+}
+
+/// An attachment of a message.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AttachmentInfo {
+    /// Its position, for the download route.
+    pub index: u32,
+    /// File name.
+    pub name: String,
+    /// MIME type.
+    pub content_type: String,
+    /// Decoded size in octets.
+    pub size: usize,
+}
+
+/// A message opened for reading.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MessageView {
+    /// What the list shows.
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// Message-ID.
+    pub message_id: Option<String>,
+    /// The plain text body.
+    pub text: Option<String>,
+    /// The HTML body, sanitised; remote images removed unless allowed.
+    pub html: Option<String>,
+    /// Whether remote images were held back (ask with `images=allow`).
+    pub remote_images_blocked: bool,
+    /// Attachments.
+    pub attachments: Vec<AttachmentInfo>,
+    /// False when the message could not be parsed: show `raw` instead.
+    pub parsed: bool,
+    /// The raw message as text, when it could not be parsed.
+    pub raw: Option<String>,
+}
+
+impl MailService {
+    /// The user's mailboxes, system ones first, with total and unread counts.
+    pub async fn mailboxes(&self, user_id: i64) -> Result<Vec<MailboxInfo>, MailError> {
+        ensure_system_mailboxes(self.db(), user_id).await?;
+        let rows = mailbox::Entity::find().filter(mailbox::Column::UserId.eq(user_id)).all(self.db()).await?;
+        let counts: Vec<(i64, i64, i64)> = message::Entity::find()
+            .select_only()
+            .column(message::Column::MailboxId)
+            .column_as(Expr::col(message::Column::Id).count(), "total")
+            .column_as(Expr::cust("SUM(CASE WHEN flags & 1 = 0 THEN 1 ELSE 0 END)"), "unread")
+            .filter(message::Column::UserId.eq(user_id))
+            .group_by(message::Column::MailboxId)
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        let counts: HashMap<i64, (i64, i64)> = counts.into_iter().map(|(m, t, u)| (m, (t, u))).collect();
+        let mut out: Vec<MailboxInfo> = rows
+            .into_iter()
+            .map(|m| {
+                let (total, unread) = counts.get(&m.id).copied().unwrap_or_default();
+                MailboxInfo { id: m.id, name: m.name, role: m.role.as_deref().and_then(Role::parse), total, unread }
+            })
+            .collect();
+        let order = |m: &MailboxInfo| m.role.map_or(Role::ALL.len(), |r| Role::ALL.iter().position(|x| *x == r).unwrap_or(0));
+        out.sort_by(|a, b| order(a).cmp(&order(b)).then_with(|| a.name.cmp(&b.name)));
+        Ok(out)
+    }
+
+    /// The id of the user's system mailbox `role`.
+    pub async fn role_mailbox(&self, user_id: i64, role: Role) -> Result<i64, MailError> {
+        super::store::resolve_mailbox(self.db(), user_id, &super::store::Target::Role(role)).await
+    }
+
+    /// One page of `scope`, newest first; `cursor` comes from the previous page.
+    pub async fn list(&self, user_id: i64, scope: Scope, cursor: Option<&str>, limit: u64) -> Result<Page, MailError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut q = message::Entity::find().filter(message::Column::UserId.eq(user_id));
+        q = match scope {
+            Scope::Mailbox(id) => {
+                self.own_mailbox(user_id, id).await?;
+                q.filter(message::Column::MailboxId.eq(id))
+            }
+            Scope::Label(id) => {
+                self.own_label(user_id, id).await?;
+                q.filter(
+                    message::Column::Id.in_subquery(
+                        sea_orm::sea_query::Query::select()
+                            .column(message_label::Column::MessageId)
+                            .from(message_label::Entity)
+                            .and_where(message_label::Column::LabelId.eq(id))
+                            .to_owned(),
+                    ),
+                )
+            }
+            Scope::Starred | Scope::Important => {
+                let bit = if scope == Scope::Starred { Flags::FLAGGED } else { Flags::IMPORTANT };
+                let hidden = [self.role_mailbox(user_id, Role::Trash).await?, self.role_mailbox(user_id, Role::Spam).await?];
+                q.filter(Expr::cust_with_values("flags & ? != 0", [bit])).filter(message::Column::MailboxId.is_not_in(hidden))
+            }
+        };
+        if let Some(cursor) = cursor {
+            let (date, id) = parse_cursor(cursor)?;
+            q = q.filter(
+                Condition::any().add(message::Column::InternalDate.lt(date)).add(
+                    Condition::all().add(message::Column::InternalDate.eq(date)).add(message::Column::Id.lt(id)),
+                ),
+            );
+        }
+        let mut rows = q
+            .order_by_desc(message::Column::InternalDate)
+            .order_by_desc(message::Column::Id)
+            .limit(limit + 1)
+            .all(self.db())
+            .await?;
+        let next_cursor = if rows.len() as u64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|m| format!("{}.{}", m.internal_date, m.id))
+        } else {
+            None
+        };
+        Ok(Page { messages: self.summaries(rows).await?, next_cursor })
+    }
+
+    /// Every message of a conversation the user can see, oldest first.
+    pub async fn thread(&self, user_id: i64, thread_id: i64) -> Result<Vec<Summary>, MailError> {
+        let rows = message::Entity::find()
+            .filter(message::Column::UserId.eq(user_id))
+            .filter(message::Column::ThreadId.eq(thread_id))
+            .order_by_asc(message::Column::InternalDate)
+            .order_by_asc(message::Column::Id)
+            .limit(1000)
+            .all(self.db())
+            .await?;
+        if rows.is_empty() {
+            return Err(MailError::NotFound);
+        }
+        self.summaries(rows).await
+    }
+
+    /// A message opened for reading; remote images stay out unless `allow_remote_images`.
+    pub async fn message(&self, user_id: i64, id: i64, allow_remote_images: bool) -> Result<MessageView, MailError> {
+        let row = self.row(user_id, id).await?;
+        let raw = self.inner.blobs.get(&BlobId::try_from(row.blob_id.clone())?).await?;
+        let parsed_ok = row.parsed;
+        let summary = self.summaries(vec![row.clone()]).await?.pop().ok_or(MailError::NotFound)?;
+        let message_id = row.message_id_hdr.clone();
+        let mut view = MessageView {
+            summary,
+            message_id,
+            text: None,
+            html: None,
+            remote_images_blocked: false,
+            attachments: Vec::new(),
+            parsed: parsed_ok,
+            raw: None,
+        };
+        let parsed = if parsed_ok { MessageParser::default().parse(&raw[..]) } else { None };
+        let Some(msg) = parsed else {
+            view.parsed = false;
+            view.raw = Some(String::from_utf8_lossy(&raw).into_owned());
+            return Ok(view);
+        };
+        view.text = msg.body_text(0).map(|t| t.into_owned());
+        if let Some(html) = msg.body_html(0).filter(|_| msg.html_body_count() > 0 && has_real_html(&msg)) {
+            let (clean, blocked) = sanitise_html(&html, allow_remote_images);
+            view.html = Some(clean);
+            view.remote_images_blocked = blocked;
+        }
+        view.attachments = msg
+            .attachments()
+            .enumerate()
+            .map(|(i, part)| AttachmentInfo {
+                index: i as u32,
+                name: part.attachment_name().unwrap_or("attachment").to_owned(),
+                content_type: content_type(part),
+                size: part.contents().len(),
+            })
+            .collect();
+        Ok(view)
+    }
+
+    /// The raw RFC 5322 message.
+    pub async fn raw(&self, user_id: i64, id: i64) -> Result<bytes::Bytes, MailError> {
+        let row = self.row(user_id, id).await?;
+        Ok(self.inner.blobs.get(&BlobId::try_from(row.blob_id)?).await?)
+    }
+
+    /// One attachment: its name, MIME type and decoded bytes.
+    pub async fn attachment(&self, user_id: i64, id: i64, index: u32) -> Result<(String, String, Vec<u8>), MailError> {
+        let raw = self.raw(user_id, id).await?;
+        let msg = MessageParser::default().parse(&raw[..]).ok_or(MailError::NotFound)?;
+        let part = msg.attachments().nth(index as usize).ok_or(MailError::NotFound)?;
+        Ok((part.attachment_name().unwrap_or("attachment").to_owned(), content_type(part), part.contents().to_vec()))
+    }
+
+    /// The user's row `id`.
+    pub(crate) async fn row(&self, user_id: i64, id: i64) -> Result<message::Model, MailError> {
+        message::Entity::find_by_id(id)
+            .filter(message::Column::UserId.eq(user_id))
+            .one(self.db())
+            .await?
+            .ok_or(MailError::NotFound)
+    }
+
+    pub(crate) async fn own_mailbox(&self, user_id: i64, id: i64) -> Result<mailbox::Model, MailError> {
+        mailbox::Entity::find_by_id(id)
+            .filter(mailbox::Column::UserId.eq(user_id))
+            .one(self.db())
+            .await?
+            .ok_or(MailError::NotFound)
+    }
+
+    async fn own_label(&self, user_id: i64, id: i64) -> Result<(), MailError> {
+        use crate::domains::tags::entities::label;
+        label::Entity::find_by_id(id)
+            .filter(label::Column::UserId.eq(user_id))
+            .one(self.db())
+            .await?
+            .map(|_| ())
+            .ok_or(MailError::NotFound)
+    }
+
+    /// Rows to summaries, with their labels in one query.
+    async fn summaries(&self, rows: Vec<message::Model>) -> Result<Vec<Summary>, MailError> {
+        let ids: Vec<i64> = rows.iter().map(|m| m.id).collect();
+        let mut labels: HashMap<i64, Vec<i64>> = HashMap::new();
+        if !ids.is_empty() {
+            let links = message_label::Entity::find()
+                .filter(message_label::Column::MessageId.is_in(ids))
+                .all(self.db())
+                .await?;
+            for l in links {
+                labels.entry(l.message_id).or_default().push(l.label_id);
+            }
+        }
+        let split = |s: &str| s.split(',').filter(|a| !a.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+        Ok(rows
+            .into_iter()
+            .map(|m| {
+                let flags = Flags(m.flags);
+                Summary {
+                    id: m.id,
+                    mailbox_id: m.mailbox_id,
+                    thread_id: m.thread_id,
+                    from: Address { name: m.from_name, address: m.from_addr },
+                    to: split(&m.to_addrs),
+                    cc: split(&m.cc_addrs),
+                    subject: m.subject,
+                    snippet: m.snippet,
+                    date: m.internal_date,
+                    sent_at: m.sent_at,
+                    size: m.size,
+                    has_attachments: m.has_attachments,
+                    seen: flags.has(Flags::SEEN),
+                    starred: flags.has(Flags::FLAGGED),
+                    important: flags.has(Flags::IMPORTANT),
+                    answered: flags.has(Flags::ANSWERED),
+                    draft: flags.has(Flags::DRAFT),
+                    labels: labels.remove(&m.id).unwrap_or_default(),
+                    spam: m.spam_verdict,
+                }
+            })
+            .collect())
+    }
+}
+
+/// Whether the message has an HTML part of its own (mail-parser converts text to HTML
+/// when there is none; showing that conversion adds nothing).
+fn has_real_html(msg: &mail_parser::Message<'_>) -> bool {
+    msg.html_bodies().any(|p| p.is_text_html())
+}
+
+fn content_type(part: &mail_parser::MessagePart<'_>) -> String {
+    part.content_type()
+        .map(|ct| match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub),
+            None => ct.ctype().to_owned(),
+        })
+        .unwrap_or_else(|| "application/octet-stream".into())
+}
+
+fn parse_cursor(cursor: &str) -> Result<(i64, i64), MailError> {
+    let bad = || MailError::Invalid("invalid cursor".into());
+    let (date, id) = cursor.split_once('.').ok_or_else(bad)?;
+    Ok((date.parse().map_err(|_| bad())?, id.parse().map_err(|_| bad())?))
+}
+
+/// Cleans mail HTML with ammonia: no scripts, styles sheets, forms or event handlers;
+/// links open in a new tab without referrer; `img` sources other than `data:` and `cid:`
+/// are removed unless `allow_remote` (tracking pixels), as are inline styles that load a
+/// `url(...)`. Returns the HTML and whether an
+/// image was held back.
+pub fn sanitise_html(html: &str, allow_remote: bool) -> (String, bool) {
+    let blocked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = blocked.clone();
+    let clean = ammonia::Builder::default()
+        .link_rel(Some("noopener noreferrer nofollow"))
+        .set_tag_attribute_value("a", "target", "_blank")
+        .add_generic_attributes(["style"])
+        .attribute_filter(move |element, attribute, value| {
+            if element == "img" && attribute == "src" {
+                let remote = !(value.starts_with("data:") || value.starts_with("cid:"));
+                if remote && !allow_remote {
+                    seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return None;
+                }
+            }
+            if attribute == "style" && !allow_remote && value.to_ascii_lowercase().contains("url(") {
+                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                return None;
+            }
+            Some(value.into())
+        })
+        .clean(html)
+        .to_string();
+    (clean, blocked.load(std::sync::atomic::Ordering::Relaxed))
+}
