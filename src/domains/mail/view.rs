@@ -392,6 +392,7 @@ pub fn sanitise_html(html: &str, allow_remote: bool) -> (String, bool) {
     let seen = blocked.clone();
     let clean = ammonia::Builder::default()
         .link_rel(Some("noopener noreferrer nofollow"))
+        .add_url_schemes(["cid"])
         .set_tag_attribute_value("a", "target", "_blank")
         .add_generic_attributes(["style"])
         .attribute_filter(move |element, attribute, value| {
