@@ -12,9 +12,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::domains::auth::AuthService;
+use crate::domains::mail::MailService;
 use crate::domains::prefs::PrefsService;
 use crate::domains::profile::ProfileService;
 use crate::domains::stream::StreamService;
+use crate::domains::tags::TagService;
 use crate::doors::http::{self, HttpState};
 use crate::doors::rtmp::{self, RtmpLimits};
 use crate::platform::blobs::Blobs;
@@ -63,6 +65,10 @@ pub struct Services {
     pub prefs: PrefsService,
     /// Live streams and recordings.
     pub stream: StreamService,
+    /// The mail store and delivery.
+    pub mail: MailService,
+    /// Labels.
+    pub tags: TagService,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
 }
@@ -95,6 +101,9 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         config.job_workers(),
         data.clone(),
     );
+    let mail =
+        MailService::new(db.clone(), blobs.clone(), bus.clone(), auth.clone(), prefs.clone(), &config.server.domain);
+    let tags = TagService::new(db.clone());
     Ok(Arc::new(Services {
         config: Arc::new(config),
         db,
@@ -105,6 +114,8 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         profile,
         prefs,
         stream,
+        mail,
+        tags,
         metrics: crate::platform::metrics::install(),
     }))
 }

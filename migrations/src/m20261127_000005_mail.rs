@@ -158,12 +158,7 @@ impl MigrationTrait for Migration {
                 .col(double_null(Messages::SpamScore))
                 .col(boolean(Messages::Parsed))
                 .foreign_key(&mut crate::cascade(Messages::Table, Messages::UserId, Users::Table, Users::Id))
-                .foreign_key(&mut crate::cascade(
-                    Messages::Table,
-                    Messages::MailboxId,
-                    Mailboxes::Table,
-                    Mailboxes::Id,
-                ))
+                .foreign_key(&mut crate::cascade(Messages::Table, Messages::MailboxId, Mailboxes::Table, Mailboxes::Id))
                 .to_owned(),
         )
         .await?;
@@ -197,7 +192,13 @@ impl MigrationTrait for Migration {
         )
         .await?;
         m.create_index(
-            Index::create().name("labels_user_name").table(Labels::Table).col(Labels::UserId).col(Labels::Name).unique().to_owned(),
+            Index::create()
+                .name("labels_user_name")
+                .table(Labels::Table)
+                .col(Labels::UserId)
+                .col(Labels::Name)
+                .unique()
+                .to_owned(),
         )
         .await?;
         m.create_table(
@@ -212,7 +213,12 @@ impl MigrationTrait for Migration {
                     Messages::Table,
                     Messages::Id,
                 ))
-                .foreign_key(&mut crate::cascade(MessageLabels::Table, MessageLabels::LabelId, Labels::Table, Labels::Id))
+                .foreign_key(&mut crate::cascade(
+                    MessageLabels::Table,
+                    MessageLabels::LabelId,
+                    Labels::Table,
+                    Labels::Id,
+                ))
                 .to_owned(),
         )
         .await?;

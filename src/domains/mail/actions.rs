@@ -4,7 +4,9 @@
 //! gives a new UID in the target mailbox, as IMAP expects.
 
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+};
 use serde::Deserialize;
 
 use super::entities::{mailbox, message};
@@ -145,16 +147,12 @@ impl MailService {
         for row in &rows {
             bump_modseq(&txn, row.mailbox_id).await?;
         }
-        message::Entity::delete_many()
-            .filter(message::Column::Id.is_in(rows.iter().map(|r| r.id)))
-            .exec(&txn)
-            .await?;
+        message::Entity::delete_many().filter(message::Column::Id.is_in(rows.iter().map(|r| r.id))).exec(&txn).await?;
         txn.commit().await?;
         for row in &rows {
-            if let Ok(id) = BlobId::try_from(row.blob_id.clone()) {
-                if let Err(e) = self.inner.blobs.release(&id, &blob_owner(row.id)).await {
-                    tracing::warn!(message = row.id, error = %e, "releasing a deleted message's blob failed");
-                }
+            let Ok(id) = BlobId::try_from(row.blob_id.clone()) else { continue };
+            if let Err(e) = self.inner.blobs.release(&id, &blob_owner(row.id)).await {
+                tracing::warn!(message = row.id, error = %e, "releasing a deleted message's blob failed");
             }
         }
         Ok(rows.len())

@@ -89,9 +89,10 @@ impl Filter {
         if w.from.is_none() && w.to.is_none() && w.subject.is_none() && w.has_attachment.is_none() {
             return false;
         }
-        let from_ok = w.from.as_deref().is_none_or(|x| {
-            meta.from.as_ref().is_some_and(|f| contains(&f.address, x) || contains(&f.name, x))
-        });
+        let from_ok = w
+            .from
+            .as_deref()
+            .is_none_or(|x| meta.from.as_ref().is_some_and(|f| contains(&f.address, x) || contains(&f.name, x)));
         let to_ok = w
             .to
             .as_deref()
@@ -106,10 +107,10 @@ impl Filter {
 pub fn apply(filters: &[Filter], meta: &Meta) -> Actions {
     let mut out = Actions::default();
     for f in filters.iter().filter(|f| f.matches(meta)) {
-        if let Some(label) = f.label.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
-            if !out.labels.iter().any(|l| l == label) {
-                out.labels.push(label.to_owned());
-            }
+        if let Some(label) = f.label.as_deref().map(str::trim).filter(|l| !l.is_empty())
+            && !out.labels.iter().any(|l| l == label)
+        {
+            out.labels.push(label.to_owned());
         }
         out.skip_inbox |= f.skip_inbox;
         out.mark_read |= f.mark_read;

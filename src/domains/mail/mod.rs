@@ -207,7 +207,12 @@ impl MailService {
     }
 
     /// Stores messages durably (see [`store`]); returns once they are.
-    pub async fn store(&self, raw: bytes::Bytes, meta: Arc<Meta>, targets: Vec<NewMessage>) -> Result<Vec<Stored>, MailError> {
+    pub async fn store(
+        &self,
+        raw: bytes::Bytes,
+        meta: Arc<Meta>,
+        targets: Vec<NewMessage>,
+    ) -> Result<Vec<Stored>, MailError> {
         self.inner.store.commit(raw, meta, targets).await
     }
 }

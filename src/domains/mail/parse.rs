@@ -110,7 +110,12 @@ fn mailboxes(address: &Address<'_>) -> Vec<Mailbox> {
 
 /// Collapses runs of whitespace and keeps at most `max` characters.
 fn fold_whitespace(text: &str, max: usize) -> String {
-    text.split_whitespace().flat_map(|w| w.chars().chain(std::iter::once(' '))).take(max).collect::<String>().trim_end().to_owned()
+    text.split_whitespace()
+        .flat_map(|w| w.chars().chain(std::iter::once(' ')))
+        .take(max)
+        .collect::<String>()
+        .trim_end()
+        .to_owned()
 }
 
 /// Plain text of an HTML body, for snippets only (the view sanitises HTML with ammonia).

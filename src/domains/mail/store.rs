@@ -184,7 +184,11 @@ impl Committer {
 /// Takes SQLite's write lock at the start of a transaction, so a later write cannot fail
 /// with SQLITE_BUSY after reads (any UPDATE takes the lock, even one matching no row).
 pub(crate) async fn lock_for_write(txn: &DatabaseTransaction) -> Result<(), DbErr> {
-    mailbox::Entity::update_many().col_expr(mailbox::Column::UidNext, Expr::col(mailbox::Column::UidNext)).filter(mailbox::Column::Id.eq(-1)).exec(txn).await?;
+    mailbox::Entity::update_many()
+        .col_expr(mailbox::Column::UidNext, Expr::col(mailbox::Column::UidNext))
+        .filter(mailbox::Column::Id.eq(-1))
+        .exec(txn)
+        .await?;
     Ok(())
 }
 
@@ -254,7 +258,11 @@ pub(crate) fn blob_owner(message_id: i64) -> String {
 }
 
 /// The id of the user's mailbox for `target`, creating the system mailboxes on first use.
-pub(crate) async fn resolve_mailbox<C: ConnectionTrait>(conn: &C, user_id: i64, target: &Target) -> Result<i64, MailError> {
+pub(crate) async fn resolve_mailbox<C: ConnectionTrait>(
+    conn: &C,
+    user_id: i64,
+    target: &Target,
+) -> Result<i64, MailError> {
     match target {
         Target::Mailbox(id) => mailbox::Entity::find_by_id(*id)
             .filter(mailbox::Column::UserId.eq(user_id))
@@ -313,11 +321,19 @@ pub(crate) async fn allocate_uid<C: ConnectionTrait>(conn: &C, mailbox_id: i64) 
 
 /// The id of the user's label `name`, created when missing.
 pub(crate) async fn ensure_label<C: ConnectionTrait>(conn: &C, user_id: i64, name: &str) -> Result<i64, DbErr> {
-    let find = || label::Entity::find().filter(label::Column::UserId.eq(user_id)).filter(label::Column::Name.eq(name)).one(conn);
+    let find = || {
+        label::Entity::find().filter(label::Column::UserId.eq(user_id)).filter(label::Column::Name.eq(name)).one(conn)
+    };
     if let Some(l) = find().await? {
         return Ok(l.id);
     }
-    let row = label::ActiveModel { id: NotSet, user_id: Set(user_id), name: Set(name.to_owned()), color: Set(None), created_at: Set(now()) };
+    let row = label::ActiveModel {
+        id: NotSet,
+        user_id: Set(user_id),
+        name: Set(name.to_owned()),
+        color: Set(None),
+        created_at: Set(now()),
+    };
     label::Entity::insert(row)
         .on_conflict_do_nothing_on([label::Column::UserId, label::Column::Name])
         .exec(conn)

@@ -2,7 +2,10 @@
 //! (References, In-Reply-To), else a recent thread with the same normalised subject and a
 //! shared participant, else starts a new one.
 
-use sea_orm::{ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
 
 use super::entities::{message, thread};
 use super::parse::Meta;
@@ -28,7 +31,8 @@ pub(crate) async fn assign<C: ConnectionTrait>(conn: &C, user_id: i64, meta: &Me
             Ok(id)
         }
         None => {
-            let row = thread::ActiveModel { id: NotSet, user_id: Set(user_id), subject_key: Set(key), last_at: Set(at) };
+            let row =
+                thread::ActiveModel { id: NotSet, user_id: Set(user_id), subject_key: Set(key), last_at: Set(at) };
             Ok(row.insert(conn).await?.id)
         }
     }
@@ -137,7 +141,13 @@ mod tests {
 
     #[test]
     fn reply_and_forward_prefixes_and_list_tags_are_dropped() {
-        for s in ["Hello  World", "Re: Hello World", "RE: re: Fwd: hello world", "[dev] Re[2]: Hello world", "AW: Hello World"] {
+        for s in [
+            "Hello  World",
+            "Re: Hello World",
+            "RE: re: Fwd: hello world",
+            "[dev] Re[2]: Hello world",
+            "AW: Hello World",
+        ] {
             assert_eq!(subject_key(s), "hello world", "{s}");
         }
         assert_eq!(subject_key("Re:"), "");

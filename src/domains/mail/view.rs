@@ -158,7 +158,8 @@ impl MailService {
                 MailboxInfo { id: m.id, name: m.name, role: m.role.as_deref().and_then(Role::parse), total, unread }
             })
             .collect();
-        let order = |m: &MailboxInfo| m.role.map_or(Role::ALL.len(), |r| Role::ALL.iter().position(|x| *x == r).unwrap_or(0));
+        let order =
+            |m: &MailboxInfo| m.role.map_or(Role::ALL.len(), |r| Role::ALL.iter().position(|x| *x == r).unwrap_or(0));
         out.sort_by(|a, b| order(a).cmp(&order(b)).then_with(|| a.name.cmp(&b.name)));
         Ok(out)
     }
@@ -191,16 +192,18 @@ impl MailService {
             }
             Scope::Starred | Scope::Important => {
                 let bit = if scope == Scope::Starred { Flags::FLAGGED } else { Flags::IMPORTANT };
-                let hidden = [self.role_mailbox(user_id, Role::Trash).await?, self.role_mailbox(user_id, Role::Spam).await?];
-                q.filter(Expr::cust_with_values("flags & ? != 0", [bit])).filter(message::Column::MailboxId.is_not_in(hidden))
+                let hidden =
+                    [self.role_mailbox(user_id, Role::Trash).await?, self.role_mailbox(user_id, Role::Spam).await?];
+                q.filter(Expr::cust_with_values("flags & ? != 0", [bit]))
+                    .filter(message::Column::MailboxId.is_not_in(hidden))
             }
         };
         if let Some(cursor) = cursor {
             let (date, id) = parse_cursor(cursor)?;
             q = q.filter(
-                Condition::any().add(message::Column::InternalDate.lt(date)).add(
-                    Condition::all().add(message::Column::InternalDate.eq(date)).add(message::Column::Id.lt(id)),
-                ),
+                Condition::any()
+                    .add(message::Column::InternalDate.lt(date))
+                    .add(Condition::all().add(message::Column::InternalDate.eq(date)).add(message::Column::Id.lt(id))),
             );
         }
         let mut rows = q

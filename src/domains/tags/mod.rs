@@ -178,7 +178,8 @@ impl TagService {
             return Ok(());
         }
         if on {
-            let rows = owned.iter().map(|&m| message_label::ActiveModel { message_id: Set(m), label_id: Set(label_id) });
+            let rows =
+                owned.iter().map(|&m| message_label::ActiveModel { message_id: Set(m), label_id: Set(label_id) });
             message_label::Entity::insert_many(rows).on_conflict_do_nothing().exec(&self.db).await?;
         } else {
             message_label::Entity::delete_many()
@@ -202,13 +203,16 @@ impl TagService {
 fn valid_name(name: &str) -> Result<String, TagError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-        return Err(TagError::Invalid(format!("a label name has 1 to {MAX_NAME} characters, without control characters")));
+        return Err(TagError::Invalid(format!(
+            "a label name has 1 to {MAX_NAME} characters, without control characters"
+        )));
     }
     Ok(name.to_owned())
 }
 
 fn valid_color(color: &str) -> Result<String, TagError> {
     let c = color.trim();
-    let hex = c.strip_prefix('#').filter(|h| (h.len() == 6 || h.len() == 3) && h.chars().all(|x| x.is_ascii_hexdigit()));
+    let hex =
+        c.strip_prefix('#').filter(|h| (h.len() == 6 || h.len() == 3) && h.chars().all(|x| x.is_ascii_hexdigit()));
     hex.map(|_| c.to_ascii_lowercase()).ok_or_else(|| TagError::Invalid("a colour is #rgb or #rrggbb".into()))
 }

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod error;
 pub mod hls;
+pub mod mail;
 pub mod meta;
 pub mod prefs;
 pub mod profile;
@@ -40,6 +41,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(profile::routes(&state))
         .merge(prefs::routes(&state))
         .merge(streams::routes())
+        .merge(mail::routes())
         .layer(DefaultBodyLimit::max(json_limit));
     Router::new()
         .nest("/api/v1", api)

@@ -1,0 +1,489 @@
+//! HTTP routes of the mail store under `/api/v1/mail`: mailboxes and labels with counts,
+//! message pages (cursor pagination), threads, a message's view, raw and attachment
+//! downloads, and the actions (read, star, important, move, archive, trash, spam, delete
+//! for good, empty Trash, labels), one by one or in bulk. It turns requests into
+//! [`MailService`] and [`TagService`] calls; it holds no SQL and no business rule.
+//!
+//! Invariants: every route takes a [`CurrentUser`] and passes its id down; another user's
+//! ids are "not found"; downloads are served as attachments with `nosniff` and a sandbox
+//! CSP, so a hostile attachment can never run as this origin.
+//!
+//! [`MailService`]: crate::domains::mail::MailService
+//! [`TagService`]: crate::domains::tags::TagService
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use super::error::{ErrorBody, ErrorDetail};
+use super::{ApiJson, AppError, CurrentUser, HttpState};
+use crate::domains::mail::actions::FlagChange;
+use crate::domains::mail::store::Target;
+use crate::domains::mail::view::{AttachmentInfo, MailboxInfo, MessageView, Page, Scope, Summary};
+use crate::domains::mail::{Address, MailError, Role};
+use crate::domains::tags::{LabelInfo, TagError};
+
+/// The mail routes, relative to `/api/v1`.
+pub fn routes() -> Router<HttpState> {
+    Router::new()
+        .route("/mail/mailboxes", get(list_mailboxes).post(create_mailbox))
+        .route("/mail/mailboxes/{id}", patch(rename_mailbox).delete(delete_mailbox))
+        .route("/mail/labels", get(list_labels).post(create_label))
+        .route("/mail/labels/{id}", patch(update_label).delete(delete_label))
+        .route("/mail/messages", get(list_messages))
+        .route("/mail/messages/actions", post(bulk_action))
+        .route("/mail/messages/{id}", get(read_message).patch(change_flags))
+        .route("/mail/messages/{id}/raw", get(raw_message))
+        .route("/mail/messages/{id}/attachments/{index}", get(attachment))
+        .route("/mail/threads/{id}", get(read_thread))
+        .route("/mail/trash/empty", post(empty_trash))
+}
+
+impl From<MailError> for AppError {
+    fn from(e: MailError) -> Self {
+        match e {
+            MailError::NotFound => AppError::not_found("message or mailbox"),
+            MailError::Invalid(m) => AppError::bad_request(m),
+            MailError::Exists => AppError::new(StatusCode::CONFLICT, "exists", "a mailbox with that name exists"),
+            MailError::Closed => AppError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "shutting down"),
+            e @ (MailError::Db(_) | MailError::Blob(_)) => AppError::internal(e),
+        }
+    }
+}
+
+impl From<TagError> for AppError {
+    fn from(e: TagError) -> Self {
+        match e {
+            TagError::NotFound => AppError::not_found("label or message"),
+            TagError::Invalid(m) => AppError::bad_request(m),
+            TagError::Exists => AppError::new(StatusCode::CONFLICT, "exists", "a label with that name exists"),
+            e @ TagError::Db(_) => AppError::internal(e),
+        }
+    }
+}
+
+/// A new mailbox or a new name.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MailboxName {
+    /// The name, `/` for hierarchy.
+    pub name: String,
+}
+
+/// The id of something created.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Created {
+    /// Its id.
+    pub id: i64,
+}
+
+#[utoipa::path(get, path = "/api/v1/mail/mailboxes", tag = "mail",
+    description = "The caller's mailboxes, system ones first, with total and unread counts.",
+    responses((status = 200, body = [MailboxInfo]), (status = 401, body = ErrorBody)))]
+async fn list_mailboxes(State(s): State<HttpState>, user: CurrentUser) -> Result<Json<Vec<MailboxInfo>>, AppError> {
+    Ok(Json(s.services.mail.mailboxes(user.user_id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/mail/mailboxes", tag = "mail", request_body = MailboxName,
+    responses((status = 201, body = Created), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_mailbox(
+    State(s): State<HttpState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<MailboxName>,
+) -> Result<(StatusCode, Json<Created>), AppError> {
+    let id = s.services.mail.create_mailbox(user.user_id, &body.name).await?;
+    Ok((StatusCode::CREATED, Json(Created { id })))
+}
+
+#[utoipa::path(patch, path = "/api/v1/mail/mailboxes/{id}", tag = "mail", request_body = MailboxName,
+    params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn rename_mailbox(
+    State(s): State<HttpState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<MailboxName>,
+) -> Result<StatusCode, AppError> {
+    s.services.mail.rename_mailbox(user.user_id, id, &body.name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/api/v1/mail/mailboxes/{id}", tag = "mail",
+    description = "Deletes one of the caller's own mailboxes; its messages go to Trash.",
+    params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_mailbox(
+    State(s): State<HttpState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, AppError> {
+    s.services.mail.delete_mailbox(user.user_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A new label.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewLabel {
+    /// Name, unique per user.
+    pub name: String,
+    /// `#rgb` or `#rrggbb`.
+    pub color: Option<String>,
+}
+
+/// A label change; absent fields stay, `"color": null` clears the colour.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LabelChange {
+    /// New name.
+    pub name: Option<String>,
+    /// New colour.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub color: Option<Option<String>>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[utoipa::path(get, path = "/api/v1/mail/labels", tag = "mail",
+    responses((status = 200, body = [LabelInfo]), (status = 401, body = ErrorBody)))]
+async fn list_labels(State(s): State<HttpState>, user: CurrentUser) -> Result<Json<Vec<LabelInfo>>, AppError> {
+    Ok(Json(s.services.tags.list(user.user_id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/mail/labels", tag = "mail", request_body = NewLabel,
+    responses((status = 201, body = LabelInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_label(
+    State(s): State<HttpState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<NewLabel>,
+) -> Result<(StatusCode, Json<LabelInfo>), AppError> {
+    let label = s.services.tags.create(user.user_id, &body.name, body.color.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(label)))
+}
+
+#[utoipa::path(patch, path = "/api/v1/mail/labels/{id}", tag = "mail", request_body = LabelChange,
+    params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn update_label(
+    State(s): State<HttpState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<LabelChange>,
+) -> Result<StatusCode, AppError> {
+    let color = body.color.as_ref().map(|c| c.as_deref());
+    s.services.tags.update(user.user_id, id, body.name.as_deref(), color).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/api/v1/mail/labels/{id}", tag = "mail",
+    params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_label(
+    State(s): State<HttpState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, AppError> {
+    s.services.tags.delete(user.user_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Which list to show: one of `mailbox`, `role`, `label`, `starred`, `important`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// A mailbox id.
+    pub mailbox: Option<i64>,
+    /// A system mailbox: inbox, sent, drafts, spam, trash, archive.
+    pub role: Option<String>,
+    /// A label id.
+    pub label: Option<i64>,
+    /// Starred messages.
+    #[serde(default)]
+    pub starred: bool,
+    /// Important messages.
+    #[serde(default)]
+    pub important: bool,
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/mail/messages", tag = "mail", params(ListQuery),
+    description = "One page of a list, newest first, read from message rows only (INBOX when no list is named).",
+    responses((status = 200, body = Page), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_messages(
+    State(s): State<HttpState>,
+    user: CurrentUser,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Page>, AppError> {
+    let mail = &s.services.mail;
+    let scope = match (q.mailbox, q.role.as_deref(), q.label, q.starred, q.important) {
+        (Some(id), None, None, false, false) => Scope::Mailbox(id),
+        (None, Some(role), None, false, false) => {
+            let role = Role::parse(role).ok_or_else(|| AppError::bad_request("unknown role"))?;
+            Scope::Mailbox(mail.role_mailbox(user.user_id, role).await?)
+        }
+        (None, None, Some(id), false, false) => Scope::Label(id),
+        (None, None, None, true, false) => Scope::Starred,
+        (None, None, None, false, true) => Scope::Important,
+        (None, None, None, false, false) => Scope::Mailbox(mail.role_mailbox(user.user_id, Role::Inbox).await?),
+        _ => return Err(AppError::bad_request("name one list: mailbox, role, label, starred or important")),
+    };
+    Ok(Json(mail.list(user.user_id, scope, q.cursor.as_deref(), q.limit.unwrap_or(50)).await?))
+}
+
+/// Options of the message view.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ViewQuery {
+    /// `allow` shows remote images.
+    pub images: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/mail/messages/{id}", tag = "mail", params(("id" = i64, Path), ViewQuery),
+    description = "A message opened for reading: text, sanitised HTML (remote images held back unless images=allow), attachments; raw text when it could not be parsed.",
+    responses((status = 200, body = MessageView), (status = 404, body = ErrorBody)))]
+async fn read_message(
+    State(s): State<HttpState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    Query(q): Query<ViewQuery>,
+) -> Result<Json<MessageView>, AppError> {
+    let allow = q.images.as_deref() == Some("allow");
+    Ok(Json(s.services.mail.message(user.user_id, id, allow).await?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/mail/messages/{id}", tag = "mail", request_body = FlagChange,
+    params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn change_flags(
+    State(s): State<HttpState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    ApiJson(change): ApiJson<FlagChange>,
+) -> Result<StatusCode, AppError> {
+    s.services.mail.set_flags(user.user_id, &[id], change).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/mail/messages/{id}/raw", tag = "mail", params(("id" = i64, Path)),
+    description = "The raw RFC 5322 message as a download (message/rfc822).",
+    responses((status = 200, content_type = "message/rfc822"), (status = 404, body = ErrorBody)))]
+async fn raw_message(State(s): State<HttpState>, user: CurrentUser, Path(id): Path<i64>) -> Result<Response, AppError> {
+    let raw = s.services.mail.raw(user.user_id, id).await?;
+    Ok(download("message/rfc822", &format!("message-{id}.eml"), raw.to_vec()))
+}
+
+#[utoipa::path(get, path = "/api/v1/mail/messages/{id}/attachments/{index}", tag = "mail",
+    params(("id" = i64, Path), ("index" = u32, Path)),
+    responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = ErrorBody)))]
+async fn attachment(
+    State(s): State<HttpState>,
+    user: CurrentUser,
+    Path((id, index)): Path<(i64, u32)>,
+) -> Result<Response, AppError> {
+    let (name, content_type, bytes) = s.services.mail.attachment(user.user_id, id, index).await?;
+    Ok(download(&content_type, &name, bytes))
+}
+
+/// A download that can never render as this origin: attachment disposition, nosniff, and
+/// a sandbox CSP; the type is kept only when it is a plain `type/subtype`.
+fn download(content_type: &str, name: &str, bytes: Vec<u8>) -> Response {
+    let safe_type = if content_type.bytes().all(|b| b.is_ascii_alphanumeric() || b"/.+-".contains(&b)) {
+        content_type
+    } else {
+        "application/octet-stream"
+    };
+    let ascii: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_ ".contains(c) { c } else { '_' }).collect();
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b".-_".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
+        })
+        .collect();
+    let disposition = format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}");
+    let mut resp = bytes.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(safe_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    resp
+}
+
+#[utoipa::path(get, path = "/api/v1/mail/threads/{id}", tag = "mail", params(("id" = i64, Path)),
+    description = "Every message of a conversation, oldest first.",
+    responses((status = 200, body = [Summary]), (status = 404, body = ErrorBody)))]
+async fn read_thread(
+    State(s): State<HttpState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> Result<Json<Vec<Summary>>, AppError> {
+    Ok(Json(s.services.mail.thread(user.user_id, id).await?))
+}
+
+/// What a bulk action does.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Mark read.
+    Read,
+    /// Mark unread.
+    Unread,
+    /// Star.
+    Star,
+    /// Unstar.
+    Unstar,
+    /// Mark important.
+    Important,
+    /// Mark not important.
+    Unimportant,
+    /// Move to Archive.
+    Archive,
+    /// Move to Trash.
+    Trash,
+    /// Move to Spam.
+    Spam,
+    /// Move to INBOX (undo archive, not spam, restore from Trash).
+    Inbox,
+    /// Move to `mailbox_id`.
+    Move,
+    /// Add `label_id`.
+    Label,
+    /// Remove `label_id`.
+    Unlabel,
+    /// Delete for good.
+    Delete,
+}
+
+/// One action on many messages and/or whole threads.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BulkAction {
+    /// What to do.
+    pub action: Action,
+    /// Message ids.
+    #[serde(default)]
+    pub ids: Vec<i64>,
+    /// Thread ids: every message of each thread.
+    #[serde(default)]
+    pub thread_ids: Vec<i64>,
+    /// The target of `move`.
+    pub mailbox_id: Option<i64>,
+    /// The label of `label` and `unlabel`.
+    pub label_id: Option<i64>,
+}
+
+/// How many messages an action touched.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Affected {
+    /// The count.
+    pub affected: usize,
+}
+
+#[utoipa::path(post, path = "/api/v1/mail/messages/actions", tag = "mail", request_body = BulkAction,
+    description = "One action on many messages or whole threads; refused as a whole (404) if any id is not the caller's.",
+    responses((status = 200, body = Affected), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn bulk_action(
+    State(s): State<HttpState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<BulkAction>,
+) -> Result<Json<Affected>, AppError> {
+    let mail = &s.services.mail;
+    let uid = user.user_id;
+    let mut ids = body.ids.clone();
+    for t in &body.thread_ids {
+        ids.extend(mail.thread_ids(uid, *t).await?);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Err(AppError::bad_request("no messages named"));
+    }
+    match body.action {
+        Action::Read => mail.set_flags(uid, &ids, FlagChange { seen: Some(true), ..Default::default() }).await?,
+        Action::Unread => mail.set_flags(uid, &ids, FlagChange { seen: Some(false), ..Default::default() }).await?,
+        Action::Star => mail.set_flags(uid, &ids, FlagChange { starred: Some(true), ..Default::default() }).await?,
+        Action::Unstar => mail.set_flags(uid, &ids, FlagChange { starred: Some(false), ..Default::default() }).await?,
+        Action::Important => {
+            mail.set_flags(uid, &ids, FlagChange { important: Some(true), ..Default::default() }).await?
+        }
+        Action::Unimportant => {
+            mail.set_flags(uid, &ids, FlagChange { important: Some(false), ..Default::default() }).await?
+        }
+        Action::Archive => mail.move_to(uid, &ids, Target::Role(Role::Archive)).await?,
+        Action::Trash => mail.move_to(uid, &ids, Target::Role(Role::Trash)).await?,
+        Action::Spam => mail.move_to(uid, &ids, Target::Role(Role::Spam)).await?,
+        Action::Inbox => mail.move_to(uid, &ids, Target::Role(Role::Inbox)).await?,
+        Action::Move => {
+            let to = body.mailbox_id.ok_or_else(|| AppError::bad_request("move needs mailbox_id"))?;
+            mail.move_to(uid, &ids, Target::Mailbox(to)).await?
+        }
+        Action::Label | Action::Unlabel => {
+            let label = body.label_id.ok_or_else(|| AppError::bad_request("label needs label_id"))?;
+            s.services.tags.set(uid, label, &ids, body.action == Action::Label).await?
+        }
+        Action::Delete => {
+            mail.delete_forever(uid, &ids).await?;
+        }
+    }
+    Ok(Json(Affected { affected: ids.len() }))
+}
+
+#[utoipa::path(post, path = "/api/v1/mail/trash/empty", tag = "mail",
+    responses((status = 200, body = Affected), (status = 401, body = ErrorBody)))]
+async fn empty_trash(State(s): State<HttpState>, user: CurrentUser) -> Result<Json<Affected>, AppError> {
+    Ok(Json(Affected { affected: s.services.mail.empty_trash(user.user_id).await? }))
+}
+
+/// The OpenAPI description of these routes.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        list_mailboxes,
+        create_mailbox,
+        rename_mailbox,
+        delete_mailbox,
+        list_labels,
+        create_label,
+        update_label,
+        delete_label,
+        list_messages,
+        read_message,
+        change_flags,
+        raw_message,
+        attachment,
+        read_thread,
+        bulk_action,
+        empty_trash
+    ),
+    components(schemas(
+        MailboxInfo,
+        MailboxName,
+        Created,
+        LabelInfo,
+        NewLabel,
+        LabelChange,
+        Page,
+        Summary,
+        Address,
+        MessageView,
+        AttachmentInfo,
+        FlagChange,
+        BulkAction,
+        Action,
+        Affected,
+        Role,
+        ErrorBody,
+        ErrorDetail
+    ))
+)]
+struct MailApi;
+
+/// The OpenAPI description of the mail routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    MailApi::openapi()
+}
