@@ -99,7 +99,13 @@ fn certificate_names(config: &Config) -> Vec<String> {
 /// then the certificate, each through a temporary file renamed into place, so a crash
 /// leaves either nothing usable (and the next start makes a new pair) or both files.
 fn generate(names: &[String], cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
-    let rcgen::CertifiedKey { cert, signing_key } = rcgen::generate_simple_self_signed(names.to_vec())?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+    let mut subject = rcgen::DistinguishedName::new();
+    subject.push(rcgen::DnType::CommonName, names.first().map_or("localhost", String::as_str));
+    subject.push(rcgen::DnType::OrganizationName, "postcast self-signed");
+    params.distinguished_name = subject;
+    let signing_key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&signing_key)?;
     write_private(key_path, signing_key.serialize_pem().as_bytes())?;
     write_private(cert_path, cert.pem().as_bytes())?;
     tracing::info!(cert = %cert_path.display(), ?names, "made a self-signed TLS certificate");
