@@ -31,6 +31,9 @@ struct Cli {
     /// SMTP submission listen address [default: 127.0.0.1:2587].
     #[arg(long, global = true, env = "POSTCAST_SUBMISSION", value_name = "ADDR")]
     submission: Option<SocketAddr>,
+    /// SMTP submission over implicit TLS listen address [default: 127.0.0.1:2465].
+    #[arg(long, global = true, env = "POSTCAST_SUBMISSIONS", value_name = "ADDR")]
+    submissions: Option<SocketAddr>,
     /// IMAP listen address [default: 127.0.0.1:1143].
     #[arg(long, global = true, env = "POSTCAST_IMAP", value_name = "ADDR")]
     imap: Option<SocketAddr>,
@@ -91,6 +94,9 @@ impl Cli {
         }
         if let Some(v) = self.submission {
             s.submission = v;
+        }
+        if let Some(v) = self.submissions {
+            s.submissions = v;
         }
         if let Some(v) = self.imap {
             s.imap = v;

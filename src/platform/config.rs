@@ -55,6 +55,10 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Live streaming: chunking, the transcoding ladder, retention.
     pub stream: StreamConfig,
+    /// The SMTP doors: limits and timeouts.
+    pub smtp: SmtpConfig,
+    /// The certificate the doors use for TLS.
+    pub tls: TlsConfig,
 }
 
 /// `[server]`: where postcast listens and keeps its data.
@@ -71,6 +75,8 @@ pub struct ServerConfig {
     pub smtp: SocketAddr,
     /// SMTP submission with STARTTLS.
     pub submission: SocketAddr,
+    /// SMTP submission over implicit TLS ("submissions", RFC 8314).
+    pub submissions: SocketAddr,
     /// IMAP.
     pub imap: SocketAddr,
     /// RTMP ingest.
@@ -218,6 +224,7 @@ impl Default for ServerConfig {
             http: addr("127.0.0.1:8080"),
             smtp: addr("127.0.0.1:2525"),
             submission: addr("127.0.0.1:2587"),
+            submissions: addr("127.0.0.1:2465"),
             imap: addr("127.0.0.1:1143"),
             rtmp: addr("127.0.0.1:1935"),
             secure_cookies: false,
@@ -368,6 +375,58 @@ impl Default for StreamConfig {
     }
 }
 
+/// `[smtp]`: the SMTP doors (inbound MX, submission, submissions).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// The name in the greeting and EHLO reply; empty means `server.domain`.
+    pub hostname: String,
+    /// Largest message accepted, in bytes (advertised as SIZE).
+    pub max_message_bytes: usize,
+    /// Most recipients of one message.
+    pub max_recipients: usize,
+    /// Open sessions allowed from one IP address, per door.
+    pub sessions_per_ip: usize,
+    /// Open sessions allowed in all, per door.
+    pub max_sessions: usize,
+    /// Seconds a client may stay silent before it is told 421 and disconnected.
+    pub idle_seconds: u64,
+    /// Seconds a TLS handshake (STARTTLS or implicit TLS) may take.
+    pub tls_handshake_seconds: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            hostname: String::new(),
+            max_message_bytes: 25 << 20,
+            max_recipients: 100,
+            sessions_per_ip: 20,
+            max_sessions: 1000,
+            idle_seconds: 300,
+            tls_handshake_seconds: 10,
+        }
+    }
+}
+
+impl SmtpConfig {
+    /// The name the SMTP doors announce: `hostname`, or the mail domain when it is empty.
+    pub fn hostname_or<'a>(&'a self, domain: &'a str) -> &'a str {
+        if self.hostname.is_empty() { domain } else { &self.hostname }
+    }
+}
+
+/// `[tls]`: the certificate for the doors' TLS. Both paths empty: a self-signed
+/// certificate is made on first start and kept in `DATA_DIR/tls/`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
 impl Default for CacheConfig {
     fn default() -> Self {
         Self { sessions: 100_000, users: 100_000 }
@@ -427,6 +486,22 @@ impl Config {
         if !(0.5..=30.0).contains(&self.stream.chunk_seconds) {
             return Err(ConfigError::Invalid("stream.chunk_seconds must be between 0.5 and 30".into()));
         }
+        if self.tls.cert.as_os_str().is_empty() != self.tls.key.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid("tls.cert and tls.key must be set together (or both left empty)".into()));
+        }
+        let smtp = &self.smtp;
+        if smtp.max_message_bytes < 1024 || smtp.max_recipients == 0 {
+            return Err(ConfigError::Invalid("smtp.max_message_bytes must be at least 1024, max_recipients 1".into()));
+        }
+        if smtp.sessions_per_ip == 0 || smtp.max_sessions == 0 {
+            return Err(ConfigError::Invalid("smtp.sessions_per_ip and smtp.max_sessions must be at least 1".into()));
+        }
+        if smtp.idle_seconds == 0 || smtp.tls_handshake_seconds == 0 {
+            return Err(ConfigError::Invalid("smtp.idle_seconds and tls_handshake_seconds must be at least 1".into()));
+        }
+        if smtp.hostname.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::Invalid(format!("smtp.hostname {:?}", smtp.hostname)));
+        }
         if self.jobs.queue == 0 {
             return Err(ConfigError::Invalid("jobs.queue must be at least 1".into()));
         }
@@ -466,5 +541,9 @@ mod tests {
         assert!(Config::parse("[sms]\nprovider = \"pigeon\"\n").is_err());
         assert!(Config::parse("[sms]\nprovider = \"webhook\"\n").is_err());
         assert!(Config::parse("[server]\ndomain = \"example.org\"\n").is_ok());
+        assert!(Config::parse("[tls]\ncert = \"cert.pem\"\n").is_err());
+        assert!(Config::parse("[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n").is_ok());
+        assert!(Config::parse("[smtp]\nsessions_per_ip = 0\n").is_err());
+        assert!(Config::parse("[smtp]\nhostname = \"mx example\"\n").is_err());
     }
 }

@@ -1,4 +1,5 @@
-//! The platform: configuration, database, blobs, caches, the event bus and the job pool.
+//! The platform: configuration, database, blobs, caches, the event bus, the job pool and
+//! the doors' TLS certificate.
 //! Nothing here knows about mail, accounts or video.
 
 pub mod blobs;
@@ -8,3 +9,4 @@ pub mod config;
 pub mod db;
 pub mod jobs;
 pub mod metrics;
+pub mod tls;

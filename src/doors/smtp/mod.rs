@@ -1,9 +1,12 @@
 //! The SMTP door: inbound mail from other servers (MX, RFC 5321) and submission from the
-//! users' own mail programs (RFC 6409). It owns the protocol only: [`session`] is an I/O-free
-//! state machine on smtp-proto's parser (bytes in, [`Event`]s and reply bytes out) and
-//! [`run_session`] drives one session over any async stream. It holds no SQL and no business
-//! rule: who may log in, which recipients are local and where a message goes are the answers
-//! of the [`SmtpHandler`] (the auth and mail services, once wired).
+//! users' own mail programs (RFC 6409, with STARTTLS; RFC 8314 implicit TLS on the
+//! "submissions" port). It owns the protocol only: [`session`] is an I/O-free state machine
+//! on smtp-proto's parser (bytes in, [`Event`]s and reply bytes out), [`run_session`] drives
+//! one session over any async stream and upgrades it to TLS on STARTTLS (tokio-rustls), and
+//! [`serve`] (in `listener.rs`) accepts connections for one door with its caps, timeouts,
+//! spans and metrics. It holds no SQL and no business rule: who may log in, which
+//! recipients are local and where a message goes are the answers of the [`SmtpHandler`]
+//! (the auth and mail services, once wired). The certificate comes from `platform::tls`.
 //!
 //! Invariants:
 //! - **250 after DATA is sent only once the handler said the message is durably stored**:
@@ -16,14 +19,19 @@
 //! - **Never an open relay**: every recipient is put to the handler before it is accepted;
 //!   a submission session refuses MAIL until AUTH succeeded, and AUTH until TLS is active.
 //! - **Plaintext pipelined after STARTTLS is discarded** (RFC 3207 §5, CVE-2011-0411) and the
-//!   session starts over once TLS is up (RFC 3207 §4.2).
+//!   session starts over once TLS is up (RFC 3207 §4.2). STARTTLS is offered only by a door
+//!   that has a TLS configuration; a failed or slow handshake just ends the connection.
 //! - **Bad input never panics** and costs the client: after ten errors the session says 421
 //!   and closes. Passwords and message bodies never appear in `Debug` output or logs.
 //!
-//! Not yet in this slice: the TLS upgrade itself ([`run_session`] ends the connection with
-//! [`SmtpError::TlsUnavailable`] when a client asks for STARTTLS), the listeners with
-//! sessions-per-IP limits, the wiring in `app.rs` and the delivery pipeline.
+//! Not yet in this slice: the wiring in `app.rs` (three doors: `server.smtp` inbound,
+//! `server.submission` with STARTTLS, `server.submissions` with implicit TLS, all sharing
+//! one `platform::tls::server_config`) and the handler over the auth and mail services
+//! that does delivery.
 
+mod listener;
+#[cfg(test)]
+mod listener_tests;
 mod reply;
 pub mod session;
 #[cfg(test)]
@@ -32,10 +40,14 @@ mod tests;
 use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
+pub use listener::{DoorSettings, serve};
 pub use session::Session;
 
 /// The default largest message accepted: 25 MiB (advertised as SIZE, RFC 1870).
@@ -221,24 +233,93 @@ pub enum SmtpError {
     /// The client sent nothing for the idle time (421 4.4.2 was sent).
     #[error("smtp client idle for too long")]
     IdleTimeout,
-    /// The client asked for STARTTLS, which this loop cannot do yet.
-    #[error("STARTTLS requested but the TLS upgrade is not implemented in this loop")]
-    TlsUnavailable,
+    /// The TLS handshake failed (STARTTLS or implicit TLS); the connection is closed.
+    #[error("smtp TLS handshake failed: {0}")]
+    TlsHandshake(std::io::Error),
+    /// The TLS handshake took longer than allowed; the connection is closed.
+    #[error("smtp TLS handshake timed out")]
+    TlsHandshakeTimeout,
+    /// An implicit-TLS door was started without a TLS configuration.
+    #[error("the SMTP door {0} uses implicit TLS but has no TLS configuration")]
+    NoTlsConfig(&'static str),
+}
+
+/// How a connection is upgraded to TLS: the server configuration and how long the
+/// handshake may take.
+#[derive(Clone)]
+pub struct TlsUpgrade {
+    /// The rustls acceptor of the door.
+    pub acceptor: TlsAcceptor,
+    /// The longest a handshake may take.
+    pub handshake_timeout: Duration,
+}
+
+impl TlsUpgrade {
+    /// An upgrade with this server configuration.
+    pub fn new(config: Arc<rustls::ServerConfig>, handshake_timeout: Duration) -> Self {
+        Self { acceptor: TlsAcceptor::from(config), handshake_timeout }
+    }
+
+    /// Runs the server side of the TLS handshake on `stream`, within the timeout.
+    pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(&self, stream: S) -> Result<TlsStream<S>, SmtpError> {
+        match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => Ok(tls),
+            Ok(Err(e)) => Err(SmtpError::TlsHandshake(e)),
+            Err(_) => Err(SmtpError::TlsHandshakeTimeout),
+        }
+    }
 }
 
 /// The read buffer of [`run_session`]; also the most input fed to the session at once.
 const READ_BUFFER: usize = 16 * 1024;
 
+/// How one stretch of a conversation ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Stretch {
+    /// QUIT, a fatal error or the client hanging up: the session is over.
+    Over,
+    /// STARTTLS was accepted and its 220 is written: the handshake comes next.
+    StartTls,
+}
+
 /// Runs one session over `stream` until QUIT, a fatal error, the client hanging up or
 /// `idle` passing without input. Replies are batched and written before every wait
-/// (RFC 2920 §3.1: pipelined replies go out in order).
+/// (RFC 2920 §3.1: pipelined replies go out in order). When the client asks for STARTTLS
+/// (offered only if `SessionConfig::tls_available`), the 220 is written, the handshake runs
+/// with `tls`, and the session goes on over the encrypted stream (RFC 3207 §4.2); a failed
+/// handshake ends the session.
 pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     mut session: Session,
     handler: &impl SmtpHandler,
     idle: Duration,
+    tls: Option<&TlsUpgrade>,
 ) -> Result<(), SmtpError> {
-    let mut out = session.greeting();
+    let greeting = session.greeting();
+    if converse(&mut stream, &mut session, handler, idle, greeting).await? == Stretch::Over {
+        return Ok(());
+    }
+    let Some(tls) = tls else {
+        // Only reached when a session offers STARTTLS that its door cannot do.
+        let missing = std::io::Error::new(std::io::ErrorKind::Unsupported, "no TLS configuration for STARTTLS");
+        return Err(SmtpError::TlsHandshake(missing));
+    };
+    let mut stream = tls.accept(stream).await?;
+    session.tls_started();
+    // The session refuses a second STARTTLS, so this stretch is the last.
+    converse(&mut stream, &mut session, handler, idle, Vec::new()).await?;
+    Ok(())
+}
+
+/// Reads, feeds and answers until the session is over or asks for TLS. `out` holds
+/// bytes to write first (the greeting).
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    session: &mut Session,
+    handler: &impl SmtpHandler,
+    idle: Duration,
+    mut out: Vec<u8>,
+) -> Result<Stretch, SmtpError> {
     let mut buf = vec![0u8; READ_BUFFER];
     let mut events = std::collections::VecDeque::new();
     loop {
@@ -248,33 +329,37 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
                 Event::Close => {
                     stream.write_all(&out).await?;
                     stream.shutdown().await?;
-                    return Ok(());
+                    return Ok(Stretch::Over);
                 }
                 Event::StartTls => {
-                    // The TLS upgrade is the next slice; until then the 220 is withdrawn.
+                    // RFC 3207 §4: the 220 goes out in plaintext before the handshake.
                     stream.write_all(&out).await?;
-                    return Err(SmtpError::TlsUnavailable);
+                    stream.flush().await?;
+                    return Ok(Stretch::StartTls);
                 }
                 question => {
                     stream.write_all(&out).await?;
                     out.clear();
-                    let answer = answer(&mut session, handler, question).await;
+                    let answer = answer(session, handler, question).await;
                     out.extend_from_slice(&answer);
                     events.extend(session.resume());
                 }
             }
         }
         stream.write_all(&out).await?;
+        stream.flush().await?;
         out.clear();
         let read = tokio::time::timeout(idle, stream.read(&mut buf)).await;
         let Ok(read) = read else {
             // RFC 5321 §4.5.3.2: a server should say 421 before closing an idle connection.
             stream.write_all(&session.idle_timeout()).await?;
+            // The client may be gone already; the session ends either way.
+            let _ = stream.shutdown().await;
             return Err(SmtpError::IdleTimeout);
         };
         let n = read?;
         if n == 0 {
-            return Ok(());
+            return Ok(Stretch::Over);
         }
         events.extend(session.feed(&buf[..n]));
     }

@@ -472,7 +472,7 @@ async fn run_session_delivers_a_message_from_mail_send() -> anyhow::Result<()> {
     let (client_end, server_end) = tokio::io::duplex(4096);
     let recorder = Recorder { messages: Mutex::new(Vec::new()) };
     let session = Session::new(inbound(), PEER);
-    let server = run_session(server_end, session, &recorder, Duration::from_secs(5));
+    let server = run_session(server_end, session, &recorder, Duration::from_secs(5), None);
     let body: Vec<u8> = [
         b"From: alice@remote.test\r\nTo: bob@local.test\r\nSubject: test\r\n\r\n".as_slice(),
         b".a line starting with a dot\r\n\r\n.\r\n",
@@ -510,7 +510,8 @@ async fn run_session_delivers_a_message_from_mail_send() -> anyhow::Result<()> {
 async fn run_session_says_421_when_idle() {
     let (mut client_end, server_end) = tokio::io::duplex(4096);
     let recorder = Recorder { messages: Mutex::new(Vec::new()) };
-    let result = run_session(server_end, Session::new(inbound(), PEER), &recorder, Duration::from_millis(50)).await;
+    let result =
+        run_session(server_end, Session::new(inbound(), PEER), &recorder, Duration::from_millis(50), None).await;
     assert!(matches!(result, Err(SmtpError::IdleTimeout)));
     let mut seen = String::new();
     let _ = client_end.read_to_string(&mut seen).await;
@@ -522,6 +523,6 @@ fn run_session_future_is_send() {
     fn assert_send<T: Send>(_: &T) {}
     let (_client_end, server_end) = tokio::io::duplex(64);
     let recorder = Recorder { messages: Mutex::new(Vec::new()) };
-    let future = run_session(server_end, Session::new(inbound(), PEER), &recorder, Duration::from_secs(1));
+    let future = run_session(server_end, Session::new(inbound(), PEER), &recorder, Duration::from_secs(1), None);
     assert_send(&future);
 }
