@@ -19,6 +19,7 @@ use crate::domains::stream::StreamService;
 use crate::domains::tags::TagService;
 use crate::doors::http::{self, HttpState};
 use crate::doors::rtmp::{self, RtmpLimits};
+use crate::doors::smtp::{self, DoorSettings, MailDoor, SessionKind};
 use crate::platform::blobs::Blobs;
 use crate::platform::bus::{Bus, Event, Handler};
 use crate::platform::config::Config;
@@ -183,6 +184,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let rtmp_addr = config.server.rtmp;
     let listener = TcpListener::bind(http_addr).await.map_err(|e| StartError::Bind(http_addr, e))?;
     let rtmp_listener = TcpListener::bind(rtmp_addr).await.map_err(|e| StartError::Bind(rtmp_addr, e))?;
+    let mut smtp_listeners = Vec::new();
+    for (addr, kind, implicit_tls) in [
+        (config.server.smtp, SessionKind::Inbound, false),
+        (config.server.submission, SessionKind::Submission, false),
+        (config.server.submissions, SessionKind::Submission, true),
+    ] {
+        let listener = TcpListener::bind(addr).await.map_err(|e| StartError::Bind(addr, e))?;
+        let local = listener.local_addr().map_err(|e| StartError::Bind(addr, e))?;
+        smtp_listeners.push((listener, local, DoorSettings::from_config(&config, kind, implicit_tls)));
+    }
+    let tls = crate::platform::tls::server_config(&config).map_err(|e| StartError::Service(format!("TLS: {e}")))?;
     let services = build(config).await?;
     let local = listener.local_addr().map_err(|e| StartError::Bind(http_addr, e))?;
     let rtmp_local = rtmp_listener.local_addr().map_err(|e| StartError::Bind(rtmp_addr, e))?;
@@ -202,6 +214,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         max_connections: 256,
     };
     subscribers.push(tokio::spawn(rtmp::serve(rtmp_listener, services.stream.clone(), limits, stop_rx.clone())));
+    let mail_door = Arc::new(MailDoor::new(services.auth.clone(), services.mail.clone()));
+    let mut smtp_lines = Vec::new();
+    for (listener, local, door) in smtp_listeners {
+        smtp_lines.push(match (door.session.kind, door.implicit_tls) {
+            (SessionKind::Inbound, _) => format!("SMTP listening on smtp://{local}"),
+            (SessionKind::Submission, false) => format!("Submission listening on smtp://{local}"),
+            (SessionKind::Submission, true) => format!("Submissions listening on smtps://{local}"),
+        });
+        let serve = smtp::serve(listener, door, Some(tls.clone()), mail_door.clone(), stop_rx.clone());
+        subscribers.push(tokio::spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "SMTP door stopped");
+            }
+        }));
+    }
     let app = http::router(HttpState { services: services.clone() });
     let c = &services.config;
     println!("postcast {} serving", env!("CARGO_PKG_VERSION"));
@@ -213,6 +240,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     println!("  RTMP ingest   rtmp://{rtmp_local}/live/STREAM-KEY  (OBS: Settings → Stream → Custom)");
     if let Err(e) = services.stream.ffmpeg_status() {
         println!("  streaming     DISABLED: {e}");
+    }
+    for line in &smtp_lines {
+        let (what, url) = line.split_once(" listening on ").unwrap_or((line, ""));
+        println!("  {:<13} {url}", what.to_lowercase());
+    }
+    for line in &smtp_lines {
+        println!("{line}");
     }
     println!("RTMP listening on rtmp://{rtmp_local}");
     println!("HTTP listening on http://{local}");

@@ -17,6 +17,7 @@ pub mod entities;
 pub mod filters;
 pub mod parse;
 pub mod scan;
+pub mod send;
 pub mod store;
 pub mod thread;
 pub mod view;
@@ -178,6 +179,7 @@ struct Inner {
     prefs: PrefsService,
     store: store::Store,
     scanners: scan::Scanners,
+    remote: std::sync::OnceLock<Arc<dyn send::RemoteQueue>>,
     domain: String,
 }
 
@@ -192,6 +194,7 @@ impl MailService {
             prefs,
             store,
             scanners: scan::Scanners::default(),
+            remote: std::sync::OnceLock::new(),
             domain: domain.to_ascii_lowercase(),
         };
         Self { inner: Arc::new(inner) }

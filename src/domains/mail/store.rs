@@ -53,6 +53,9 @@ pub struct NewMessage {
     pub spam: SpamVerdict,
     /// The spam filter's score.
     pub spam_score: Option<f64>,
+    /// For the sender's copy in Sent: every recipient, published as `MailSent` in the
+    /// same transaction.
+    pub sent_to: Option<Vec<String>>,
 }
 
 impl NewMessage {
@@ -66,6 +69,7 @@ impl NewMessage {
             internal_date: now(),
             spam: SpamVerdict::Unknown,
             spam_score: None,
+            sent_to: None,
         }
     }
 }
@@ -249,6 +253,10 @@ async fn insert(
             .await?;
     }
     Bus::publish(txn, &Event::MailStored { user_id: new.user_id, message_id: row.id, mailbox_id }).await?;
+    if let Some(recipients) = &new.sent_to {
+        let event = Event::MailSent { user_id: new.user_id, message_id: row.id, recipients: recipients.clone() };
+        Bus::publish(txn, &event).await?;
+    }
     Ok(Stored { id: row.id, user_id: new.user_id, mailbox_id, uid, thread_id })
 }
 

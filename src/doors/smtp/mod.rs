@@ -29,6 +29,7 @@
 //! one `platform::tls::server_config`) and the handler over the auth and mail services
 //! that does delivery.
 
+mod handler;
 mod listener;
 #[cfg(test)]
 mod listener_tests;
@@ -47,6 +48,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+pub use handler::MailDoor;
 pub use listener::{DoorSettings, serve};
 pub use session::Session;
 

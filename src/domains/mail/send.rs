@@ -1,0 +1,155 @@
+//! Sending (ARCHITECTURE.md, "Sending mail"): a message a user submits (SMTP submission
+//! or web compose) is checked to come from their own address, copied into their Sent
+//! mailbox together with the `MailSent` event, delivered directly to local recipients
+//! through the delivery pipeline, and queued for remote ones.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::deliver::{DeliverError, Envelope};
+use super::parse;
+use super::store::{NewMessage, Stored, Target};
+use super::{Flags, MailError, MailService, Role};
+
+/// Why a message was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The envelope sender or the From header is not one of the user's addresses.
+    #[error("{0} is not one of your addresses")]
+    NotYourAddress(String),
+    /// The message has no recipients.
+    #[error("no recipients")]
+    NoRecipients,
+    /// A recipient address is not valid.
+    #[error("invalid recipient {0}")]
+    BadRecipient(String),
+    /// A local recipient does not exist.
+    #[error("no such local user: {0}")]
+    UnknownLocalUser(String),
+    /// Remote recipients cannot be queued (no outbound queue).
+    #[error("remote delivery failed: {0}")]
+    Queue(String),
+    /// Local delivery or storage failed.
+    #[error(transparent)]
+    Deliver(#[from] DeliverError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] MailError),
+}
+
+/// What became of a sent message.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The copy in the sender's Sent mailbox.
+    pub sent_copy: Stored,
+    /// Copies delivered to local recipients.
+    pub local: Vec<Stored>,
+    /// The outbound queue entry for the remote recipients, if any.
+    pub queued: Option<i64>,
+}
+
+/// Where messages to other domains go: the durable outbound queue.
+pub trait RemoteQueue: Send + Sync {
+    /// Queues `raw` from `envelope_from` for `recipients`; returns the queue id once durable.
+    fn enqueue<'a>(
+        &'a self,
+        owner: Option<i64>,
+        envelope_from: &'a str,
+        recipients: &'a [String],
+        raw: &'a [u8],
+    ) -> futures::future::BoxFuture<'a, Result<i64, String>>;
+}
+
+/// Who submits a message and how.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The sending account.
+    pub user_id: i64,
+    /// Its login name.
+    pub username: String,
+    /// The envelope sender (MAIL FROM).
+    pub envelope_from: String,
+    /// Every recipient (To, Cc, Bcc), as addresses.
+    pub recipients: Vec<String>,
+    /// The client's address, for the trace header.
+    pub peer: Option<IpAddr>,
+    /// `ESMTPSA` for SMTP submission, `HTTP` for web compose.
+    pub protocol: &'static str,
+}
+
+impl MailService {
+    /// Installs the outbound queue used for remote recipients.
+    pub fn set_remote_queue(&self, queue: Arc<dyn RemoteQueue>) {
+        let _ = self.inner.remote.set(queue);
+    }
+
+    /// Whether `address` is one of `username`'s: `username@domain` or `username+tag@domain`.
+    pub fn is_own_address(&self, username: &str, address: &str) -> bool {
+        let address = address.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
+        let Some((local, domain)) = address.rsplit_once('@') else {
+            return false;
+        };
+        let name = local.split_once('+').map_or(local, |(n, _)| n);
+        domain == self.inner.domain && name == username.to_ascii_lowercase()
+    }
+
+    /// Sends `data` for `sub.user_id`; see the module doc.
+    pub async fn submit(&self, sub: &Submission, data: Vec<u8>) -> Result<Sent, SendError> {
+        if !self.is_own_address(&sub.username, &sub.envelope_from) {
+            return Err(SendError::NotYourAddress(sub.envelope_from.clone()));
+        }
+        let meta = parse::meta(&data);
+        let from = meta.from.as_ref().map(|f| f.address.clone()).unwrap_or_default();
+        if !self.is_own_address(&sub.username, &from) {
+            return Err(SendError::NotYourAddress(if from.is_empty() { "an empty From".into() } else { from }));
+        }
+        let mut recipients: Vec<String> = sub.recipients.iter().map(|r| r.trim().to_ascii_lowercase()).collect();
+        recipients.sort();
+        recipients.dedup();
+        if recipients.is_empty() {
+            return Err(SendError::NoRecipients);
+        }
+        let (mut local_users, mut remote) = (Vec::new(), Vec::new());
+        for r in &recipients {
+            if !r.contains('@') || r.starts_with('@') || r.ends_with('@') {
+                return Err(SendError::BadRecipient(r.clone()));
+            }
+            if self.is_local_address(r) {
+                let user = self.local_user(r).await?.ok_or_else(|| SendError::UnknownLocalUser(r.clone()))?;
+                local_users.push(user);
+            } else {
+                remote.push(r.clone());
+            }
+        }
+        let queued = if remote.is_empty() {
+            None
+        } else {
+            let queue = self.inner.remote.get().ok_or_else(|| SendError::Queue("no outbound queue".into()))?;
+            Some(queue.enqueue(Some(sub.user_id), &sub.envelope_from, &remote, &data).await.map_err(SendError::Queue)?)
+        };
+        let mut copy = NewMessage::new(sub.user_id, Target::Role(Role::Sent));
+        copy.flags = Flags(Flags::SEEN);
+        copy.sent_to = Some(recipients);
+        let sent_copy = self
+            .store(Bytes::from(data.clone()), Arc::new(meta), vec![copy])
+            .await?
+            .pop()
+            .ok_or(MailError::NotFound)?;
+        let local = if local_users.is_empty() {
+            Vec::new()
+        } else {
+            let envelope = Envelope {
+                mail_from: sub.envelope_from.clone(),
+                recipients: local_users,
+                peer: sub.peer,
+                helo: "localhost".into(),
+                protocol: sub.protocol,
+                trace: Vec::new(),
+            };
+            self.deliver(&envelope, data).await?.stored
+        };
+        Ok(Sent { sent_copy, local, queued })
+    }
+}
