@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::domains::auth::AuthService;
+use crate::domains::contacts::ContactsService;
 use crate::domains::prefs::PrefsService;
 use crate::domains::profile::ProfileService;
 use crate::domains::stream::StreamService;
@@ -63,6 +64,8 @@ pub struct Services {
     pub prefs: PrefsService,
     /// Live streams and recordings.
     pub stream: StreamService,
+    /// Contact books and groups.
+    pub contacts: ContactsService,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
 }
@@ -95,6 +98,7 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         config.job_workers(),
         data.clone(),
     );
+    let contacts = ContactsService::new(db.clone());
     Ok(Arc::new(Services {
         config: Arc::new(config),
         db,
@@ -105,6 +109,7 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         profile,
         prefs,
         stream,
+        contacts,
         metrics: crate::platform::metrics::install(),
     }))
 }
@@ -121,6 +126,7 @@ where
 fn start_subscribers(services: &Arc<Services>, stop: &watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
     let profile = services.profile.clone();
     let prefs = services.prefs.clone();
+    let contacts = services.contacts.clone();
     vec![
         services.bus.subscribe(
             "profile",
@@ -135,6 +141,14 @@ fn start_subscribers(services: &Arc<Services>, stop: &watch::Receiver<bool>) -> 
             handler(move |e| {
                 let p = prefs.clone();
                 async move { p.handle_event(e).await }
+            }),
+            stop.clone(),
+        ),
+        services.bus.subscribe(
+            "contacts",
+            handler(move |e| {
+                let c = contacts.clone();
+                async move { c.handle_event(e).await }
             }),
             stop.clone(),
         ),
