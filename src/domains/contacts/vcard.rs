@@ -195,9 +195,11 @@ fn type_param(value: &str) -> VCardParameter {
 fn to_vcard(c: &Contact) -> VCard {
     let primary = c.primary().unwrap_or_default();
     let shown = if c.name.is_empty() { primary } else { c.name.as_str() };
-    let (given, family) = match c.name.rsplit_once(' ') {
-        Some((given, family)) => (given.trim(), family.trim()),
-        None => ("", c.name.as_str()),
+    // "Family, Given" or "Given … Family".
+    let (given, family) = match (c.name.split_once(','), c.name.rsplit_once(' ')) {
+        (Some((family, given)), _) => (given.trim(), family.trim()),
+        (None, Some((given, family))) => (given.trim(), family.trim()),
+        (None, None) => ("", c.name.as_str()),
     };
     let mut entries = vec![
         text(VCardProperty::Prodid, "-//postcast//contacts//EN"),
