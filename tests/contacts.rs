@@ -148,6 +148,13 @@ async fn contacts_are_validated_searched_paged_changed_and_deleted() {
     assert_eq!(s, 404);
     let anonymous = server.client().get(server.url("/api/v1/contacts")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
+    let doc: Value =
+        server.client().get(server.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    for p in
+        ["/api/v1/contacts", "/api/v1/contacts/{id}", "/api/v1/contacts/groups/{id}/members", "/api/v1/contacts/export"]
+    {
+        assert!(doc["paths"].get(p).is_some(), "{p} missing from the OpenAPI document");
+    }
 }
 
 #[tokio::test]

@@ -337,3 +337,38 @@ async fn vcard_import_merges_known_addresses_and_export_round_trips() {
     let bob_book = svc.list_contacts(2, &ListQuery::default()).await.unwrap();
     assert_eq!(shape(&bob_book), shape(&ada_book));
 }
+
+#[tokio::test]
+async fn a_mail_sent_event_on_the_bus_reaches_the_book_once() {
+    use crate::platform::bus::{Bus, Handler};
+    let (_dir, svc) = service().await;
+    let db = svc.db().clone();
+    let bus = Bus::new(db.clone());
+    let event = Event::MailSent { user_id: 1, message_id: 7, recipients: strings(&["Ann <ann@x.example>"]) };
+    // Published twice, as a redelivery after a crash would hand it over again.
+    Bus::publish(&db, &event).await.unwrap();
+    Bus::publish(&db, &event).await.unwrap();
+    Bus::publish(&db, &Event::PrefsChanged { user_id: 1 }).await.unwrap();
+    let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+    let book = svc.clone();
+    let handler: Handler = std::sync::Arc::new(move |e| {
+        let book = book.clone();
+        let done_tx = done_tx.clone();
+        Box::pin(async move {
+            let r = book.handle_event(e).await;
+            let _ = done_tx.send(());
+            r
+        })
+    });
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = bus.subscribe("contacts", handler, stop_rx);
+    bus.wake();
+    for _ in 0..3 {
+        tokio::time::timeout(Duration::from_secs(10), done.recv()).await.unwrap().unwrap();
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let s = svc.autocomplete(1, "ann", 10).await.unwrap();
+    assert_eq!(addresses(&s), ["ann@x.example"]);
+    assert_eq!((s.addresses[0].name.as_str(), s.addresses[0].use_count), ("Ann", 1));
+}
