@@ -125,7 +125,7 @@ async fn contacts_are_validated_searched_paged_changed_and_deleted() {
     assert_eq!((emails_of(&last), &last["next_offset"]), (vec!["zed@nowhere.example".to_owned()], &Value::Null));
     assert_eq!(emails_of(&ada.ok(Method::GET, "/api/v1/contacts?q=luc", None).await), ["jl@enterprise.example"]);
     assert_eq!(emails_of(&ada.ok(Method::GET, "/api/v1/contacts?q=GRACE%40", None).await), ["Grace@Navy.example"]);
-    for bad in ["?limit=0", "?limit=501", "?offset=-1", "?limit=x"] {
+    for bad in ["?limit=0", "?limit=501", "?offset=-1", "?offset=18446744073709551615", "?limit=x"] {
         let (s, _) = ada.json(Method::GET, &format!("/api/v1/contacts{bad}"), None).await;
         assert_eq!(s, 400, "{bad}");
     }

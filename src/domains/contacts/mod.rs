@@ -34,7 +34,7 @@ use crate::platform::db::{Db, now};
 use entities::{address, contact, group, member};
 use fields::Address;
 pub use groups::{Group, MAX_MEMBERS};
-pub use transfer::ImportReport;
+pub use transfer::{ImportReport, MAX_IMPORT_CARDS};
 pub use usage::{AddressSuggestion, GroupSuggestion, MAX_SUGGESTIONS, Noted, Suggestions};
 
 /// Most contacts one list page returns.

@@ -336,6 +336,10 @@ async fn vcard_import_merges_known_addresses_and_export_round_trips() {
     let ada_book = svc.list_contacts(1, &ListQuery::default()).await.unwrap();
     let bob_book = svc.list_contacts(2, &ListQuery::default()).await.unwrap();
     assert_eq!(shape(&bob_book), shape(&ada_book));
+
+    let huge = format!("{}{}", CARDS, "BEGIN:VCARD\nEND:VCARD\n".repeat(MAX_IMPORT_CARDS));
+    assert!(matches!(svc.import_vcard(2, &huge).await, Err(ContactsError::Invalid(_))));
+    assert_eq!(shape(&svc.list_contacts(2, &ListQuery::default()).await.unwrap()), shape(&ada_book), "nothing stored");
 }
 
 #[tokio::test]

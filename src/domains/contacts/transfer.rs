@@ -12,6 +12,9 @@ use super::vcard::{self, Card};
 use super::{ContactsError, ContactsService, begin_write, fields, hydrate, insert_address, insert_contact};
 use crate::platform::db::now;
 
+/// Most cards one import may hold (the whole import is one transaction).
+pub const MAX_IMPORT_CARDS: usize = 20_000;
+
 /// What an import did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportReport {
@@ -32,9 +35,13 @@ impl ImportReport {
 
 impl ContactsService {
     /// Imports a vCard file (3.0 or 4.0) into the user's book; broken cards are skipped and
-    /// counted, never an error.
+    /// counted, never an error. A file of more than [`MAX_IMPORT_CARDS`] cards is refused
+    /// whole.
     pub async fn import_vcard(&self, user_id: i64, text: &str) -> Result<ImportReport, ContactsError> {
         let parsed = vcard::parse(text);
+        if parsed.cards.len() + parsed.skipped > MAX_IMPORT_CARDS {
+            return Err(ContactsError::Invalid(format!("a file may hold at most {MAX_IMPORT_CARDS} cards")));
+        }
         let mut report = ImportReport { skipped: parsed.skipped, ..Default::default() };
         let txn = begin_write(self.db()).await?;
         for card in parsed.cards {

@@ -29,6 +29,8 @@ use crate::domains::contacts::{
     ListQuery, MAX_PAGE, MAX_SUGGESTIONS, NewContact, Suggestions, fields, vcard,
 };
 
+/// Largest list offset.
+const MAX_OFFSET: u64 = 1_000_000_000;
 /// Longest search or autocomplete text, in characters.
 const MAX_QUERY_CHARS: usize = 254;
 /// Media types accepted for an import: vCard 4.0's, an older alias, and vCard 3.0's.
@@ -199,7 +201,7 @@ pub struct ListParams {
     pub q: Option<String>,
     /// Page size, 1 to 500 (default 50).
     pub limit: Option<u64>,
-    /// Contacts to skip (default 0).
+    /// Contacts to skip, at most 10⁹ (default 0).
     pub offset: Option<u64>,
 }
 
@@ -417,6 +419,9 @@ async fn list_contacts(
         return Err(AppError::bad_request(format!("limit must be 1 to {MAX_PAGE}")));
     }
     let offset = p.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(AppError::bad_request(format!("offset must be at most {MAX_OFFSET}")));
+    }
     let q = search_text(p.q)?;
     let list = state.services.contacts.list_contacts(user.user_id, &ListQuery { q, limit, offset }).await?;
     let end = offset.saturating_add(list.contacts.len() as u64);
@@ -598,6 +603,7 @@ async fn set_members(
     request_body(content = String, content_type = "text/vcard"),
     responses((status = 200, body = ImportView),
         (status = 400, description = "not UTF-8", body = ErrorBody),
+        (status = 422, description = "more than 20,000 cards", body = ErrorBody),
         (status = 413, description = "larger than http.upload_limit_bytes", body = ErrorBody),
         (status = 415, description = "not text/vcard", body = ErrorBody)))]
 async fn import(
