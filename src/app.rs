@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::domains::auth::AuthService;
+use crate::domains::contacts::ContactsService;
 use crate::domains::mail::MailService;
 use crate::domains::prefs::PrefsService;
 use crate::domains::profile::ProfileService;
@@ -70,6 +71,8 @@ pub struct Services {
     pub mail: MailService,
     /// Labels.
     pub tags: TagService,
+    /// Contact books and groups.
+    pub contacts: ContactsService,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
 }
@@ -105,6 +108,7 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
     let mail =
         MailService::new(db.clone(), blobs.clone(), bus.clone(), auth.clone(), prefs.clone(), &config.server.domain);
     let tags = TagService::new(db.clone());
+    let contacts = ContactsService::new(db.clone());
     Ok(Arc::new(Services {
         config: Arc::new(config),
         db,
@@ -117,6 +121,7 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         stream,
         mail,
         tags,
+        contacts,
         metrics: crate::platform::metrics::install(),
     }))
 }
@@ -133,6 +138,7 @@ where
 fn start_subscribers(services: &Arc<Services>, stop: &watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
     let profile = services.profile.clone();
     let prefs = services.prefs.clone();
+    let contacts = services.contacts.clone();
     vec![
         services.bus.subscribe(
             "profile",
@@ -147,6 +153,14 @@ fn start_subscribers(services: &Arc<Services>, stop: &watch::Receiver<bool>) -> 
             handler(move |e| {
                 let p = prefs.clone();
                 async move { p.handle_event(e).await }
+            }),
+            stop.clone(),
+        ),
+        services.bus.subscribe(
+            "contacts",
+            handler(move |e| {
+                let c = contacts.clone();
+                async move { c.handle_event(e).await }
             }),
             stop.clone(),
         ),

@@ -9,6 +9,7 @@ mod m20261127_000002_accounts;
 mod m20261127_000003_profile_prefs;
 mod m20261127_000004_streams;
 mod m20261127_000005_mail;
+mod m20261127_000006_contacts;
 
 /// A foreign key from `table.col` to `to.to_col` that deletes the row with its parent.
 pub(crate) fn cascade(
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_profile_prefs::Migration),
             Box::new(m20261127_000004_streams::Migration),
             Box::new(m20261127_000005_mail::Migration),
+            Box::new(m20261127_000006_contacts::Migration),
         ]
     }
 }

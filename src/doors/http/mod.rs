@@ -7,6 +7,7 @@
 //! for logged-in users only); no handler logs a password, token, code or body.
 
 pub mod auth;
+pub mod contacts;
 pub mod error;
 pub mod hls;
 pub mod mail;
@@ -42,6 +43,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(prefs::routes(&state))
         .merge(streams::routes())
         .merge(mail::routes())
+        .merge(contacts::routes(&state))
         .layer(DefaultBodyLimit::max(json_limit));
     Router::new()
         .nest("/api/v1", api)
