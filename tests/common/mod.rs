@@ -14,6 +14,12 @@ pub struct Server {
     pub child: Child,
     pub http: SocketAddr,
     pub rtmp: Option<SocketAddr>,
+    /// The inbound (MX) SMTP door.
+    pub smtp: Option<SocketAddr>,
+    /// The submission door (STARTTLS).
+    pub submission: Option<SocketAddr>,
+    /// The submissions door (implicit TLS).
+    pub submissions: Option<SocketAddr>,
     pub data: tempfile::TempDir,
     pub config_path: Option<PathBuf>,
 }
@@ -47,6 +53,7 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--rtmp")
             .arg("127.0.0.1:0")
+            .args(["--smtp", "127.0.0.1:0", "--submission", "127.0.0.1:0", "--submissions", "127.0.0.1:0"])
             .env("RUST_LOG", "warn,postcast=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -54,10 +61,20 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let mut rtmp = None;
+        let (mut smtp, mut submission, mut submissions) = (None, None, None);
         let http = loop {
             let line = lines.next().expect("server exited before listening").unwrap();
             if let Some(rest) = line.strip_prefix("RTMP listening on rtmp://") {
                 rtmp = Some(rest.trim().parse().unwrap());
+            }
+            if let Some(rest) = line.strip_prefix("SMTP listening on smtp://") {
+                smtp = Some(rest.trim().parse().unwrap());
+            }
+            if let Some(rest) = line.strip_prefix("Submission listening on smtp://") {
+                submission = Some(rest.trim().parse().unwrap());
+            }
+            if let Some(rest) = line.strip_prefix("Submissions listening on smtps://") {
+                submissions = Some(rest.trim().parse().unwrap());
             }
             if let Some(rest) = line.strip_prefix("HTTP listening on http://") {
                 break rest.trim().parse().unwrap();
@@ -65,12 +82,19 @@ impl Server {
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, http, rtmp, data, config_path }
+        Server { child, http, rtmp, smtp, submission, submissions, data, config_path }
     }
 
     /// `http://ADDR` + path.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.http, path)
+    }
+
+    /// A client that sends `token` as a Bearer token with every request.
+    pub fn user(&self, token: &str) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        reqwest::Client::builder().default_headers(headers).build().unwrap()
     }
 
     /// A client without cookies.

@@ -75,6 +75,8 @@ pub struct Submission {
     pub recipients: Vec<String>,
     /// The client's address, for the trace header.
     pub peer: Option<IpAddr>,
+    /// The name the client gave in EHLO (empty for web compose).
+    pub helo: String,
     /// `ESMTPSA` for SMTP submission, `HTTP` for web compose.
     pub protocol: &'static str,
 }
@@ -144,7 +146,7 @@ impl MailService {
                 mail_from: sub.envelope_from.clone(),
                 recipients: local_users,
                 peer: sub.peer,
-                helo: "localhost".into(),
+                helo: sub.helo.clone(),
                 protocol: sub.protocol,
                 trace: Vec::new(),
             };

@@ -121,6 +121,7 @@ impl MailDoor {
             envelope_from: from,
             recipients: to,
             peer: Some(ctx.peer),
+            helo: ctx.helo.clone().unwrap_or_default(),
             protocol: "ESMTPSA",
         };
         match self.mail.submit(&submission, data).await {

@@ -1,0 +1,246 @@
+//! The SMTP doors through the real binary and Debian's swaks: submission over STARTTLS
+//! with AUTH and an attachment, AUTH refused before TLS, no relaying, unknown users,
+//! foreign senders, oversize messages, and a malformed message that is still stored and
+//! readable raw.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use common::Server;
+use serde_json::Value;
+
+const PW: &str = "correct horse battery";
+
+/// Runs swaks against `addr` with `args`; returns (success, transcript).
+fn swaks(addr: SocketAddr, args: &[&str]) -> (bool, String) {
+    let out = Command::new("swaks")
+        .args(["--server", &addr.ip().to_string(), "--port", &addr.port().to_string(), "--helo", "client.test"])
+        .args(["--timeout", "20"])
+        .args(args)
+        .output()
+        .expect("swaks is installed (apt-get install swaks)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Sends `script` on a plain connection and returns everything the server answers.
+async fn raw_session(addr: SocketAddr, script: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(script.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(20), stream.read_to_end(&mut out)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn get(server: &Server, token: &str, path: &str) -> Value {
+    let r = server.user(token).get(server.url(path)).send().await.unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+async fn inbox(server: &Server, token: &str, role: &str) -> Vec<Value> {
+    get(server, token, &format!("/api/v1/mail/messages?role={role}")).await["messages"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn swaks_submits_over_starttls_with_auth_and_an_attachment() {
+    let server = Server::start();
+    let ada = server.register_and_login("ada", PW).await;
+    let bob = server.register_and_login("bob", PW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("figures.csv");
+    std::fs::write(&csv, "month,total\njan,12\nfeb,30\n").unwrap();
+    let submission = server.submission.unwrap();
+    let (ok, t) = swaks(
+        submission,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "ada",
+            "--auth-password",
+            PW,
+            "--from",
+            "ada@localhost",
+            "--to",
+            "bob@localhost",
+            "--header",
+            "Subject: Monthly figures",
+            "--body",
+            "Figures attached.",
+            "--attach-type",
+            "text/csv",
+            "--attach",
+            csv.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{t}");
+    assert!(t.contains("250 2.0.0"), "{t}");
+
+    let received = inbox(&server, &bob, "inbox").await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["subject"], "Monthly figures");
+    assert_eq!(received[0]["has_attachments"], true);
+    let id = received[0]["id"].as_i64().unwrap();
+    let view = get(&server, &bob, &format!("/api/v1/mail/messages/{id}")).await;
+    assert_eq!(view["attachments"][0]["name"], "figures.csv");
+    assert!(view["text"].as_str().unwrap().contains("Figures attached."));
+    let file =
+        server.user(&bob).get(server.url(&format!("/api/v1/mail/messages/{id}/attachments/0"))).send().await.unwrap();
+    assert_eq!(file.headers()["content-type"], "text/csv");
+    assert!(file.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    assert_eq!(file.text().await.unwrap(), "month,total\njan,12\nfeb,30\n");
+    let raw = server.user(&bob).get(server.url(&format!("/api/v1/mail/messages/{id}/raw"))).send().await.unwrap();
+    let raw = raw.text().await.unwrap();
+    assert!(raw.starts_with("Received: from client.test ([127.0.0.1])") && raw.contains("with ESMTPSA"), "{raw}");
+
+    let sent = inbox(&server, &ada, "sent").await;
+    assert_eq!(sent.len(), 1, "a copy lands in the sender's Sent");
+    assert_eq!(sent[0]["seen"], true);
+    assert!(inbox(&server, &ada, "inbox").await.is_empty());
+    let other = server.user(&ada).get(server.url(&format!("/api/v1/mail/messages/{id}"))).send().await.unwrap();
+    assert_eq!(other.status(), 404, "bob's message is not ada's");
+
+    // The implicit-TLS door takes the same login.
+    let (ok, t) = swaks(
+        server.submissions.unwrap(),
+        &[
+            "--tls-on-connect",
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "ada",
+            "--auth-password",
+            PW,
+            "--from",
+            "ada@localhost",
+            "--to",
+            "bob@localhost",
+        ],
+    );
+    assert!(ok, "{t}");
+    assert_eq!(inbox(&server, &bob, "inbox").await.len(), 2);
+}
+
+#[tokio::test]
+async fn refusals_auth_before_tls_relay_unknown_user_foreign_sender_and_oversize() {
+    let server = Server::start_with("[smtp]\nmax_message_bytes = 4096\n");
+    server.register_and_login("ada", PW).await;
+    let bob = server.register_and_login("bob", PW).await;
+    let submission = server.submission.unwrap();
+    let mx = server.smtp.unwrap();
+
+    // Before TLS, AUTH is not offered (so swaks gives up) and refused when tried anyway.
+    let (ok, t) = swaks(
+        submission,
+        &[
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "ada",
+            "--auth-password",
+            PW,
+            "--from",
+            "ada@localhost",
+            "--to",
+            "bob@localhost",
+        ],
+    );
+    assert!(!ok && t.contains("250 STARTTLS") && !t.contains("250-AUTH") && !t.contains("250 AUTH"), "{t}");
+    let reply =
+        raw_session(submission, "EHLO client.test\r\nAUTH PLAIN AGFkYQBjb3JyZWN0IGhvcnNlIGJhdHRlcnk=\r\nQUIT\r\n")
+            .await;
+    assert!(reply.contains("530 5.7.0"), "AUTH before STARTTLS must be refused: {reply}");
+    let (ok, t) = swaks(
+        submission,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "ada",
+            "--auth-password",
+            "wrong",
+            "--from",
+            "ada@localhost",
+            "--to",
+            "bob@localhost",
+        ],
+    );
+    assert!(!ok && t.contains("535"), "{t}");
+    let (ok, t) = swaks(submission, &["--tls", "--from", "ada@localhost", "--to", "bob@localhost"]);
+    assert!(!ok && t.contains("530 5.7.0"), "MAIL without AUTH on submission: {t}");
+
+    let (ok, t) = swaks(mx, &["--from", "eve@evil.test", "--to", "victim@elsewhere.test"]);
+    assert!(!ok && t.contains("550 5.7.1"), "relay: {t}");
+    let (ok, t) = swaks(mx, &["--from", "eve@evil.test", "--to", "nobody@localhost"]);
+    assert!(!ok && t.contains("550 5.1.1"), "unknown user: {t}");
+    let (ok, t) = swaks(
+        submission,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "ada",
+            "--auth-password",
+            PW,
+            "--from",
+            "bob@localhost",
+            "--to",
+            "bob@localhost",
+        ],
+    );
+    assert!(!ok && t.contains("550 5.7.1"), "ada may not send as bob: {t}");
+    let (ok, t) = swaks(
+        submission,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "ada",
+            "--auth-password",
+            PW,
+            "--from",
+            "ada@localhost",
+            "--to",
+            "bob@localhost",
+            "--header",
+            "From: bob@localhost",
+        ],
+    );
+    assert!(!ok && t.contains("550 5.7.1"), "the From header must be hers too: {t}");
+
+    let big = "x".repeat(70);
+    let body: String = (0..100).map(|_| format!("{big}\n")).collect();
+    let (ok, t) = swaks(mx, &["--from", "eve@evil.test", "--to", "bob@localhost", "--body", &body]);
+    assert!(!ok && t.contains("552"), "oversize: {t}");
+    assert!(inbox(&server, &bob, "inbox").await.is_empty(), "nothing refused was stored");
+}
+
+#[tokio::test]
+async fn a_malformed_message_is_stored_and_readable_raw() {
+    let server = Server::start();
+    let bob = server.register_and_login("bob", PW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("broken.eml");
+    let broken = "Content-Type: multipart/mixed; boundary=\"never-closed\r\n\r\n--never-closed\r\nContent-Transfer-Encoding: base64\r\n\r\n@@@not base64@@@\r\n\u{1}\u{2} binary junk\r\n";
+    std::fs::write(&data, broken).unwrap();
+    let (ok, t) =
+        swaks(server.smtp.unwrap(), &["--from", "x@y.test", "--to", "bob@localhost", "--data", data.to_str().unwrap()]);
+    assert!(ok, "{t}");
+    let list = inbox(&server, &bob, "inbox").await;
+    assert_eq!(list.len(), 1);
+    let id = list[0]["id"].as_i64().unwrap();
+    let view = get(&server, &bob, &format!("/api/v1/mail/messages/{id}")).await;
+    assert_eq!(view["parsed"], false);
+    assert!(view["raw"].as_str().unwrap().contains("@@@not base64@@@"), "{view}");
+    let raw = server.user(&bob).get(server.url(&format!("/api/v1/mail/messages/{id}/raw"))).send().await.unwrap();
+    let raw = raw.text().await.unwrap();
+    assert!(raw.contains("\u{1}\u{2} binary junk"), "{raw:?}");
+}
