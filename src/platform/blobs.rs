@@ -158,6 +158,16 @@ impl Blobs {
         Ok(())
     }
 
+    /// Whether `owner` holds `id`.
+    pub async fn is_held_by(&self, id: &BlobId, owner: &str) -> Result<bool, BlobError> {
+        let n = blob_ref::Entity::find()
+            .filter(blob_ref::Column::BlobId.eq(id.as_str()))
+            .filter(blob_ref::Column::Owner.eq(owner))
+            .count(&self.db)
+            .await?;
+        Ok(n > 0)
+    }
+
     /// Reads a whole blob.
     pub async fn get(&self, id: &BlobId) -> Result<Bytes, BlobError> {
         match self.store.get(&id.object_path()).await {

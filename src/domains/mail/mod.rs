@@ -12,6 +12,7 @@
 //! - **Every query and action takes the owner's id** and finds nothing of anybody else's.
 
 pub mod actions;
+pub mod compose;
 pub mod deliver;
 pub mod entities;
 pub mod filters;

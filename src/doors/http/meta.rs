@@ -50,6 +50,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     doc.merge(super::prefs::openapi());
     doc.merge(super::streams::openapi());
     doc.merge(super::mail::openapi());
+    doc.merge(super::compose::openapi());
     doc.merge(super::contacts::openapi());
     doc.info.title = "postcast API".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();

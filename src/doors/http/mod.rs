@@ -7,6 +7,7 @@
 //! for logged-in users only); no handler logs a password, token, code or body.
 
 pub mod auth;
+pub mod compose;
 pub mod contacts;
 pub mod error;
 pub mod hls;
@@ -43,6 +44,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(prefs::routes(&state))
         .merge(streams::routes())
         .merge(mail::routes())
+        .merge(compose::routes(&state))
         .merge(contacts::routes(&state))
         .layer(DefaultBodyLimit::max(json_limit));
     Router::new()

@@ -1,0 +1,260 @@
+//! Writing mail in the web UI: a [`Draft`] (to, cc, bcc, subject, text and HTML bodies,
+//! attachments uploaded first, reply or forward) becomes an RFC 5322 message built with
+//! mail-builder; it is either saved in Drafts or sent through [`MailService::submit`].
+//! Replies keep In-Reply-To and References (so they thread), forwards carry the original
+//! as a `message/rfc822` attachment.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mail_builder::MessageBuilder;
+use mail_builder::headers::address::Address as BuilderAddress;
+use serde::Deserialize;
+
+use super::send::{SendError, Sent, Submission};
+use super::store::{NewMessage, Stored, Target};
+use super::{Flags, MailError, MailService, Role, parse};
+use crate::platform::blobs::BlobId;
+
+/// The largest total size of a composed message's attachments.
+pub const MAX_ATTACHMENTS_BYTES: usize = 25 * 1024 * 1024;
+
+/// An uploaded file to attach.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct AttachmentRef {
+    /// The upload's id (from the upload route).
+    pub id: String,
+    /// The file name shown to the recipient.
+    pub name: String,
+    /// Its MIME type.
+    #[serde(default = "octet_stream")]
+    pub content_type: String,
+}
+
+fn octet_stream() -> String {
+    "application/octet-stream".into()
+}
+
+/// A message being written.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+pub struct Draft {
+    /// To addresses (`Name <addr>` or `addr`; group names expanded by the caller).
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// Cc addresses.
+    #[serde(default)]
+    pub cc: Vec<String>,
+    /// Bcc addresses: they get the message, nobody sees them.
+    #[serde(default)]
+    pub bcc: Vec<String>,
+    /// Subject.
+    #[serde(default)]
+    pub subject: String,
+    /// The plain text body.
+    pub text: Option<String>,
+    /// The HTML body.
+    pub html: Option<String>,
+    /// Uploaded files to attach.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentRef>,
+    /// The message this replies to (its id): sets In-Reply-To and References.
+    pub reply_to_id: Option<i64>,
+    /// The message this forwards (its id): attached as `message/rfc822`.
+    pub forward_id: Option<i64>,
+    /// The draft this replaces (deleted once sent or saved again).
+    pub draft_id: Option<i64>,
+}
+
+/// Who writes.
+#[derive(Debug, Clone)]
+pub struct Author {
+    /// The account.
+    pub user_id: i64,
+    /// Login name (the address is `username@domain`).
+    pub username: String,
+    /// Display name for From.
+    pub display_name: String,
+}
+
+/// The blob owner of a user's upload.
+fn upload_owner(user_id: i64) -> String {
+    format!("mail-upload:{user_id}")
+}
+
+/// Splits `Name <addr>` into its parts; a bare address has an empty name.
+pub fn split_address(entry: &str) -> Result<(String, String), SendError> {
+    let entry = entry.trim();
+    let (name, address) = match (entry.rfind('<'), entry.rfind('>')) {
+        (Some(l), Some(r)) if l < r => (entry[..l].trim().trim_matches('"').trim(), entry[l + 1..r].trim()),
+        _ => ("", entry),
+    };
+    let valid = address.len() <= 254
+        && address.split_once('@').is_some_and(|(l, d)| !l.is_empty() && (d.contains('.') || d == "localhost"))
+        && !address.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',');
+    if !valid {
+        return Err(SendError::BadRecipient(entry.to_owned()));
+    }
+    Ok((name.to_owned(), address.to_ascii_lowercase()))
+}
+
+impl MailService {
+    /// Keeps an uploaded attachment for `user_id` until it is sent; returns its id.
+    pub async fn upload(&self, user_id: i64, bytes: Bytes) -> Result<String, MailError> {
+        if bytes.len() > MAX_ATTACHMENTS_BYTES {
+            return Err(MailError::Invalid("attachment too large".into()));
+        }
+        Ok(self.inner.blobs.put(bytes, &upload_owner(user_id)).await?.to_string())
+    }
+
+    /// Builds the message of `draft` by `author`; with `for_draft` the Bcc header is kept.
+    async fn build(
+        &self,
+        author: &Author,
+        draft: &Draft,
+        for_draft: bool,
+    ) -> Result<(Vec<u8>, Vec<String>), SendError> {
+        let parse_list = |list: &[String]| list.iter().map(|e| split_address(e)).collect::<Result<Vec<_>, _>>();
+        let (to, cc, bcc) = (parse_list(&draft.to)?, parse_list(&draft.cc)?, parse_list(&draft.bcc)?);
+        let address = format!("{}@{}", author.username, self.inner.domain);
+        let id = format!("{}@{}", uuid::Uuid::new_v4().simple(), self.inner.domain);
+        let mut subject = draft.subject.trim().to_owned();
+        let mut builder = MessageBuilder::new()
+            .from((author.display_name.clone(), address))
+            .message_id(id)
+            .date(time::OffsetDateTime::now_utc().unix_timestamp());
+        let list = |l: &[(String, String)]| {
+            BuilderAddress::new_list(
+                l.iter()
+                    .map(|(n, a)| BuilderAddress::new_address(Some(n.clone()).filter(|n| !n.is_empty()), a.clone()))
+                    .collect(),
+            )
+        };
+        if !to.is_empty() {
+            builder = builder.to(list(&to));
+        }
+        if !cc.is_empty() {
+            builder = builder.cc(list(&cc));
+        }
+        if for_draft && !bcc.is_empty() {
+            builder = builder.bcc(list(&bcc));
+        }
+        if let Some(original) = draft.reply_to_id {
+            let row = self.row(author.user_id, original).await?;
+            let raw = self.raw(author.user_id, original).await?;
+            let meta = parse::meta(&raw);
+            if let Some(parent) = row.message_id_hdr.clone() {
+                let mut refs = meta.references.clone();
+                refs.retain(|r| *r != parent);
+                refs.push(parent.clone());
+                builder = builder.in_reply_to(parent).references(refs);
+            }
+            if subject.is_empty() {
+                subject = format!("Re: {}", row.subject);
+            }
+        }
+        if let Some(original) = draft.forward_id {
+            let row = self.row(author.user_id, original).await?;
+            let raw = self.raw(author.user_id, original).await?;
+            if let Some(parent) = row.message_id_hdr.clone() {
+                builder = builder.references(vec![parent]);
+            }
+            if subject.is_empty() {
+                subject = format!("Fwd: {}", row.subject);
+            }
+            builder = builder.attachment("message/rfc822", "forwarded.eml", raw.to_vec());
+        }
+        builder = builder.subject(subject);
+        match (&draft.text, &draft.html) {
+            (None, None) => builder = builder.text_body(String::new()),
+            (text, html) => {
+                if let Some(t) = text {
+                    builder = builder.text_body(t.clone());
+                }
+                if let Some(h) = html {
+                    builder = builder.html_body(ammonia::clean(h));
+                }
+            }
+        }
+        let mut total = 0;
+        for a in &draft.attachments {
+            let id = BlobId::try_from(a.id.clone()).map_err(|_| SendError::Store(MailError::NotFound))?;
+            if !self.inner.blobs.is_held_by(&id, &upload_owner(author.user_id)).await.map_err(MailError::from)? {
+                return Err(SendError::Store(MailError::NotFound));
+            }
+            let bytes = self.inner.blobs.get(&id).await.map_err(MailError::from)?;
+            total += bytes.len();
+            if total > MAX_ATTACHMENTS_BYTES {
+                return Err(SendError::Store(MailError::Invalid("attachments too large".into())));
+            }
+            let content_type = if valid_mime(&a.content_type) { a.content_type.clone() } else { octet_stream() };
+            builder = builder.attachment(content_type, a.name.clone(), bytes.to_vec());
+        }
+        let raw = builder.write_to_vec().map_err(|e| SendError::Queue(e.to_string()))?;
+        let recipients = to.into_iter().chain(cc).chain(bcc).map(|(_, a)| a).collect();
+        Ok((raw, recipients))
+    }
+
+    /// Sends `draft`: builds it, sends it, marks the replied message answered and removes
+    /// the draft it replaces and the uploads it used.
+    pub async fn send_draft(&self, author: &Author, draft: &Draft) -> Result<Sent, SendError> {
+        let (raw, recipients) = self.build(author, draft, false).await?;
+        let submission = Submission {
+            user_id: author.user_id,
+            username: author.username.clone(),
+            envelope_from: format!("{}@{}", author.username, self.inner.domain),
+            recipients,
+            peer: None,
+            helo: String::new(),
+            protocol: "HTTP",
+        };
+        let sent = self.submit(&submission, raw).await?;
+        if let Some(original) = draft.reply_to_id {
+            let change = super::actions::FlagChange { answered: Some(true), ..Default::default() };
+            self.set_flags(author.user_id, &[original], change).await?;
+        }
+        self.finish_draft(author.user_id, draft).await;
+        Ok(sent)
+    }
+
+    /// Saves `draft` in Drafts (replacing `draft.draft_id`); returns the stored copy.
+    pub async fn save_draft(&self, author: &Author, draft: &Draft) -> Result<Stored, SendError> {
+        let (raw, _) = self.build(author, draft, true).await?;
+        let meta = Arc::new(parse::meta(&raw));
+        let mut copy = NewMessage::new(author.user_id, Target::Role(Role::Drafts));
+        copy.flags = Flags(Flags::SEEN | Flags::DRAFT);
+        let stored = self.store(Bytes::from(raw), meta, vec![copy]).await?.pop().ok_or(MailError::NotFound)?;
+        if let Some(old) = draft.draft_id {
+            self.delete_draft(author.user_id, old).await?;
+        }
+        Ok(stored)
+    }
+
+    /// Deletes one of the user's drafts (only a message in Drafts).
+    pub async fn delete_draft(&self, user_id: i64, id: i64) -> Result<(), MailError> {
+        let drafts = self.role_mailbox(user_id, Role::Drafts).await?;
+        let row = self.row(user_id, id).await?;
+        if row.mailbox_id != drafts {
+            return Err(MailError::Invalid("not a draft".into()));
+        }
+        self.delete_forever(user_id, &[id]).await.map(|_| ())
+    }
+
+    async fn finish_draft(&self, user_id: i64, draft: &Draft) {
+        if let Some(old) = draft.draft_id
+            && let Err(e) = self.delete_draft(user_id, old).await
+        {
+            tracing::warn!(error = %e, "removing a sent draft failed");
+        }
+        for a in &draft.attachments {
+            if let Ok(id) = BlobId::try_from(a.id.clone()) {
+                let _ = self.inner.blobs.release(&id, &upload_owner(user_id)).await;
+            }
+        }
+    }
+}
+
+fn valid_mime(ct: &str) -> bool {
+    ct.len() <= 100
+        && ct.split_once('/').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+        && ct.bytes().all(|b| b.is_ascii_alphanumeric() || b"/.+-".contains(&b))
+}

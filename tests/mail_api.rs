@@ -1,0 +1,216 @@
+//! The mail API through the real binary: writing (groups expanded, Bcc, attachments,
+//! replies threaded, drafts), new recipients landing in contacts, filters from
+//! preferences, labels, actions and counts, and every route refusing another user's ids.
+
+mod common;
+
+use common::Server;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const PW: &str = "correct horse battery";
+
+struct User<'a> {
+    server: &'a Server,
+    client: reqwest::Client,
+}
+
+impl<'a> User<'a> {
+    async fn new(server: &'a Server, name: &str) -> User<'a> {
+        let token = server.register_and_login(name, PW).await;
+        User { server, client: server.user(&token) }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.client.request(method, self.server.url(path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.call(method.clone(), path, body).await;
+        assert!((200..300).contains(&status), "{method} {path}: {status} {v}");
+        v
+    }
+
+    async fn list(&self, query: &str) -> Vec<Value> {
+        self.ok(Method::GET, &format!("/api/v1/mail/messages?{query}"), None).await["messages"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    async fn mailbox(&self, role: &str) -> Value {
+        let boxes = self.ok(Method::GET, "/api/v1/mail/mailboxes", None).await;
+        boxes.as_array().unwrap().iter().find(|b| b["role"] == role).unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn compose_groups_bcc_attachments_replies_drafts_and_contacts() {
+    let server = Server::start();
+    let ada = User::new(&server, "ada").await;
+    let bob = User::new(&server, "bob").await;
+    let carol = User::new(&server, "carol").await;
+
+    let b = ada.ok(Method::POST, "/api/v1/contacts", Some(json!({"name": "Bob", "emails": ["bob@localhost"]}))).await;
+    let c =
+        ada.ok(Method::POST, "/api/v1/contacts", Some(json!({"name": "Carol", "emails": ["carol@localhost"]}))).await;
+    let group = json!({"name": "Team", "member_ids": [b["id"], c["id"]]});
+    ada.ok(Method::POST, "/api/v1/contacts/groups", Some(group)).await;
+
+    let file = ada.client.post(server.url("/api/v1/mail/uploads")).body("plan,v1\n").send().await.unwrap();
+    assert_eq!(file.status(), 201);
+    let upload: Value = file.json().await.unwrap();
+    let draft = json!({
+        "to": ["Team"], "bcc": ["dave@localhost"], "subject": "Kick-off", "text": "See the plan.",
+        "attachments": [{"id": upload["id"], "name": "plan.csv", "content_type": "text/csv"}]
+    });
+    let dave = User::new(&server, "dave").await;
+    let sent = ada.ok(Method::POST, "/api/v1/mail/send", Some(draft)).await;
+    assert_eq!(sent["delivered_locally"], 3, "the group expanded to bob and carol, plus dave in Bcc");
+
+    for (user, name) in [(&bob, "bob"), (&carol, "carol"), (&dave, "dave")] {
+        let inbox = user.list("role=inbox").await;
+        assert_eq!(inbox.len(), 1, "{name}");
+        assert_eq!(inbox[0]["subject"], "Kick-off");
+        assert_eq!(inbox[0]["to"], json!(["bob@localhost", "carol@localhost"]), "Bcc stays hidden");
+    }
+    let bob_copy = bob.list("role=inbox").await[0].clone();
+    let bob_id = bob_copy["id"].as_i64().unwrap();
+    let att =
+        bob.client.get(server.url(&format!("/api/v1/mail/messages/{bob_id}/attachments/0"))).send().await.unwrap();
+    assert_eq!(att.text().await.unwrap(), "plan,v1\n");
+
+    // A new recipient (dave, from Bcc) lands in ada's contacts through the MailSent event.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let found = ada.ok(Method::GET, "/api/v1/contacts?q=dave", None).await;
+        if found["contacts"].as_array().is_some_and(|c| !c.is_empty()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "dave never landed in ada's contacts");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // Bob replies: it lands in ada's inbox in the same thread as her sent copy.
+    let reply = json!({"to": ["ada@localhost"], "text": "Sounds good.", "reply_to_id": bob_id});
+    bob.ok(Method::POST, "/api/v1/mail/send", Some(reply)).await;
+    let ada_inbox = ada.list("role=inbox").await;
+    assert_eq!(ada_inbox[0]["subject"], "Re: Kick-off");
+    assert_eq!(ada_inbox[0]["thread_id"], sent["thread_id"], "the reply joins ada's thread");
+    let thread = ada.ok(Method::GET, &format!("/api/v1/mail/threads/{}", sent["thread_id"]), None).await;
+    assert_eq!(thread.as_array().unwrap().len(), 2);
+    assert_eq!(bob.list("role=inbox").await[0]["answered"], true);
+
+    // Drafts: saved, replaced, deleted; the same upload cannot be used by someone else.
+    let d1 =
+        ada.ok(Method::PUT, "/api/v1/mail/drafts", Some(json!({"to": ["bob@localhost"], "subject": "draft 1"}))).await;
+    let d2 =
+        ada.ok(Method::PUT, "/api/v1/mail/drafts", Some(json!({"subject": "draft 2", "draft_id": d1["id"]}))).await;
+    let drafts = ada.list("role=drafts").await;
+    assert_eq!(drafts.len(), 1);
+    assert_eq!(drafts[0]["subject"], "draft 2");
+    assert_eq!(drafts[0]["draft"], true);
+    let (status, _) = bob.call(Method::DELETE, &format!("/api/v1/mail/drafts/{}", d2["id"]), None).await;
+    assert_eq!(status, 404);
+    ada.ok(Method::DELETE, &format!("/api/v1/mail/drafts/{}", d2["id"]), None).await;
+    assert!(ada.list("role=drafts").await.is_empty());
+
+    let theft = json!({"to": ["ada@localhost"], "attachments": [{"id": upload["id"], "name": "x"}]});
+    let (status, _) = bob.call(Method::POST, "/api/v1/mail/send", Some(theft)).await;
+    assert_eq!(status, 404, "an upload is its uploader's only");
+    let (status, v) = ada.call(Method::POST, "/api/v1/mail/send", Some(json!({"to": ["Nobody Group"]}))).await;
+    assert_eq!(status, 422, "{v}");
+    let (status, _) = ada.call(Method::POST, "/api/v1/mail/send", Some(json!({"to": ["ghost@localhost"]}))).await;
+    assert_eq!(status, 422);
+}
+
+#[tokio::test]
+async fn labels_actions_filters_and_isolation() {
+    let server = Server::start();
+    let ada = User::new(&server, "ada").await;
+    let bob = User::new(&server, "bob").await;
+    let filters =
+        json!({"mail": {"filters": [{"match": {"subject": "invoice"}, "label": "Bills", "skip_inbox": true}]}});
+    ada.ok(Method::PUT, "/api/v1/prefs", Some(filters)).await;
+    for subject in ["Hello", "Lunch?", "Invoice 42"] {
+        bob.ok(
+            Method::POST,
+            "/api/v1/mail/send",
+            Some(json!({"to": ["ada@localhost"], "subject": subject, "text": "hi"})),
+        )
+        .await;
+    }
+    let inbox = ada.list("role=inbox").await;
+    assert_eq!(inbox.len(), 2, "the invoice skipped the inbox");
+    let archive = ada.list("role=archive").await;
+    assert_eq!(archive[0]["subject"], "Invoice 42");
+    let labels = ada.ok(Method::GET, "/api/v1/mail/labels", None).await;
+    assert_eq!(labels[0]["name"], "Bills");
+    assert_eq!((labels[0]["total"].as_i64(), labels[0]["unread"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(ada.mailbox("inbox").await["unread"], 2);
+
+    let ids: Vec<i64> = inbox.iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    let work = ada.ok(Method::POST, "/api/v1/mail/labels", Some(json!({"name": "Work", "color": "#1a73e8"}))).await;
+    let act = |action: &str, extra: Value| {
+        let mut body = json!({"action": action, "ids": ids});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    ada.ok(Method::POST, "/api/v1/mail/messages/actions", Some(act("label", json!({"label_id": work["id"]})))).await;
+    assert_eq!(ada.list(&format!("label={}", work["id"])).await.len(), 2);
+    ada.ok(
+        Method::PATCH,
+        &format!("/api/v1/mail/labels/{}", work["id"]),
+        Some(json!({"name": "Office", "color": null})),
+    )
+    .await;
+    let labels = ada.ok(Method::GET, "/api/v1/mail/labels", None).await;
+    assert!(labels.as_array().unwrap().iter().any(|l| l["name"] == "Office" && l["color"].is_null()));
+    ada.ok(Method::POST, "/api/v1/mail/messages/actions", Some(act("read", json!({})))).await;
+    assert_eq!(ada.mailbox("inbox").await["unread"], 0);
+    ada.ok(Method::POST, "/api/v1/mail/messages/actions", Some(act("star", json!({})))).await;
+    assert_eq!(ada.list("starred=true").await.len(), 2);
+    ada.ok(Method::PATCH, &format!("/api/v1/mail/messages/{}", ids[0]), Some(json!({"starred": false}))).await;
+    assert_eq!(ada.list("starred=true").await.len(), 1);
+    ada.ok(Method::POST, "/api/v1/mail/messages/actions", Some(act("trash", json!({})))).await;
+    assert!(ada.list("role=inbox").await.is_empty());
+    assert_eq!(ada.list("starred=true").await.len(), 0, "Trash is left out of starred");
+    let emptied = ada.ok(Method::POST, "/api/v1/mail/trash/empty", None).await;
+    assert_eq!(emptied["affected"], 2);
+
+    // Bob, with ada's ids, finds nothing.
+    let own = archive[0]["id"].as_i64().unwrap();
+    let label = labels[0]["id"].as_i64().unwrap();
+    let inbox_id = ada.mailbox("inbox").await["id"].as_i64().unwrap();
+    for (method, path, body) in [
+        (Method::GET, format!("/api/v1/mail/messages/{own}"), None),
+        (Method::GET, format!("/api/v1/mail/messages/{own}/raw"), None),
+        (Method::GET, format!("/api/v1/mail/messages/{own}/attachments/0"), None),
+        (Method::PATCH, format!("/api/v1/mail/messages/{own}"), Some(json!({"seen": true}))),
+        (Method::GET, format!("/api/v1/mail/threads/{}", archive[0]["thread_id"]), None),
+        (Method::GET, format!("/api/v1/mail/messages?mailbox={inbox_id}"), None),
+        (Method::GET, format!("/api/v1/mail/messages?label={label}"), None),
+        (Method::PATCH, format!("/api/v1/mail/mailboxes/{inbox_id}"), Some(json!({"name": "x"}))),
+        (Method::DELETE, format!("/api/v1/mail/mailboxes/{inbox_id}"), None),
+        (Method::PATCH, format!("/api/v1/mail/labels/{label}"), Some(json!({"name": "x"}))),
+        (Method::DELETE, format!("/api/v1/mail/labels/{label}"), None),
+        (Method::POST, "/api/v1/mail/messages/actions".into(), Some(json!({"action": "delete", "ids": [own]}))),
+        (
+            Method::POST,
+            "/api/v1/mail/messages/actions".into(),
+            Some(json!({"action": "trash", "thread_ids": [archive[0]["thread_id"]]})),
+        ),
+    ] {
+        let (status, v) = bob.call(method.clone(), &path, body).await;
+        assert_eq!(status, 404, "{method} {path}: {v}");
+    }
+    assert_eq!(ada.list("role=archive").await.len(), 1, "still there");
+    assert_eq!(ada.ok(Method::GET, &format!("/api/v1/mail/messages/{own}"), None).await["seen"], false);
+}
