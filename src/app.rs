@@ -12,6 +12,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::domains::auth::AuthService;
+use crate::domains::mail::dns::Dns;
+use crate::domains::mail::outbound::{BounceSink, OutboundQueue, QueueSettings};
 use crate::domains::prefs::PrefsService;
 use crate::domains::profile::ProfileService;
 use crate::domains::stream::StreamService;
@@ -63,6 +65,8 @@ pub struct Services {
     pub prefs: PrefsService,
     /// Live streams and recordings.
     pub stream: StreamService,
+    /// Mail on its way to other servers.
+    pub outbound: OutboundQueue,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
 }
@@ -95,6 +99,20 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         config.job_workers(),
         data.clone(),
     );
+    let dns = Dns::new(&config.dns).map_err(|e| StartError::Service(e.to_string()))?;
+    let outbound = OutboundQueue::new(
+        db.clone(),
+        blobs.clone(),
+        dns,
+        QueueSettings {
+            domain: config.server.domain.clone(),
+            data_dir: data.clone(),
+            selector: config.dkim.selector.clone(),
+            config: config.outbound.clone(),
+        },
+        Arc::new(DroppedBounces),
+    )
+    .map_err(|e| StartError::Service(e.to_string()))?;
     Ok(Arc::new(Services {
         config: Arc::new(config),
         db,
@@ -105,8 +123,20 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         profile,
         prefs,
         stream,
+        outbound,
         metrics: crate::platform::metrics::install(),
     }))
+}
+
+/// Bounces of the outbound queue until the mail store exists: logged and dropped.
+// wired to the mail store by the lead
+struct DroppedBounces;
+
+impl BounceSink for DroppedBounces {
+    fn deliver_bounce(&self, to: &str, raw: Vec<u8>) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        tracing::warn!(%to, bytes = raw.len(), "bounce dropped: no mail store to deliver it to yet");
+        Box::pin(async { Ok(()) })
+    }
 }
 
 fn handler<F, Fut>(f: F) -> Handler
@@ -184,6 +214,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         Err(e) => tracing::warn!(error = %e, "stream recovery failed"),
     }
     subscribers.push(start_housekeeping(services.clone(), stop_rx.clone()));
+    if let Err(e) = services.outbound.dkim_key().await {
+        tracing::warn!(error = %e, "no DKIM key: outgoing mail cannot be queued");
+    }
+    subscribers.push(services.outbound.start(stop_rx.clone()));
     let limits = RtmpLimits {
         handshake_timeout: Duration::from_secs(10),
         read_timeout: Duration::from_secs(30),

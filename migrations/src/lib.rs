@@ -8,6 +8,7 @@ mod m20261127_000001_platform;
 mod m20261127_000002_accounts;
 mod m20261127_000003_profile_prefs;
 mod m20261127_000004_streams;
+mod m20261127_000007_outbound;
 
 /// A foreign key from `table.col` to `to.to_col` that deletes the row with its parent.
 pub(crate) fn cascade(
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_accounts::Migration),
             Box::new(m20261127_000003_profile_prefs::Migration),
             Box::new(m20261127_000004_streams::Migration),
+            Box::new(m20261127_000007_outbound::Migration),
         ]
     }
 }

@@ -1,6 +1,7 @@
 //! Domains: each owns its tables and exposes one service.
 
 pub mod auth;
+pub mod mail;
 pub mod prefs;
 pub mod profile;
 pub mod stream;

@@ -49,6 +49,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     doc.merge(super::profile::openapi());
     doc.merge(super::prefs::openapi());
     doc.merge(super::streams::openapi());
+    doc.merge(super::queue::openapi());
     doc.info.title = "postcast API".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc.info.description =

@@ -12,6 +12,7 @@ pub mod hls;
 pub mod meta;
 pub mod prefs;
 pub mod profile;
+pub mod queue;
 pub mod session;
 pub mod streams;
 pub mod web;
@@ -40,6 +41,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(profile::routes(&state))
         .merge(prefs::routes(&state))
         .merge(streams::routes())
+        .merge(queue::routes())
         .layer(DefaultBodyLimit::max(json_limit));
     Router::new()
         .nest("/api/v1", api)
