@@ -2,6 +2,8 @@
 //! temporary data folder, and speaks HTTP to it with reqwest.
 #![allow(dead_code)]
 
+pub mod dns;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
