@@ -67,10 +67,10 @@ impl DkimKey {
         let pem = match std::fs::read_to_string(&path) {
             Ok(pem) => pem,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let pem = generate_pem()?;
-                write_private(&path, pem.as_bytes())?;
+                write_private(&path, generate_pem()?.as_bytes())?;
                 tracing::info!(path = %path.display(), "made a new DKIM key; publish it (postcast dns)");
-                pem
+                // Read back: a concurrent first start may have stored its key first.
+                std::fs::read_to_string(&path).map_err(|e| DkimError::Io(path.clone(), e))?
             }
             Err(e) => return Err(DkimError::Io(path, e)),
         };

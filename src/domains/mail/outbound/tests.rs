@@ -1,7 +1,8 @@
 //! Tests of the outbound queue over real parts: a SQLite file, the blob store, the loopback
 //! DNS stand-in, and the repo's own SMTP session (`doors::smtp::run_session`) on
 //! `127.0.0.1:0` as the receiving server, with a handler that records what arrives and
-//! answers each recipient as told.
+//! answers each recipient as told; for STARTTLS a small receiver with a self-signed
+//! certificate (rustls, rcgen).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -9,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use sea_orm::EntityTrait;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -246,6 +249,27 @@ async fn mx_override_takes_precedence_over_dns() {
 }
 
 #[tokio::test]
+async fn a_smarthost_takes_every_domain_in_one_transaction() {
+    let receiver = Arc::new(Receiver::default());
+    let port = start_receiver(receiver.clone()).await;
+    let mut cfg = config(1);
+    cfg.relay = format!("127.0.0.1:{port}");
+    let f = Fixture::new(cfg).await;
+    let (stop, stop_rx) = watch::channel(false);
+    let worker = f.queue.start(stop_rx);
+    let to = rcpts(&["a@one.test", "b@two.test"]);
+    let id = f.queue.enqueue(None, "ann@postcast.test", &to, &mail("a")).await.unwrap();
+    let m = f.wait_for(id, "done", |m| m.status == "done").await;
+    assert!(m.recipients.iter().all(|r| r.status == "delivered"), "{m:?}");
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "one transaction through the smarthost");
+    assert_eq!(got[0].1, to);
+    assert_eq!(f.dns.queries(), 0, "no MX look-ups with a smarthost");
+    let _ = stop.send(true);
+    worker.await.unwrap();
+}
+
+#[tokio::test]
 async fn a_451_is_retried_with_back_off_until_it_succeeds() {
     let receiver = Arc::new(Receiver::default());
     receiver.answer("eve@remote.test", RcptVerdict::TemporaryFailure);
@@ -417,6 +441,113 @@ async fn bad_envelopes_are_refused_and_owners_are_respected() {
     q.cancel(None, id).await.unwrap();
     assert!(q.list(None).await.unwrap().is_empty());
     assert!(matches!(q.cancel(None, id).await, Err(QueueError::NotFound)));
+}
+
+/// The messages the TLS-capable receiver got, each with whether it came over TLS.
+type TlsLog = Arc<Mutex<Vec<(bool, Vec<u8>)>>>;
+
+/// What one session of the TLS-capable receiver ended in.
+enum After<S> {
+    Closed,
+    StartTls(S),
+}
+
+/// A small SMTP dialogue: offers STARTTLS while in plain text, records each message with
+/// whether it came over TLS.
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(stream: S, tls: bool, greet: bool, log: TlsLog) -> After<S> {
+    let mut s = BufReader::new(stream);
+    if greet && s.get_mut().write_all(b"220 mx.remote.test ESMTP\r\n").await.is_err() {
+        return After::Closed;
+    }
+    loop {
+        let mut line = Vec::new();
+        if s.read_until(b'\n', &mut line).await.unwrap_or(0) == 0 {
+            return After::Closed;
+        }
+        let upper = String::from_utf8_lossy(&line).trim_end().to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") {
+            if tls { b"250 mx.remote.test\r\n" } else { b"250-mx.remote.test\r\n250 STARTTLS\r\n" }
+        } else if upper == "STARTTLS" && !tls {
+            let _ = s.get_mut().write_all(b"220 2.0.0 ready\r\n").await;
+            return After::StartTls(s.into_inner());
+        } else if upper == "DATA" {
+            let _ = s.get_mut().write_all(b"354 go on\r\n").await;
+            let mut data = Vec::new();
+            loop {
+                let mut l = Vec::new();
+                if s.read_until(b'\n', &mut l).await.unwrap_or(0) == 0 {
+                    return After::Closed;
+                }
+                if l == b".\r\n" {
+                    break;
+                }
+                data.extend_from_slice(&l);
+            }
+            log.lock().expect("lock").push((tls, data));
+            b"250 2.0.0 taken\r\n"
+        } else if upper == "QUIT" {
+            let _ = s.get_mut().write_all(b"221 2.0.0 bye\r\n").await;
+            return After::Closed;
+        } else {
+            b"250 2.0.0 ok\r\n"
+        };
+        if s.get_mut().write_all(reply).await.is_err() {
+            return After::Closed;
+        }
+    }
+}
+
+/// A receiver offering STARTTLS with a self-signed certificate; with `broken`, it answers
+/// STARTTLS and then speaks plain text instead of TLS.
+async fn start_tls_receiver(broken: bool) -> (u16, TlsLog) {
+    let ck = rcgen::generate_simple_self_signed(vec!["mx.remote.test".to_string()]).expect("certificate");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let l = log.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, log) = (acceptor.clone(), l.clone());
+            tokio::spawn(async move {
+                if let After::StartTls(mut tcp) = converse(tcp, false, true, log.clone()).await {
+                    if broken {
+                        let _ = tcp.write_all(b"this is not a TLS record\r\n").await;
+                    } else if let Ok(tls) = acceptor.accept(tcp).await {
+                        converse(tls, true, false, log).await;
+                    }
+                }
+            });
+        }
+    });
+    (port, log)
+}
+
+#[tokio::test]
+async fn starttls_is_used_when_offered_and_a_failed_handshake_falls_back_to_plain_text() {
+    for broken in [false, true] {
+        let (port, log) = start_tls_receiver(broken).await;
+        let f = Fixture::new(config(port)).await;
+        f.mx("remote.test");
+        let (stop, stop_rx) = watch::channel(false);
+        let worker = f.queue.start(stop_rx);
+        let id = f.queue.enqueue(None, "ann@postcast.test", &rcpts(&["tom@remote.test"]), &mail("tom")).await.unwrap();
+        let m = f.wait_for(id, "delivery", |m| m.status == "done").await;
+        assert_eq!(m.recipients[0].status, "delivered", "{m:?}");
+        let got = log.lock().expect("lock").clone();
+        assert_eq!(got.len(), 1, "broken = {broken}");
+        assert_eq!(got[0].0, !broken, "over TLS unless the handshake failed");
+        assert!(got[0].1.starts_with(b"DKIM-Signature:"));
+        let _ = stop.send(true);
+        worker.await.unwrap();
+    }
 }
 
 #[test]
