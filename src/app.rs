@@ -65,6 +65,8 @@ pub struct Services {
     pub prefs: PrefsService,
     /// Live streams and recordings.
     pub stream: StreamService,
+    /// The DNS resolver of the mail domain (MX look-ups, SPF/DKIM/DMARC via `InboundAuth`).
+    pub dns: Dns,
     /// Mail on its way to other servers.
     pub outbound: OutboundQueue,
     /// Renders `/metrics`.
@@ -103,7 +105,7 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
     let outbound = OutboundQueue::new(
         db.clone(),
         blobs.clone(),
-        dns,
+        dns.clone(),
         QueueSettings {
             domain: config.server.domain.clone(),
             data_dir: data.clone(),
@@ -123,6 +125,7 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         profile,
         prefs,
         stream,
+        dns,
         outbound,
         metrics: crate::platform::metrics::install(),
     }))

@@ -422,6 +422,9 @@ pub struct OutboundConfig {
     pub mx_override: std::collections::BTreeMap<String, String>,
     /// The port MX hosts are reached on.
     pub mx_port: u16,
+    /// Deliver to MX hosts that resolve to a loopback address (tests only: otherwise such
+    /// mail would loop back into this machine and is refused, RFC 5321 §5.1).
+    pub mx_allow_loopback: bool,
     /// The name given in EHLO; empty means `server.domain`.
     pub helo_name: String,
     /// First retry delay after a temporary failure, in seconds; doubles with each attempt.
@@ -448,6 +451,7 @@ impl Default for OutboundConfig {
             relay_implicit_tls: false,
             mx_override: Default::default(),
             mx_port: 25,
+            mx_allow_loopback: false,
             helo_name: String::new(),
             retry_base_seconds: 60,
             retry_max_seconds: 3600,

@@ -269,6 +269,18 @@ impl Deliverer {
                 Err(e) => last_error = Some(e),
             }
         }
+        if let Route::Mx(domain) = route
+            && !self.config.mx_allow_loopback
+        {
+            let before = targets.len();
+            targets.retain(|(_, addr)| !(addr.ip().is_loopback() || addr.ip().is_unspecified()));
+            if before > 0 && targets.is_empty() {
+                return Err(Outcome::Failed {
+                    reply: format!("554 5.4.6 the mail servers of {domain} point back at this machine"),
+                    remote: None,
+                });
+            }
+        }
         if targets.is_empty() {
             return match (route, last_error) {
                 (Route::Mx(domain), Some(LookupError::NoSuchDomain(_) | LookupError::NoRecords(_))) => {

@@ -117,7 +117,13 @@ struct Fixture {
 }
 
 fn config(mx_port: u16) -> OutboundConfig {
-    OutboundConfig { mx_port, connect_timeout_seconds: 5, command_timeout_seconds: 10, ..OutboundConfig::default() }
+    OutboundConfig {
+        mx_port,
+        mx_allow_loopback: true,
+        connect_timeout_seconds: 5,
+        command_timeout_seconds: 10,
+        ..OutboundConfig::default()
+    }
 }
 
 impl Fixture {
@@ -372,6 +378,22 @@ async fn a_domain_that_does_not_exist_fails_at_once() {
     let m = f.wait_for(id, "failure", |m| m.status == "done").await;
     assert!(m.recipients[0].reply.as_deref().unwrap_or("").starts_with("550 5.1.2"), "{m:?}");
     assert_eq!(f.bounces.all().len(), 1);
+    let _ = stop.send(true);
+    worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_mx_pointing_back_at_this_machine_is_refused() {
+    let receiver = Arc::new(Receiver::default());
+    let port = start_receiver(receiver.clone()).await;
+    let f = Fixture::new(OutboundConfig { mx_allow_loopback: false, ..config(port) }).await;
+    f.mx("remote.test");
+    let (stop, stop_rx) = watch::channel(false);
+    let worker = f.queue.start(stop_rx);
+    let id = f.queue.enqueue(None, "ann@postcast.test", &rcpts(&["bob@remote.test"]), &mail("bob")).await.unwrap();
+    let m = f.wait_for(id, "refusal", |m| m.status == "done").await;
+    assert!(m.recipients[0].reply.as_deref().unwrap_or("").starts_with("554 5.4.6"), "{m:?}");
+    assert!(receiver.received().is_empty());
     let _ = stop.send(true);
     worker.await.unwrap();
 }
