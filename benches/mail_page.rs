@@ -35,7 +35,8 @@ async fn main() {
     let mut config = Config::default();
     config.server.data_dir = dir.path().to_path_buf();
     let services = postcast::app::build(config).await.unwrap();
-    let user = services.auth.create_user("bench", "correct horse battery", &ClientInfo::local("bench")).await.unwrap().id;
+    let user =
+        services.auth.create_user("bench", "correct horse battery", &ClientInfo::local("bench")).await.unwrap().id;
     let mail = services.mail.clone();
 
     let started = Instant::now();
@@ -90,6 +91,10 @@ Message-ID: <{i}@bench>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\n{body}\r
     );
     let counts = Instant::now();
     let boxes = mail.mailboxes(user).await.unwrap();
-    println!("mailbox list with counts: {:.1} ms ({} in INBOX)", counts.elapsed().as_secs_f64() * 1000.0, boxes[0].total);
+    println!(
+        "mailbox list with counts: {:.1} ms ({} in INBOX)",
+        counts.elapsed().as_secs_f64() * 1000.0,
+        boxes[0].total
+    );
     println!("resident memory: {:.0} MB", rss_mb());
 }

@@ -14,6 +14,9 @@ use tokio::sync::watch;
 use crate::domains::auth::AuthService;
 use crate::domains::contacts::ContactsService;
 use crate::domains::mail::MailService;
+use crate::domains::mail::authn::InboundAuth;
+use crate::domains::mail::dns::Dns;
+use crate::domains::mail::outbound::{OutboundQueue, QueueSettings};
 use crate::domains::prefs::PrefsService;
 use crate::domains::profile::ProfileService;
 use crate::domains::stream::StreamService;
@@ -73,6 +76,10 @@ pub struct Services {
     pub tags: TagService,
     /// Contact books and groups.
     pub contacts: ContactsService,
+    /// The DNS resolver of the mail domain (MX look-ups, SPF/DKIM/DMARC via `InboundAuth`).
+    pub dns: Dns,
+    /// Mail on its way to other servers.
+    pub outbound: OutboundQueue,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
 }
@@ -105,10 +112,33 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         config.job_workers(),
         data.clone(),
     );
-    let mail =
-        MailService::new(db.clone(), blobs.clone(), bus.clone(), auth.clone(), prefs.clone(), &config.server.domain);
+    let dns = Dns::new(&config.dns).map_err(|e| StartError::Service(e.to_string()))?;
+    let authn = InboundAuth::new(dns.clone(), config.smtp.hostname_or(&config.server.domain).to_owned());
+    let mail = MailService::new(
+        db.clone(),
+        blobs.clone(),
+        bus.clone(),
+        auth.clone(),
+        prefs.clone(),
+        Some(authn),
+        &config.server.domain,
+    );
     let tags = TagService::new(db.clone());
     let contacts = ContactsService::new(db.clone());
+    let outbound = OutboundQueue::new(
+        db.clone(),
+        blobs.clone(),
+        dns.clone(),
+        QueueSettings {
+            domain: config.server.domain.clone(),
+            data_dir: data.clone(),
+            selector: config.dkim.selector.clone(),
+            config: config.outbound.clone(),
+        },
+        Arc::new(mail.clone()),
+    )
+    .map_err(|e| StartError::Service(e.to_string()))?;
+    mail.set_outbound(outbound.clone());
     Ok(Arc::new(Services {
         config: Arc::new(config),
         db,
@@ -122,6 +152,8 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         mail,
         tags,
         contacts,
+        dns,
+        outbound,
         metrics: crate::platform::metrics::install(),
     }))
 }
@@ -221,6 +253,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         Err(e) => tracing::warn!(error = %e, "stream recovery failed"),
     }
     subscribers.push(start_housekeeping(services.clone(), stop_rx.clone()));
+    if let Err(e) = services.outbound.dkim_key().await {
+        tracing::warn!(error = %e, "no DKIM key: outgoing mail cannot be queued");
+    }
+    subscribers.push(services.outbound.start(stop_rx.clone()));
     let limits = RtmpLimits {
         handshake_timeout: Duration::from_secs(10),
         read_timeout: Duration::from_secs(30),

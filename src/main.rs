@@ -1,5 +1,5 @@
-//! The `postcast` command line: `serve` (the default), `migrate` and `user` account
-//! commands. Flags and `POSTCAST_*` variables override the config file.
+//! The `postcast` command line: `serve` (the default), `migrate`, `user` account
+//! commands, `dns` (the records to publish) and `queue` (the outbound queue). Flags and `POSTCAST_*` variables override the config file.
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -57,6 +57,30 @@ enum Command {
     User {
         #[command(subcommand)]
         action: UserAction,
+    },
+    /// Print the DNS records to publish for the mail domain (MX, SPF, DKIM, DMARC); makes
+    /// the DKIM key if there is none yet.
+    Dns,
+    /// Inspect and steer the outbound queue (mail waiting for other servers).
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum QueueAction {
+    /// List queued and recently finished messages with each recipient's state.
+    List,
+    /// Try a queued message again now (a running server picks it up within 30 s).
+    Retry {
+        /// The queue id (from `queue list`).
+        id: i64,
+    },
+    /// Remove a message from the queue without bouncing it.
+    Drop {
+        /// The queue id (from `queue list`).
+        id: i64,
     },
 }
 
@@ -152,6 +176,67 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("applied {n} migration(s); the database is up to date");
         }
         Command::User { action } => user_command(config, action).await?,
+        Command::Dns => dns_command(&config)?,
+        Command::Queue { action } => queue_command(config, action).await?,
+    }
+    Ok(())
+}
+
+fn dns_command(config: &Config) -> anyhow::Result<()> {
+    use postcast::domains::mail::outbound::dkim::{DkimKey, dns_records, key_path};
+    let domain = &config.server.domain;
+    let selector = &config.dkim.selector;
+    let key = DkimKey::load_or_create(&config.server.data_dir, domain, selector)?;
+    let mx_host = if config.outbound.helo_name.is_empty() { domain } else { &config.outbound.helo_name };
+    print!("{}", dns_records(domain, mx_host, &key));
+    println!();
+    println!("; The MX host {mx_host} needs an A (and AAAA) record pointing at this server,");
+    println!(
+        "; and the server's address a PTR record naming it. DKIM key: {}",
+        key_path(&config.server.data_dir, selector).display()
+    );
+    Ok(())
+}
+
+async fn queue_command(config: Config, action: QueueAction) -> anyhow::Result<()> {
+    let services = app::build(config).await?;
+    let queue = &services.outbound;
+    match action {
+        QueueAction::List => {
+            let messages = queue.list(None).await?;
+            if messages.is_empty() {
+                println!("the outbound queue is empty");
+            }
+            let now = postcast::platform::db::now();
+            for m in messages {
+                let owner = m.owner.map(|u| format!("user {u}")).unwrap_or_else(|| "server".into());
+                let when = if m.status == "queued" {
+                    format!("next try in {} s", (m.next_attempt_at - now).max(0))
+                } else {
+                    String::new()
+                };
+                println!(
+                    "#{:<6} {:<7} {:<10} attempts {:<3} {:<40} {}",
+                    m.id,
+                    m.status,
+                    owner,
+                    m.attempts,
+                    format!("<{}>", m.envelope_from),
+                    when
+                );
+                for r in m.recipients {
+                    println!("        {:<9} {:<40} {}", r.status, r.address, r.reply.unwrap_or_default());
+                }
+            }
+        }
+        QueueAction::Retry { id } => {
+            queue.retry_now(None, id).await?;
+            println!("#{id} will be tried again now");
+        }
+        QueueAction::Drop { id } => {
+            queue.cancel(None, id).await?;
+            println!("#{id} removed from the queue");
+        }
     }
     Ok(())
 }

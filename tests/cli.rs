@@ -42,7 +42,7 @@ fn help_migrate_and_user_commands() {
     }
     let o = postcast(d, &["migrate"], None);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("applied 6 migration(s)"), "{}", text(&o));
+    assert!(text(&o).contains("applied 7 migration(s)"), "{}", text(&o));
     let o = postcast(d, &["migrate"], None);
     assert!(text(&o).contains("applied 0 migration(s)"), "{}", text(&o));
 

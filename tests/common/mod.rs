@@ -2,6 +2,8 @@
 //! temporary data folder, and speaks HTTP to it with reqwest.
 #![allow(dead_code)]
 
+pub mod dns;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +40,12 @@ impl Server {
 
     /// Starts on an existing data folder (a restart).
     pub fn start_in(data: tempfile::TempDir, config: &str) -> Server {
+        Self::start_on(data, config, None)
+    }
+
+    /// Starts with the inbound SMTP door on `smtp` (for servers that must know each
+    /// other's port before they start); every other door on an ephemeral port.
+    pub fn start_on(data: tempfile::TempDir, config: &str, smtp: Option<SocketAddr>) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_postcast"));
         let mut config_path = None;
         if !config.is_empty() {
@@ -53,7 +61,8 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--rtmp")
             .arg("127.0.0.1:0")
-            .args(["--smtp", "127.0.0.1:0", "--submission", "127.0.0.1:0", "--submissions", "127.0.0.1:0"])
+            .args(["--smtp", &smtp.map_or("127.0.0.1:0".to_string(), |a| a.to_string())])
+            .args(["--submission", "127.0.0.1:0", "--submissions", "127.0.0.1:0"])
             .env("RUST_LOG", "warn,postcast=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -95,6 +104,11 @@ impl Server {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
         reqwest::Client::builder().default_headers(headers).build().unwrap()
+    }
+
+    /// A free loopback port (bound and released; for servers started with [`Server::start_on`]).
+    pub fn free_port() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
     }
 
     /// A client without cookies.

@@ -31,8 +31,13 @@ pub struct Envelope {
     pub helo: String,
     /// `ESMTP`, `ESMTPS`, `ESMTPSA` (RFC 3848) or `LOCAL`.
     pub protocol: &'static str,
-    /// Header lines to prepend (e.g. Authentication-Results), each without CRLF.
+    /// Header lines to prepend, each without CRLF.
     pub trace: Vec<String>,
+    /// Check SPF, DKIM and DMARC (mail from other servers) and record the results as an
+    /// Authentication-Results header.
+    pub check_auth: bool,
+    /// The message is itself a forward or a bounce: filters do not forward it again.
+    pub forwarded: bool,
 }
 
 /// Why a message was not delivered.
@@ -78,6 +83,17 @@ impl MailService {
 
     /// Runs the pipeline and stores one copy per recipient; returns once all are durable.
     pub async fn deliver(&self, envelope: &Envelope, data: Vec<u8>) -> Result<Delivered, DeliverError> {
+        let mut envelope = envelope.clone();
+        let verdict = match (&self.inner.authn, envelope.peer) {
+            (Some(authn), Some(peer)) if envelope.check_auth => {
+                Some(authn.check(&data, peer, &envelope.helo, &envelope.mail_from).await)
+            }
+            _ => None,
+        };
+        if let Some(v) = &verdict {
+            envelope.trace.insert(0, v.header.trim_end().to_owned());
+        }
+        let envelope = &envelope;
         let raw = Bytes::from(self.with_trace(envelope, &data));
         let meta = Arc::new(if raw.len() > PARSE_INLINE_BYTES {
             let raw = raw.clone();
@@ -90,7 +106,7 @@ impl MailService {
         recipients.sort_unstable();
         recipients.dedup();
         if let Some(&first) = recipients.first() {
-            let input = ScanInput { raw: &raw, meta: &meta, user_id: first };
+            let input = ScanInput { raw: &raw, meta: &meta, user_id: first, auth: verdict.as_ref() };
             if let VirusVerdict::Infected(name) = scanners.virus.scan(&input).await {
                 return Err(DeliverError::Infected(name));
             }
@@ -98,15 +114,54 @@ impl MailService {
         let mut targets = Vec::with_capacity(recipients.len());
         let mut forwards = Vec::new();
         for user_id in recipients {
-            let input = ScanInput { raw: &raw, meta: &meta, user_id };
+            let input = ScanInput { raw: &raw, meta: &meta, user_id, auth: verdict.as_ref() };
             let spam = scanners.spam.judge(&input).await;
             let actions = self.filter_actions(user_id, &meta).await;
-            forwards.extend(actions.forward.iter().map(|a| (user_id, a.clone())));
+            if !envelope.forwarded && !spam.is_spam {
+                forwards.extend(actions.forward.iter().map(|a| (user_id, a.clone())));
+            }
             targets.push(placement(user_id, spam.is_spam, spam.score, &actions));
         }
-        let stored = self.store(raw, meta, targets).await?;
+        let stored = self.store(raw.clone(), meta, targets).await?;
         metrics::counter!("postcast_mail_delivered_total").increment(stored.len() as u64);
+        for (user_id, to) in &forwards {
+            self.forward(*user_id, to, &raw).await;
+        }
         Ok(Delivered { stored, forwards })
+    }
+
+    /// Sends a copy of a stored message on, as a filter asked: to another local user
+    /// directly (without forwarding it further), elsewhere through the outbound queue
+    /// with the user's own address as envelope sender, so bounces come back to them. A
+    /// failure is logged: the message itself is already stored.
+    async fn forward(&self, user_id: i64, to: &str, raw: &[u8]) {
+        let result: Result<(), String> = async {
+            if self.is_local_address(to) {
+                let target = self.local_user(to).await.map_err(|e| e.to_string())?.ok_or("no such local user")?;
+                let envelope = Envelope {
+                    mail_from: String::new(),
+                    recipients: vec![target],
+                    peer: None,
+                    helo: String::new(),
+                    protocol: "LOCAL",
+                    trace: Vec::new(),
+                    check_auth: false,
+                    forwarded: true,
+                };
+                return Box::pin(self.deliver(&envelope, raw.to_vec())).await.map(|_| ()).map_err(|e| e.to_string());
+            }
+            let user = self.inner.auth.me(user_id).await.map_err(|e| e.to_string())?;
+            let queue = self.inner.outbound.get().ok_or("no outbound queue")?;
+            queue
+                .enqueue(Some(user_id), &user.address, &[to.to_owned()], raw)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(user_id, %to, error = %e, "forwarding failed");
+        }
     }
 
     /// The recipient's filters applied to `meta`; a preference read failure applies none.

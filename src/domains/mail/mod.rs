@@ -12,10 +12,13 @@
 //! - **Every query and action takes the owner's id** and finds nothing of anybody else's.
 
 pub mod actions;
+pub mod authn;
 pub mod compose;
 pub mod deliver;
+pub mod dns;
 pub mod entities;
 pub mod filters;
+pub mod outbound;
 pub mod parse;
 pub mod scan;
 pub mod send;
@@ -180,13 +183,23 @@ struct Inner {
     prefs: PrefsService,
     store: store::Store,
     scanners: scan::Scanners,
-    remote: std::sync::OnceLock<Arc<dyn send::RemoteQueue>>,
+    authn: Option<authn::InboundAuth>,
+    outbound: std::sync::OnceLock<outbound::OutboundQueue>,
     domain: String,
 }
 
 impl MailService {
-    /// Builds the service and starts its committer task.
-    pub fn new(db: Db, blobs: Blobs, bus: Bus, auth: AuthService, prefs: PrefsService, domain: &str) -> Self {
+    /// Builds the service and starts its committer task. `authn` checks SPF, DKIM and DMARC
+    /// of mail from other servers (None: not checked, e.g. in unit tests).
+    pub fn new(
+        db: Db,
+        blobs: Blobs,
+        bus: Bus,
+        auth: AuthService,
+        prefs: PrefsService,
+        authn: Option<authn::InboundAuth>,
+        domain: &str,
+    ) -> Self {
         let store = store::Store::start(db.clone(), blobs.clone(), bus);
         let inner = Inner {
             db,
@@ -195,7 +208,8 @@ impl MailService {
             prefs,
             store,
             scanners: scan::Scanners::default(),
-            remote: std::sync::OnceLock::new(),
+            authn,
+            outbound: std::sync::OnceLock::new(),
             domain: domain.to_ascii_lowercase(),
         };
         Self { inner: Arc::new(inner) }

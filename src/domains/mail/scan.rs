@@ -16,6 +16,8 @@ pub struct ScanInput<'a> {
     pub meta: &'a Meta,
     /// The recipient's account.
     pub user_id: i64,
+    /// SPF, DKIM and DMARC results, for mail from other servers.
+    pub auth: Option<&'a super::authn::AuthVerdict>,
 }
 
 /// The virus slot's answer.

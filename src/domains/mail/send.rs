@@ -50,18 +50,6 @@ pub struct Sent {
     pub queued: Option<i64>,
 }
 
-/// Where messages to other domains go: the durable outbound queue.
-pub trait RemoteQueue: Send + Sync {
-    /// Queues `raw` from `envelope_from` for `recipients`; returns the queue id once durable.
-    fn enqueue<'a>(
-        &'a self,
-        owner: Option<i64>,
-        envelope_from: &'a str,
-        recipients: &'a [String],
-        raw: &'a [u8],
-    ) -> futures::future::BoxFuture<'a, Result<i64, String>>;
-}
-
 /// Who submits a message and how.
 #[derive(Debug, Clone)]
 pub struct Submission {
@@ -82,9 +70,9 @@ pub struct Submission {
 }
 
 impl MailService {
-    /// Installs the outbound queue used for remote recipients.
-    pub fn set_remote_queue(&self, queue: Arc<dyn RemoteQueue>) {
-        let _ = self.inner.remote.set(queue);
+    /// Installs the outbound queue used for remote recipients and forwards.
+    pub fn set_outbound(&self, queue: super::outbound::OutboundQueue) {
+        let _ = self.inner.outbound.set(queue);
     }
 
     /// Whether `address` is one of `username`'s: `username@domain` or `username+tag@domain`.
@@ -128,8 +116,9 @@ impl MailService {
         let queued = if remote.is_empty() {
             None
         } else {
-            let queue = self.inner.remote.get().ok_or_else(|| SendError::Queue("no outbound queue".into()))?;
-            Some(queue.enqueue(Some(sub.user_id), &sub.envelope_from, &remote, &data).await.map_err(SendError::Queue)?)
+            let queue = self.inner.outbound.get().ok_or_else(|| SendError::Queue("no outbound queue".into()))?;
+            let id = queue.enqueue(Some(sub.user_id), &sub.envelope_from, &remote, &data).await;
+            Some(id.map_err(|e| SendError::Queue(e.to_string()))?)
         };
         let mut copy = NewMessage::new(sub.user_id, Target::Role(Role::Sent));
         copy.flags = Flags(Flags::SEEN);
@@ -149,9 +138,41 @@ impl MailService {
                 helo: sub.helo.clone(),
                 protocol: sub.protocol,
                 trace: Vec::new(),
+                check_auth: false,
+                forwarded: false,
             };
             self.deliver(&envelope, data).await?.stored
         };
         Ok(Sent { sent_copy, local, queued })
+    }
+}
+
+impl super::outbound::BounceSink for MailService {
+    /// A delivery status notification for `to`: delivered locally when `to` is ours,
+    /// queued with the null sender otherwise (never bounced again).
+    fn deliver_bounce(&self, to: &str, raw: Vec<u8>) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        let to = to.to_owned();
+        Box::pin(async move {
+            if self.is_local_address(&to) {
+                let Some(user) = self.local_user(&to).await.map_err(|e| e.to_string())? else {
+                    tracing::warn!(%to, "bounce for an unknown local user dropped");
+                    return Ok(());
+                };
+                let envelope = Envelope {
+                    mail_from: String::new(),
+                    recipients: vec![user],
+                    peer: None,
+                    helo: String::new(),
+                    protocol: "LOCAL",
+                    trace: Vec::new(),
+                    check_auth: false,
+                    forwarded: true,
+                };
+                self.deliver(&envelope, raw).await.map(|_| ()).map_err(|e| e.to_string())
+            } else {
+                let queue = self.inner.outbound.get().ok_or("no outbound queue")?;
+                queue.enqueue(None, "", &[to], &raw).await.map(|_| ()).map_err(|e| e.to_string())
+            }
+        })
     }
 }

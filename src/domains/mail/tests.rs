@@ -38,7 +38,7 @@ async fn fixture() -> Fixture {
     let bob = auth.create_user("bob", "correct horse battery", &client).await.unwrap().id;
     let blobs = Blobs::open(dir.path().join("blobs"), db.clone()).unwrap();
     let prefs = PrefsService::new(db.clone(), blobs.clone(), bus.clone(), Default::default());
-    let mail = MailService::new(db.clone(), blobs, bus, auth, prefs.clone(), "localhost");
+    let mail = MailService::new(db.clone(), blobs, bus, auth, prefs.clone(), None, "localhost");
     Fixture { _dir: dir, mail, prefs, db, ada, bob }
 }
 
@@ -50,6 +50,8 @@ fn envelope(recipients: Vec<i64>) -> Envelope {
         helo: "mx.c.test".into(),
         protocol: "ESMTP",
         trace: vec!["Authentication-Results: localhost; spf=none".into()],
+        check_auth: false,
+        forwarded: false,
     }
 }
 

@@ -52,6 +52,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     doc.merge(super::mail::openapi());
     doc.merge(super::compose::openapi());
     doc.merge(super::contacts::openapi());
+    doc.merge(super::queue::openapi());
     doc.info.title = "postcast API".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc.info.description =

@@ -15,6 +15,7 @@ pub mod mail;
 pub mod meta;
 pub mod prefs;
 pub mod profile;
+pub mod queue;
 pub mod session;
 pub mod streams;
 pub mod web;
@@ -46,6 +47,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(mail::routes())
         .merge(compose::routes(&state))
         .merge(contacts::routes(&state))
+        .merge(queue::routes())
         .layer(DefaultBodyLimit::max(json_limit));
     Router::new()
         .nest("/api/v1", api)

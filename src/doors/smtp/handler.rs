@@ -89,6 +89,8 @@ impl MailDoor {
             helo: ctx.helo.clone().unwrap_or_default(),
             protocol: if ctx.tls { "ESMTPS" } else { "ESMTP" },
             trace: Vec::new(),
+            check_auth: true,
+            forwarded: false,
         };
         match self.mail.deliver(&envelope, data).await {
             Ok(_) => MessageVerdict::Accepted,
