@@ -281,16 +281,18 @@ async fn export_command(config: Config, format: ExportFormat) -> anyhow::Result<
     let services = app::build(config).await?;
     let ExportFormat::Mbox { user, mailbox, out } = format;
     let user_id = user_id(&services, &user).await?;
-    let count = match &out {
+    let mail = &services.mail;
+    match &out {
         Some(path) => {
             let file = tokio::fs::File::create(path).await.with_context(|| format!("creating {}", path.display()))?;
-            let count = services.mail.export_mbox(user_id, mailbox.as_deref(), file).await?;
+            let count = mail.export_mbox(user_id, mailbox.as_deref(), file).await?;
             eprintln!("exported {count} message(s) to {}", path.display());
-            count
         }
-        None => services.mail.export_mbox(user_id, mailbox.as_deref(), tokio::io::stdout()).await?,
-    };
-    tracing::debug!(count, "export done");
+        None => {
+            let count = mail.export_mbox(user_id, mailbox.as_deref(), tokio::io::stdout()).await?;
+            eprintln!("exported {count} message(s)");
+        }
+    }
     services.db.clone().close().await.ok();
     Ok(())
 }

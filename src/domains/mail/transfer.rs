@@ -1,7 +1,7 @@
 //! Mail import and export for the command line: mbox files and Maildir folders in, mboxrd
 //! out. Reading uses mail-parser's own mailbox readers on a blocking thread, one message at
-//! a time (a multi-gigabyte mbox is never held in memory); storing goes through
-//! [`MailService::store`] with many messages in flight, so group commit shares the fsyncs.
+//! a time; storing goes through [`MailService::store`] from up to [`IN_FLIGHT`] tasks at
+//! once, so the committer groups them and one transaction and fsync round serve many.
 //!
 //! Invariants:
 //! - **An import is idempotent**: a message whose Message-ID the user already has (in any
@@ -12,6 +12,9 @@
 //!   bytes again.
 //! - Export quotes `^>*From ` lines the mboxrd way (one more `>`), and the mbox reader
 //!   removes exactly one, so a body line starting with "From " survives a round trip.
+//! - **Memory stays bounded**: messages read but not yet stored hold at most
+//!   [`BUDGET_KIB`] of a budget (a larger message goes alone), so a multi-gigabyte mbox is
+//!   never held in memory.
 //! - This module never touches the terminal: callers get counts and a progress callback.
 
 use std::collections::{HashMap, HashSet};
@@ -22,11 +25,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use mail_parser::mailbox::{maildir, mbox};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
 
 use super::entities::message;
 use super::parse::{self, Meta};
@@ -39,6 +42,8 @@ use crate::platform::db::now;
 const IN_FLIGHT: usize = 32;
 /// How many read messages may wait for the store.
 const READ_AHEAD: usize = 64;
+/// The most message bytes read and not yet stored, in KiB (a larger message goes alone).
+const BUDGET_KIB: u32 = 128 * 1024;
 /// The most failure descriptions a report keeps.
 const MAX_ERRORS: usize = 20;
 /// Rows read per query on export.
@@ -110,6 +115,8 @@ struct Incoming {
     flags: Flags,
     /// The Maildir subfolder (`/`-separated), None for the top folder.
     folder: Option<String>,
+    /// Its share of the memory budget, given back once it is stored or skipped.
+    _budget: OwnedSemaphorePermit,
 }
 
 /// What the reading thread hands over.
@@ -171,8 +178,8 @@ impl MailService {
     ) -> Result<ImportReport, TransferError> {
         let total = tokio::fs::metadata(path).await.map_err(|e| TransferError::io(path, e))?.len();
         let (tx, rx) = mpsc::channel(READ_AHEAD);
-        let file = path.to_path_buf();
-        let reader = tokio::task::spawn_blocking(move || read_mbox(&file, &tx));
+        let (file, reader) = (path.to_path_buf(), Reader::new(tx));
+        let reader = tokio::task::spawn_blocking(move || read_mbox(&file, &reader));
         let report = self.import_from(user_id, mailbox, rx, total, progress).await;
         let _ = reader.await;
         report
@@ -197,8 +204,8 @@ impl MailService {
             return Err(TransferError::NotMaildir(dir.display().to_string()));
         }
         let (tx, rx) = mpsc::channel(READ_AHEAD);
-        let root = dir.to_path_buf();
-        let reader = tokio::task::spawn_blocking(move || read_maildir(&root, &tx));
+        let (root, reader) = (dir.to_path_buf(), Reader::new(tx));
+        let reader = tokio::task::spawn_blocking(move || read_maildir(&root, &reader));
         let report = self.import_from(user_id, mailbox, rx, total, progress).await;
         let _ = reader.await;
         report
@@ -216,18 +223,14 @@ impl MailService {
     ) -> Result<ImportReport, TransferError> {
         let mut seen = Seen::load(self, user_id).await?;
         let mut targets: HashMap<Option<String>, Target> = HashMap::new();
-        let mut report = ImportReport::default();
-        let mut in_flight = FuturesUnordered::new();
+        let mut tally = Tally { report: ImportReport::default(), done: 0, total, progress };
+        let mut in_flight = JoinSet::new();
         let mut fatal = None;
         while let Some(read) = rx.recv().await {
-            let m = match read {
-                Reading::Message(m, at) => {
-                    progress(at, total);
-                    m
-                }
+            let (m, at) = match read {
+                Reading::Message(m, at) => (m, at),
                 Reading::Failed(why, at) => {
-                    progress(at, total);
-                    report.fail(why);
+                    tally.count(at, Outcome::Failed(why));
                     continue;
                 }
                 Reading::Fatal(e) => {
@@ -236,7 +239,7 @@ impl MailService {
                 }
             };
             if !seen.admit(&m) {
-                report.skipped += 1;
+                tally.count(at, Outcome::Skipped);
                 continue;
             }
             let target = match targets.get(&m.folder) {
@@ -249,22 +252,23 @@ impl MailService {
                     }
                 },
             };
-            if in_flight.len() >= IN_FLIGHT
-                && let Some(result) = in_flight.next().await
+            while in_flight.len() >= IN_FLIGHT
+                && let Some(result) = in_flight.join_next().await
             {
-                record(&mut report, result);
+                tally.joined(result);
             }
-            in_flight.push(self.store_import(user_id, target, *m));
+            let mail = self.clone();
+            in_flight.spawn(async move { (at, mail.store_import(user_id, target, *m).await) });
         }
         // Dropping the receiver stops the reader; what was handed to the store finishes.
         drop(rx);
-        while let Some(result) = in_flight.next().await {
-            record(&mut report, result);
+        while let Some(result) = in_flight.join_next().await {
+            tally.joined(result);
         }
         progress(total, total);
         match fatal {
             Some(e) => Err(e),
-            None => Ok(report),
+            None => Ok(tally.report),
         }
     }
 
@@ -356,10 +360,69 @@ impl MailService {
     }
 }
 
-fn record(report: &mut ImportReport, result: Result<(), String>) {
-    match result {
-        Ok(()) => report.imported += 1,
-        Err(why) => report.fail(why),
+/// What became of one message.
+enum Outcome {
+    Stored,
+    Skipped,
+    Failed(String),
+}
+
+/// The counts of an import so far, and its progress: how far the reader was when the
+/// last finished message was read.
+struct Tally<'a> {
+    report: ImportReport,
+    done: u64,
+    total: u64,
+    progress: Progress<'a>,
+}
+
+impl Tally<'_> {
+    fn count(&mut self, at: u64, outcome: Outcome) {
+        match outcome {
+            Outcome::Stored => self.report.imported += 1,
+            Outcome::Skipped => self.report.skipped += 1,
+            Outcome::Failed(why) => self.report.fail(why),
+        }
+        self.done = self.done.max(at);
+        (self.progress)(self.done, self.total);
+    }
+
+    /// Counts a finished store task.
+    fn joined(&mut self, result: Result<(u64, Result<(), String>), tokio::task::JoinError>) {
+        match result {
+            Ok((at, Ok(()))) => self.count(at, Outcome::Stored),
+            Ok((at, Err(why))) => self.count(at, Outcome::Failed(why)),
+            Err(e) => self.count(self.done, Outcome::Failed(format!("storing a message stopped: {e}"))),
+        }
+    }
+}
+
+/// The reading thread's end of an import: hands messages over within the memory budget.
+struct Reader {
+    tx: mpsc::Sender<Reading>,
+    budget: Arc<Semaphore>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Reader {
+    /// Made on the runtime; used on a blocking thread.
+    fn new(tx: mpsc::Sender<Reading>) -> Self {
+        let budget = Arc::new(Semaphore::new(BUDGET_KIB as usize));
+        Self { tx, budget, runtime: tokio::runtime::Handle::current() }
+    }
+
+    /// Hands over `reading`; false once the importer has stopped listening.
+    fn send(&self, reading: Reading) -> bool {
+        self.tx.blocking_send(reading).is_ok()
+    }
+
+    /// Waits until `raw` fits in the budget, then prepares and hands it over.
+    fn message(&self, raw: Vec<u8>, date: u64, flags: Flags, folder: Option<String>, at: u64) -> bool {
+        let kib = u32::try_from(raw.len() / 1024 + 1).unwrap_or(u32::MAX).min(BUDGET_KIB);
+        let Ok(permit) = self.runtime.block_on(self.budget.clone().acquire_many_owned(kib)) else {
+            return false;
+        };
+        self.send(Reading::Message(Box::new(prepare(raw, date, flags, folder, permit)), at))
     }
 }
 
@@ -406,50 +469,49 @@ impl<R: std::io::Read> std::io::Read for Counting<R> {
 }
 
 /// Reads an mbox file message by message into `tx` (on a blocking thread).
-fn read_mbox(path: &Path, tx: &mpsc::Sender<Reading>) {
+fn read_mbox(path: &Path, reader: &Reader) {
     let fatal = |e| {
-        let _ = tx.blocking_send(Reading::Fatal(e));
+        reader.send(Reading::Fatal(e));
     };
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => return fatal(TransferError::io(path, e)),
     };
     let count = Arc::new(AtomicU64::new(0));
-    let mut reader = BufReader::with_capacity(256 * 1024, Counting { inner: file, count: count.clone() });
-    match reader.fill_buf() {
+    let mut input = BufReader::with_capacity(64 * 1024, Counting { inner: file, count: count.clone() });
+    match input.fill_buf() {
         Ok(start) if !start.is_empty() && !start.starts_with(b"From ") => {
             return fatal(TransferError::NotMbox(path.display().to_string()));
         }
         Ok(_) => {}
         Err(e) => return fatal(TransferError::io(path, e)),
     }
-    for (n, next) in mbox::MessageIterator::new(reader).enumerate() {
+    for (n, next) in mbox::MessageIterator::new(input).enumerate() {
         let at = count.load(Ordering::Relaxed);
-        let read = match next {
-            Err(e) => Reading::Fatal(TransferError::io(path, e)),
+        let going_on = match next {
+            Err(e) => return fatal(TransferError::io(path, e)),
             Ok(m) => {
                 let date = m.internal_date();
                 let raw = strip_separator(m.unwrap_contents());
                 if raw.iter().all(u8::is_ascii_whitespace) {
-                    Reading::Failed(format!("message {} of {} is empty", n + 1, path.display()), at)
+                    reader.send(Reading::Failed(format!("message {} of {} is empty", n + 1, path.display()), at))
                 } else {
-                    Reading::Message(Box::new(prepare(raw, date, Flags::default(), None)), at)
+                    reader.message(raw, date, Flags::default(), None, at)
                 }
             }
         };
-        let stop = matches!(read, Reading::Fatal(_));
-        if tx.blocking_send(read).is_err() || stop {
+        if !going_on {
             return;
         }
     }
 }
 
 /// Reads a Maildir and its Maildir++ subfolders into `tx` (on a blocking thread).
-fn read_maildir(root: &Path, tx: &mpsc::Sender<Reading>) {
+fn read_maildir(root: &Path, reader: &Reader) {
     let folders = match maildir::FolderIterator::new(root, Some(".")) {
         Ok(f) => f,
         Err(e) => {
-            let _ = tx.blocking_send(Reading::Fatal(TransferError::io(root, e)));
+            reader.send(Reading::Fatal(TransferError::io(root, e)));
             return;
         }
     };
@@ -458,7 +520,7 @@ fn read_maildir(root: &Path, tx: &mpsc::Sender<Reading>) {
         let folder = match folder {
             Ok(f) => f,
             Err(e) => {
-                if tx.blocking_send(Reading::Failed(format!("a folder of {}: {e}", root.display()), done)).is_err() {
+                if !reader.send(Reading::Failed(format!("a folder of {}: {e}", root.display()), done)) {
                     return;
                 }
                 continue;
@@ -467,15 +529,15 @@ fn read_maildir(root: &Path, tx: &mpsc::Sender<Reading>) {
         let name = folder.name().map(|n| n.split('.').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("/"));
         for next in folder {
             done += 1;
-            let read = match next {
-                Err(e) => Reading::Failed(format!("a message of {}: {e}", root.display()), done),
+            let going_on = match next {
+                Err(e) => reader.send(Reading::Failed(format!("a message of {}: {e}", root.display()), done)),
                 Ok(m) => {
                     let flags = maildir_flags(m.flags());
                     let date = m.internal_date();
-                    Reading::Message(Box::new(prepare(m.unwrap_contents(), date, flags, name.clone())), done)
+                    reader.message(m.unwrap_contents(), date, flags, name.clone(), done)
                 }
             };
-            if tx.blocking_send(read).is_err() {
+            if !going_on {
                 return;
             }
         }
@@ -526,13 +588,13 @@ fn maildir_flags(flags: &[maildir::Flag]) -> Flags {
 
 /// A read message with CRLF lines, its metadata, blob id and internal date (the mailbox's
 /// date, else the Date header, else now).
-fn prepare(raw: Vec<u8>, date: u64, flags: Flags, folder: Option<String>) -> Incoming {
+fn prepare(raw: Vec<u8>, date: u64, flags: Flags, folder: Option<String>, budget: OwnedSemaphorePermit) -> Incoming {
     let raw = to_crlf(raw);
     let meta = parse::meta(&raw);
     let internal_date =
         i64::try_from(date).ok().filter(|d| *d > 0).or(meta.date.filter(|d| *d > 0)).unwrap_or_else(now);
     let blob = BlobId::of(&raw).to_string();
-    Incoming { raw: Bytes::from(raw), meta, blob, internal_date, flags, folder }
+    Incoming { raw: Bytes::from(raw), meta, blob, internal_date, flags, folder, _budget: budget }
 }
 
 /// Drops the blank line that separates a message from the next From_ line (RFC 4155).
