@@ -1,5 +1,6 @@
 //! The `postcast` command line: `serve` (the default), `migrate`, `user` account
-//! commands, `dns` (the records to publish) and `queue` (the outbound queue). Flags and `POSTCAST_*` variables override the config file.
+//! commands, `dns` (the records to publish), `queue` (the outbound queue) and mail
+//! `import`/`export`. Flags and `POSTCAST_*` variables override the config file.
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -65,6 +66,59 @@ enum Command {
     Queue {
         #[command(subcommand)]
         action: QueueAction,
+    },
+    /// Import mail into an account (messages it already has are skipped).
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
+    /// Export an account's mail.
+    Export {
+        #[command(subcommand)]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportSource {
+    /// Import an mbox file (mboxrd or mboxo, e.g. Google Takeout or Thunderbird).
+    Mbox {
+        /// The mbox file.
+        file: PathBuf,
+        /// The account to import into.
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        /// The mailbox to put the messages in, created when missing [default: INBOX].
+        #[arg(long, value_name = "M")]
+        mailbox: Option<String>,
+    },
+    /// Import a Maildir; its Maildir++ subfolders (.Sent, .Work.Projects) become mailboxes.
+    Maildir {
+        /// The Maildir folder (with cur/ and new/).
+        dir: PathBuf,
+        /// The account to import into.
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        /// The mailbox for the top folder (subfolders go under it), created when missing
+        /// [default: INBOX, subfolders at the top level].
+        #[arg(long, value_name = "M")]
+        mailbox: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ExportFormat {
+    /// Write an mboxrd file.
+    Mbox {
+        /// The account to export.
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        /// Only this mailbox [default: all of them].
+        #[arg(long, value_name = "M")]
+        mailbox: Option<String>,
+        /// The file to write [default: standard output].
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -178,6 +232,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { action } => user_command(config, action).await?,
         Command::Dns => dns_command(&config)?,
         Command::Queue { action } => queue_command(config, action).await?,
+        Command::Import { source } => import_command(config, source).await?,
+        Command::Export { format } => export_command(config, format).await?,
     }
     Ok(())
 }
@@ -267,6 +323,85 @@ async fn user_command(config: Config, action: UserAction) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+async fn import_command(config: Config, source: ImportSource) -> anyhow::Result<()> {
+    let services = app::build(config).await?;
+    let (ImportSource::Mbox { user, .. } | ImportSource::Maildir { user, .. }) = &source;
+    let user_id = user_id(&services, user).await?;
+    let bar = progress_bar(matches!(source, ImportSource::Mbox { .. }));
+    let progress = {
+        let bar = bar.clone();
+        move |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    };
+    let started = std::time::Instant::now();
+    let mail = &services.mail;
+    let report = match &source {
+        ImportSource::Mbox { file, mailbox, .. } => {
+            mail.import_mbox(user_id, file, mailbox.as_deref(), &progress).await
+        }
+        ImportSource::Maildir { dir, mailbox, .. } => {
+            mail.import_maildir(user_id, dir, mailbox.as_deref(), &progress).await
+        }
+    };
+    bar.finish_and_clear();
+    let report = report?;
+    for why in &report.errors {
+        eprintln!("failed: {why}");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!("imported {}, skipped {} (duplicates), failed {}", report.imported, report.skipped, report.failed);
+    println!("took {seconds:.1} s ({:.0} messages/s)", report.imported as f64 / seconds.max(0.001));
+    services.db.clone().close().await.ok();
+    if report.failed > 0 {
+        bail!("{} message(s) could not be imported", report.failed);
+    }
+    Ok(())
+}
+
+async fn export_command(config: Config, format: ExportFormat) -> anyhow::Result<()> {
+    let services = app::build(config).await?;
+    let ExportFormat::Mbox { user, mailbox, out } = format;
+    let user_id = user_id(&services, &user).await?;
+    let mail = &services.mail;
+    match &out {
+        Some(path) => {
+            let file = tokio::fs::File::create(path).await.with_context(|| format!("creating {}", path.display()))?;
+            let count = mail.export_mbox(user_id, mailbox.as_deref(), file).await?;
+            eprintln!("exported {count} message(s) to {}", path.display());
+        }
+        None => {
+            let count = mail.export_mbox(user_id, mailbox.as_deref(), tokio::io::stdout()).await?;
+            eprintln!("exported {count} message(s)");
+        }
+    }
+    services.db.clone().close().await.ok();
+    Ok(())
+}
+
+/// The id of the account called `name`.
+async fn user_id(services: &app::Services, name: &str) -> anyhow::Result<i64> {
+    match services.auth.find_by_username(name).await? {
+        Some(u) => Ok(u.id),
+        None => bail!("no user named {name:?}; list them with: postcast user list"),
+    }
+}
+
+/// A progress bar on standard error, hidden when standard output is not a terminal.
+fn progress_bar(bytes: bool) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let target =
+        if std::io::stdout().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+    let template = if bytes {
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+    } else {
+        "{bar:40} {pos}/{len} messages {per_sec} eta {eta}"
+    };
+    let style = ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
+    ProgressBar::with_draw_target(Some(0), target).with_style(style)
 }
 
 fn read_password() -> anyhow::Result<String> {

@@ -228,13 +228,17 @@ impl Blobs {
         let mut folders = std::collections::BTreeSet::new();
         for write in futures::future::join_all(writes).await {
             let dest = write.map_err(|e| BlobError::Io(e.to_string()))?.map_err(|e| BlobError::Io(e.to_string()))?;
-            folders.insert(dest);
+            if let Some(folder) = dest.parent() {
+                folders.insert(folder.to_path_buf());
+            }
         }
-        let folders: Vec<_> = folders.into_iter().collect();
-        tokio::task::spawn_blocking(move || folders.iter().try_for_each(|dest| sync_parent(dest)))
-            .await
-            .map_err(|e| BlobError::Io(e.to_string()))?
-            .map_err(|e| BlobError::Io(e.to_string()))?;
+        // One fsync per folder, all at once.
+        let syncs = folders
+            .into_iter()
+            .map(|folder| tokio::task::spawn_blocking(move || std::fs::File::open(&folder).and_then(|f| f.sync_all())));
+        for sync in futures::future::join_all(syncs).await {
+            sync.map_err(|e| BlobError::Io(e.to_string()))?.map_err(|e| BlobError::Io(e.to_string()))?;
+        }
         Ok((ids, guard))
     }
 

@@ -24,6 +24,7 @@ pub mod scan;
 pub mod send;
 pub mod store;
 pub mod thread;
+pub mod transfer;
 pub mod view;
 
 #[cfg(test)]

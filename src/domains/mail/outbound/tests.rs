@@ -81,7 +81,7 @@ async fn start_receiver(receiver: Arc<Receiver>) -> u16 {
             let receiver = receiver.clone();
             tokio::spawn(async move {
                 let session = Session::new(SessionConfig::new(SessionKind::Inbound, "mx.remote.test"), peer.ip());
-                let _ = run_session(stream, session, &*receiver, Duration::from_secs(10)).await;
+                let _ = run_session(stream, session, &*receiver, Duration::from_secs(10), None).await;
             });
         }
     });
