@@ -136,8 +136,10 @@ async fn labels_actions_filters_and_isolation() {
     let server = Server::start();
     let ada = User::new(&server, "ada").await;
     let bob = User::new(&server, "bob").await;
-    let filters =
-        json!({"mail": {"filters": [{"match": {"subject": "invoice"}, "label": "Bills", "skip_inbox": true}]}});
+    let carol = User::new(&server, "carol").await;
+    let filters = json!({"mail": {"filters": [
+        {"match": {"subject": "invoice"}, "label": "Bills", "skip_inbox": true, "forward": "carol@localhost"}
+    ]}});
     ada.ok(Method::PUT, "/api/v1/prefs", Some(filters)).await;
     for subject in ["Hello", "Lunch?", "Invoice 42"] {
         bob.ok(
@@ -151,6 +153,18 @@ async fn labels_actions_filters_and_isolation() {
     assert_eq!(inbox.len(), 2, "the invoice skipped the inbox");
     let archive = ada.list("role=archive").await;
     assert_eq!(archive[0]["subject"], "Invoice 42");
+    let forwarded = carol.list("role=inbox").await;
+    assert_eq!(forwarded.len(), 1, "the filter forwarded the invoice to carol");
+    assert_eq!(forwarded[0]["subject"], "Invoice 42");
+
+    // Forwarding by hand attaches the original.
+    let fwd = json!({"to": ["carol@localhost"], "forward_id": archive[0]["id"], "text": "FYI"});
+    ada.ok(Method::POST, "/api/v1/mail/send", Some(fwd)).await;
+    let got = carol.list("role=inbox").await;
+    assert_eq!(got[0]["subject"], "Fwd: Invoice 42");
+    let view = carol.ok(Method::GET, &format!("/api/v1/mail/messages/{}", got[0]["id"]), None).await;
+    assert_eq!(view["attachments"][0]["content_type"], "message/rfc822");
+
     let labels = ada.ok(Method::GET, "/api/v1/mail/labels", None).await;
     assert_eq!(labels[0]["name"], "Bills");
     assert_eq!((labels[0]["total"].as_i64(), labels[0]["unread"].as_i64()), (Some(1), Some(1)));
