@@ -25,6 +25,11 @@ fn swaks(addr: SocketAddr, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// swaks arguments that log in as ada with `mechanism` and `password`.
+fn as_ada(mechanism: &'static str, password: &'static str) -> [&'static str; 6] {
+    ["--auth", mechanism, "--auth-user", "ada", "--auth-password", password]
+}
+
 /// Sends `script` on a plain connection and returns everything the server answers.
 async fn raw_session(addr: SocketAddr, script: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -57,26 +62,24 @@ async fn swaks_submits_over_starttls_with_auth_and_an_attachment() {
     let (ok, t) = swaks(
         submission,
         &[
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "ada",
-            "--auth-password",
-            PW,
-            "--from",
-            "ada@localhost",
-            "--to",
-            "bob@localhost",
-            "--header",
-            "Subject: Monthly figures",
-            "--body",
-            "Figures attached.",
-            "--attach-type",
-            "text/csv",
-            "--attach",
-            csv.to_str().unwrap(),
-        ],
+            &as_ada("PLAIN", PW)[..],
+            &[
+                "--tls",
+                "--from",
+                "ada@localhost",
+                "--to",
+                "bob@localhost",
+                "--header",
+                "Subject: Monthly figures",
+                "--body",
+                "Figures attached.",
+                "--attach-type",
+                "text/csv",
+                "--attach",
+                csv.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
     );
     assert!(ok, "{t}");
     assert!(t.contains("250 2.0.0"), "{t}");
@@ -108,19 +111,7 @@ async fn swaks_submits_over_starttls_with_auth_and_an_attachment() {
     // The implicit-TLS door takes the same login.
     let (ok, t) = swaks(
         server.submissions.unwrap(),
-        &[
-            "--tls-on-connect",
-            "--auth",
-            "LOGIN",
-            "--auth-user",
-            "ada",
-            "--auth-password",
-            PW,
-            "--from",
-            "ada@localhost",
-            "--to",
-            "bob@localhost",
-        ],
+        &[&as_ada("LOGIN", PW)[..], &["--tls-on-connect", "--from", "ada@localhost", "--to", "bob@localhost"]].concat(),
     );
     assert!(ok, "{t}");
     assert_eq!(inbox(&server, &bob, "inbox").await.len(), 2);
@@ -135,21 +126,8 @@ async fn refusals_auth_before_tls_relay_unknown_user_foreign_sender_and_oversize
     let mx = server.smtp.unwrap();
 
     // Before TLS, AUTH is not offered (so swaks gives up) and refused when tried anyway.
-    let (ok, t) = swaks(
-        submission,
-        &[
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "ada",
-            "--auth-password",
-            PW,
-            "--from",
-            "ada@localhost",
-            "--to",
-            "bob@localhost",
-        ],
-    );
+    let (ok, t) =
+        swaks(submission, &[&as_ada("PLAIN", PW)[..], &["--from", "ada@localhost", "--to", "bob@localhost"]].concat());
     assert!(!ok && t.contains("250 STARTTLS") && !t.contains("250-AUTH") && !t.contains("250 AUTH"), "{t}");
     let reply =
         raw_session(submission, "EHLO client.test\r\nAUTH PLAIN AGFkYQBjb3JyZWN0IGhvcnNlIGJhdHRlcnk=\r\nQUIT\r\n")
@@ -157,19 +135,7 @@ async fn refusals_auth_before_tls_relay_unknown_user_foreign_sender_and_oversize
     assert!(reply.contains("530 5.7.0"), "AUTH before STARTTLS must be refused: {reply}");
     let (ok, t) = swaks(
         submission,
-        &[
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "ada",
-            "--auth-password",
-            "wrong",
-            "--from",
-            "ada@localhost",
-            "--to",
-            "bob@localhost",
-        ],
+        &[&as_ada("PLAIN", "wrong")[..], &["--tls", "--from", "ada@localhost", "--to", "bob@localhost"]].concat(),
     );
     assert!(!ok && t.contains("535"), "{t}");
     let (ok, t) = swaks(submission, &["--tls", "--from", "ada@localhost", "--to", "bob@localhost"]);
@@ -181,38 +147,16 @@ async fn refusals_auth_before_tls_relay_unknown_user_foreign_sender_and_oversize
     assert!(!ok && t.contains("550 5.1.1"), "unknown user: {t}");
     let (ok, t) = swaks(
         submission,
-        &[
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "ada",
-            "--auth-password",
-            PW,
-            "--from",
-            "bob@localhost",
-            "--to",
-            "bob@localhost",
-        ],
+        &[&as_ada("PLAIN", PW)[..], &["--tls", "--from", "bob@localhost", "--to", "bob@localhost"]].concat(),
     );
     assert!(!ok && t.contains("550 5.7.1"), "ada may not send as bob: {t}");
     let (ok, t) = swaks(
         submission,
         &[
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "ada",
-            "--auth-password",
-            PW,
-            "--from",
-            "ada@localhost",
-            "--to",
-            "bob@localhost",
-            "--header",
-            "From: bob@localhost",
-        ],
+            &as_ada("PLAIN", PW)[..],
+            &["--tls", "--from", "ada@localhost", "--to", "bob@localhost", "--header", "From: bob@localhost"],
+        ]
+        .concat(),
     );
     assert!(!ok && t.contains("550 5.7.1"), "the From header must be hers too: {t}");
 

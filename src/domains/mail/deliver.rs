@@ -40,6 +40,23 @@ pub struct Envelope {
     pub forwarded: bool,
 }
 
+impl Envelope {
+    /// A message handed over inside postcast (a forward or a bounce) to `recipients`: no
+    /// network peer, no authentication checks, and filters do not forward it again.
+    pub fn internal(recipients: Vec<i64>) -> Self {
+        Self {
+            mail_from: String::new(),
+            recipients,
+            peer: None,
+            helo: String::new(),
+            protocol: "LOCAL",
+            trace: Vec::new(),
+            check_auth: false,
+            forwarded: true,
+        }
+    }
+}
+
 /// Why a message was not delivered.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliverError {
@@ -138,16 +155,7 @@ impl MailService {
         let result: Result<(), String> = async {
             if self.is_local_address(to) {
                 let target = self.local_user(to).await.map_err(|e| e.to_string())?.ok_or("no such local user")?;
-                let envelope = Envelope {
-                    mail_from: String::new(),
-                    recipients: vec![target],
-                    peer: None,
-                    helo: String::new(),
-                    protocol: "LOCAL",
-                    trace: Vec::new(),
-                    check_auth: false,
-                    forwarded: true,
-                };
+                let envelope = Envelope::internal(vec![target]);
                 return Box::pin(self.deliver(&envelope, raw.to_vec())).await.map(|_| ()).map_err(|e| e.to_string());
             }
             let user = self.inner.auth.me(user_id).await.map_err(|e| e.to_string())?;

@@ -158,17 +158,7 @@ impl super::outbound::BounceSink for MailService {
                     tracing::warn!(%to, "bounce for an unknown local user dropped");
                     return Ok(());
                 };
-                let envelope = Envelope {
-                    mail_from: String::new(),
-                    recipients: vec![user],
-                    peer: None,
-                    helo: String::new(),
-                    protocol: "LOCAL",
-                    trace: Vec::new(),
-                    check_auth: false,
-                    forwarded: true,
-                };
-                self.deliver(&envelope, raw).await.map(|_| ()).map_err(|e| e.to_string())
+                self.deliver(&Envelope::internal(vec![user]), raw).await.map(|_| ()).map_err(|e| e.to_string())
             } else {
                 let queue = self.inner.outbound.get().ok_or("no outbound queue")?;
                 queue.enqueue(None, "", &[to], &raw).await.map(|_| ()).map_err(|e| e.to_string())

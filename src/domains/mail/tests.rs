@@ -15,16 +15,18 @@ use crate::domains::prefs::{Expect, PrefsService};
 use crate::platform::bus::outbox;
 use crate::platform::config::Config;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    mail: MailService,
-    prefs: PrefsService,
-    db: Db,
-    ada: i64,
-    bob: i64,
+/// A mail service over a temporary SQLite file and blob store, with users ada and bob.
+pub(crate) struct Fixture {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) mail: MailService,
+    pub(crate) prefs: PrefsService,
+    pub(crate) db: Db,
+    pub(crate) ada: i64,
+    pub(crate) bob: i64,
 }
 
-async fn fixture() -> Fixture {
+/// A fresh [`Fixture`].
+pub(crate) async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
     let db = crate::platform::db::open(&url, 4, Duration::from_secs(5), true).await.unwrap();
@@ -39,7 +41,7 @@ async fn fixture() -> Fixture {
     let blobs = Blobs::open(dir.path().join("blobs"), db.clone()).unwrap();
     let prefs = PrefsService::new(db.clone(), blobs.clone(), bus.clone(), Default::default());
     let mail = MailService::new(db.clone(), blobs, bus, auth, prefs.clone(), None, "localhost");
-    Fixture { _dir: dir, mail, prefs, db, ada, bob }
+    Fixture { dir, mail, prefs, db, ada, bob }
 }
 
 fn envelope(recipients: Vec<i64>) -> Envelope {

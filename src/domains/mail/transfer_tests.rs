@@ -8,39 +8,9 @@ use std::time::{Duration, SystemTime};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use super::*;
-use crate::domains::auth::AuthService;
 use crate::domains::mail::entities::{mailbox, message};
-use crate::domains::prefs::PrefsService;
-use crate::platform::blobs::Blobs;
-use crate::platform::bus::Bus;
-use crate::platform::config::Config;
-use crate::platform::db::Db;
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    mail: MailService,
-    db: Db,
-    ada: i64,
-    bob: i64,
-}
-
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-    let db = crate::platform::db::open(&url, 4, Duration::from_secs(5), true).await.unwrap();
-    let mut config = Config::default();
-    config.auth.argon2_memory_kib = 64;
-    config.auth.argon2_iterations = 1;
-    let bus = Bus::new(db.clone());
-    let auth = AuthService::new(db.clone(), bus.clone(), &config).unwrap();
-    let client = crate::domains::auth::ClientInfo::local("test");
-    let ada = auth.create_user("ada", "correct horse battery", &client).await.unwrap().id;
-    let bob = auth.create_user("bob", "correct horse battery", &client).await.unwrap().id;
-    let blobs = Blobs::open(dir.path().join("blobs"), db.clone()).unwrap();
-    let prefs = PrefsService::new(db.clone(), blobs.clone(), bus.clone(), Default::default());
-    let mail = MailService::new(db.clone(), blobs, bus, auth, prefs, None, "localhost");
-    Fixture { dir, mail, db, ada, bob }
-}
+use crate::domains::mail::tests::{Fixture, fixture};
 
 /// Three entries: one quoted the mboxrd way, one without a Message-ID, and a repeat of the first's id.
 const MBOX: &str = "From carol@c.test Wed Jan  3 01:05:34 1996\n\

@@ -18,7 +18,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::{AppError, CurrentUser, HttpState};
-use crate::domains::mail::outbound::{QueueError, QueuedMessage};
+use crate::domains::mail::outbound::{QueueError, QueuedMessage, RecipientState};
 
 /// The queue routes, relative to `/api/v1`.
 pub fn routes() -> Router<HttpState> {
@@ -28,81 +28,11 @@ pub fn routes() -> Router<HttpState> {
         .route("/mail/queue/{id}", delete(cancel))
 }
 
-/// One recipient's delivery state.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RecipientView {
-    /// The address.
-    pub address: String,
-    /// `queued` (waiting for another attempt), `delivered` or `failed`.
-    pub status: String,
-    /// The receiving server's last reply, or why it could not be reached.
-    pub reply: Option<String>,
-    /// The server that answered last.
-    pub remote_mta: Option<String>,
-    /// Last change, Unix seconds.
-    pub updated_at: i64,
-}
-
-/// A message in the outbound queue.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct QueuedMessageView {
-    /// The queue id.
-    pub id: i64,
-    /// The envelope sender.
-    pub from: String,
-    /// The Subject.
-    pub subject: String,
-    /// Size in bytes.
-    pub size: i64,
-    /// `queued` while recipients wait, `done` once every recipient is delivered or failed.
-    pub status: String,
-    /// Delivery attempts made.
-    pub attempts: i32,
-    /// When it was queued, Unix seconds.
-    pub created_at: i64,
-    /// When it is tried next, Unix seconds (meaningless once done).
-    pub next_attempt_at: i64,
-    /// When it was last tried, Unix seconds.
-    pub last_attempt_at: Option<i64>,
-    /// Why the last attempt left recipients waiting.
-    pub last_error: Option<String>,
-    /// Every recipient with its state.
-    pub recipients: Vec<RecipientView>,
-}
-
 /// The caller's queue.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QueueList {
     /// Newest first; finished messages stay listed for a week.
-    pub messages: Vec<QueuedMessageView>,
-}
-
-impl From<QueuedMessage> for QueuedMessageView {
-    fn from(m: QueuedMessage) -> Self {
-        Self {
-            id: m.id,
-            from: m.envelope_from,
-            subject: m.subject,
-            size: m.size,
-            status: m.status,
-            attempts: m.attempts,
-            created_at: m.created_at,
-            next_attempt_at: m.next_attempt_at,
-            last_attempt_at: m.last_attempt_at,
-            last_error: m.last_error,
-            recipients: m
-                .recipients
-                .into_iter()
-                .map(|r| RecipientView {
-                    address: r.address,
-                    status: r.status,
-                    reply: r.reply,
-                    remote_mta: r.remote_mta,
-                    updated_at: r.updated_at,
-                })
-                .collect(),
-        }
-    }
+    pub messages: Vec<QueuedMessage>,
 }
 
 impl From<QueueError> for AppError {
@@ -131,7 +61,7 @@ fn queue_id(raw: &str) -> Result<i64, AppError> {
     responses((status = 200, body = QueueList), (status = 401, body = ErrorBody)))]
 async fn list_queue(State(s): State<HttpState>, user: CurrentUser) -> Result<Json<QueueList>, AppError> {
     let messages = s.services.outbound.list(Some(user.user_id)).await?;
-    Ok(Json(QueueList { messages: messages.into_iter().map(QueuedMessageView::from).collect() }))
+    Ok(Json(QueueList { messages }))
 }
 
 #[utoipa::path(post, path = "/api/v1/mail/queue/{id}/retry", tag = "mail",
@@ -157,7 +87,7 @@ async fn cancel(State(s): State<HttpState>, user: CurrentUser, Path(id): Path<St
 #[derive(OpenApi)]
 #[openapi(
     paths(list_queue, retry, cancel),
-    components(schemas(QueueList, QueuedMessageView, RecipientView, ErrorBody, ErrorDetail))
+    components(schemas(QueueList, QueuedMessage, RecipientState, ErrorBody, ErrorDetail))
 )]
 struct QueueApi;
 

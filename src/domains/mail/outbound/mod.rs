@@ -103,7 +103,7 @@ pub enum QueueError {
 }
 
 /// One recipient of a queued message as shown to its owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct RecipientState {
     /// The address.
     pub address: String,
@@ -118,11 +118,12 @@ pub struct RecipientState {
 }
 
 /// A queued (or recently finished) message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct QueuedMessage {
     /// The queue id.
     pub id: i64,
     /// The sending user, none for the server's own mail.
+    #[serde(skip)]
     pub owner: Option<i64>,
     /// The reverse-path.
     pub envelope_from: String,
