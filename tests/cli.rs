@@ -3,78 +3,55 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
-use common::Server;
+use common::{Server, output_text, postcast_cli};
 use serde_json::json;
-
-fn postcast(data: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_postcast"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 #[test]
 fn help_migrate_and_user_commands() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let o = postcast(d, &["--help"], None);
+    let o = postcast_cli(d, &["--help"], None);
     assert!(o.status.success());
     for cmd in ["serve", "migrate", "user"] {
-        assert!(text(&o).contains(cmd), "{cmd} missing from --help");
+        assert!(output_text(&o).contains(cmd), "{cmd} missing from --help");
     }
-    let o = postcast(d, &["migrate"], None);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("applied 7 migration(s)"), "{}", text(&o));
-    let o = postcast(d, &["migrate"], None);
-    assert!(text(&o).contains("applied 0 migration(s)"), "{}", text(&o));
+    let o = postcast_cli(d, &["migrate"], None);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(output_text(&o).contains("applied 7 migration(s)"), "{}", output_text(&o));
+    let o = postcast_cli(d, &["migrate"], None);
+    assert!(output_text(&o).contains("applied 0 migration(s)"), "{}", output_text(&o));
 
-    let o = postcast(d, &["user", "add", "Zoe"], Some("correct horse battery\n"));
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("zoe@localhost"));
-    let o = postcast(d, &["user", "add", "zoe"], Some("correct horse battery\n"));
+    let o = postcast_cli(d, &["user", "add", "Zoe"], Some("correct horse battery\n"));
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(output_text(&o).contains("zoe@localhost"));
+    let o = postcast_cli(d, &["user", "add", "zoe"], Some("correct horse battery\n"));
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("taken"), "{}", text(&o));
-    let o = postcast(d, &["user", "add", "yan"], Some("short\n"));
+    assert!(output_text(&o).contains("taken"), "{}", output_text(&o));
+    let o = postcast_cli(d, &["user", "add", "yan"], Some("short\n"));
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("at least 10 characters"), "{}", text(&o));
-    let o = postcast(d, &["user", "add", "yan"], Some(""));
+    assert!(output_text(&o).contains("at least 10 characters"), "{}", output_text(&o));
+    let o = postcast_cli(d, &["user", "add", "yan"], Some(""));
     assert_eq!(o.status.code(), Some(1));
 
-    let o = postcast(d, &["user", "list"], None);
-    assert!(text(&o).contains("zoe") && text(&o).contains("active"), "{}", text(&o));
-    let o = postcast(d, &["user", "disable", "zoe"], None);
-    assert!(o.status.success(), "{}", text(&o));
-    let o = postcast(d, &["user", "list"], None);
-    assert!(text(&o).contains("disabled"), "{}", text(&o));
-    let o = postcast(d, &["user", "disable", "nobody"], None);
+    let o = postcast_cli(d, &["user", "list"], None);
+    assert!(output_text(&o).contains("zoe") && output_text(&o).contains("active"), "{}", output_text(&o));
+    let o = postcast_cli(d, &["user", "disable", "zoe"], None);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let o = postcast_cli(d, &["user", "list"], None);
+    assert!(output_text(&o).contains("disabled"), "{}", output_text(&o));
+    let o = postcast_cli(d, &["user", "disable", "nobody"], None);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("not found"));
+    assert!(output_text(&o).contains("not found"));
 
-    let o = postcast(d, &["--no-such-flag"], None);
+    let o = postcast_cli(d, &["--no-such-flag"], None);
     assert_eq!(o.status.code(), Some(2), "usage errors exit 2");
     let bad = d.join("bad.toml");
     std::fs::write(&bad, "[server]\nhttp = \"nonsense\"\n").unwrap();
-    let o = postcast(d, &["--config", bad.to_str().unwrap(), "migrate"], None);
+    let o = postcast_cli(d, &["--config", bad.to_str().unwrap(), "migrate"], None);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("bad.toml"), "{}", text(&o));
+    assert!(output_text(&o).contains("bad.toml"), "{}", output_text(&o));
 }
 
 #[tokio::test]

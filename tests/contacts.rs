@@ -4,12 +4,10 @@
 
 mod common;
 
-use common::{Server, authed};
+use common::{Server, User};
 use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-const PW: &str = "correct horse battery";
 
 /// Cheap password hashing so registration is fast.
 const CONFIG: &str = r#"
@@ -18,39 +16,7 @@ argon2_memory_kib = 1024
 argon2_iterations = 1
 "#;
 
-struct User<'a> {
-    server: &'a Server,
-    client: reqwest::Client,
-    token: String,
-}
-
-impl<'a> User<'a> {
-    async fn new(server: &'a Server, name: &str) -> User<'a> {
-        let token = server.register_and_login(name, PW).await;
-        User { server, client: server.client(), token }
-    }
-
-    fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        authed(&self.client, method, self.server.url(path), &self.token)
-    }
-
-    async fn json(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut r = self.req(method, path);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (status, v) = self.json(method.clone(), path, body).await;
-        assert!(status.is_success(), "{method} {path}: {status} {v}");
-        v
-    }
-
+impl User<'_> {
     async fn import(&self, content_type: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
         let resp = self.req(Method::POST, "/api/v1/contacts/import").header(CONTENT_TYPE, content_type).body(body);
         let resp = resp.send().await.unwrap();

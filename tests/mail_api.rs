@@ -4,40 +4,11 @@
 
 mod common;
 
-use common::Server;
+use common::{Server, User};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const PW: &str = "correct horse battery";
-
-struct User<'a> {
-    server: &'a Server,
-    client: reqwest::Client,
-}
-
-impl<'a> User<'a> {
-    async fn new(server: &'a Server, name: &str) -> User<'a> {
-        let token = server.register_and_login(name, PW).await;
-        User { server, client: server.user(&token) }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.client.request(method, self.server.url(path));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (status, v) = self.call(method.clone(), path, body).await;
-        assert!((200..300).contains(&status), "{method} {path}: {status} {v}");
-        v
-    }
-
+impl User<'_> {
     async fn list(&self, query: &str) -> Vec<Value> {
         self.ok(Method::GET, &format!("/api/v1/mail/messages?{query}"), None).await["messages"]
             .as_array()
@@ -64,7 +35,7 @@ async fn compose_groups_bcc_attachments_replies_drafts_and_contacts() {
     let group = json!({"name": "Team", "member_ids": [b["id"], c["id"]]});
     ada.ok(Method::POST, "/api/v1/contacts/groups", Some(group)).await;
 
-    let file = ada.client.post(server.url("/api/v1/mail/uploads")).body("plan,v1\n").send().await.unwrap();
+    let file = ada.req(Method::POST, "/api/v1/mail/uploads").body("plan,v1\n").send().await.unwrap();
     assert_eq!(file.status(), 201);
     let upload: Value = file.json().await.unwrap();
     let draft = json!({
@@ -83,8 +54,7 @@ async fn compose_groups_bcc_attachments_replies_drafts_and_contacts() {
     }
     let bob_copy = bob.list("role=inbox").await[0].clone();
     let bob_id = bob_copy["id"].as_i64().unwrap();
-    let att =
-        bob.client.get(server.url(&format!("/api/v1/mail/messages/{bob_id}/attachments/0"))).send().await.unwrap();
+    let att = bob.req(Method::GET, &format!("/api/v1/mail/messages/{bob_id}/attachments/0")).send().await.unwrap();
     assert_eq!(att.text().await.unwrap(), "plan,v1\n");
 
     // A new recipient (dave, from Bcc) lands in ada's contacts through the MailSent event.
@@ -117,17 +87,17 @@ async fn compose_groups_bcc_attachments_replies_drafts_and_contacts() {
     assert_eq!(drafts.len(), 1);
     assert_eq!(drafts[0]["subject"], "draft 2");
     assert_eq!(drafts[0]["draft"], true);
-    let (status, _) = bob.call(Method::DELETE, &format!("/api/v1/mail/drafts/{}", d2["id"]), None).await;
+    let (status, _) = bob.json(Method::DELETE, &format!("/api/v1/mail/drafts/{}", d2["id"]), None).await;
     assert_eq!(status, 404);
     ada.ok(Method::DELETE, &format!("/api/v1/mail/drafts/{}", d2["id"]), None).await;
     assert!(ada.list("role=drafts").await.is_empty());
 
     let theft = json!({"to": ["ada@localhost"], "attachments": [{"id": upload["id"], "name": "x"}]});
-    let (status, _) = bob.call(Method::POST, "/api/v1/mail/send", Some(theft)).await;
+    let (status, _) = bob.json(Method::POST, "/api/v1/mail/send", Some(theft)).await;
     assert_eq!(status, 404, "an upload is its uploader's only");
-    let (status, v) = ada.call(Method::POST, "/api/v1/mail/send", Some(json!({"to": ["Nobody Group"]}))).await;
+    let (status, v) = ada.json(Method::POST, "/api/v1/mail/send", Some(json!({"to": ["Nobody Group"]}))).await;
     assert_eq!(status, 422, "{v}");
-    let (status, _) = ada.call(Method::POST, "/api/v1/mail/send", Some(json!({"to": ["ghost@localhost"]}))).await;
+    let (status, _) = ada.json(Method::POST, "/api/v1/mail/send", Some(json!({"to": ["ghost@localhost"]}))).await;
     assert_eq!(status, 422);
 }
 
@@ -222,7 +192,7 @@ async fn labels_actions_filters_and_isolation() {
             Some(json!({"action": "trash", "thread_ids": [archive[0]["thread_id"]]})),
         ),
     ] {
-        let (status, v) = bob.call(method.clone(), &path, body).await;
+        let (status, v) = bob.json(method.clone(), &path, body).await;
         assert_eq!(status, 404, "{method} {path}: {v}");
     }
     assert_eq!(ada.list("role=archive").await.len(), 1, "still there");

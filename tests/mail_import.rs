@@ -5,41 +5,18 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use common::Server;
+use common::{Server, output_text, postcast_cli};
 use serde_json::Value;
 
 const PASSWORD: &str = "correct horse battery";
 const MESSAGES: usize = 1000;
 
-fn postcast(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_postcast"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
 fn ok(o: Output) -> String {
-    assert!(o.status.success(), "{}", text(&o));
-    text(&o)
+    assert!(o.status.success(), "{}", output_text(&o));
+    output_text(&o)
 }
 
 /// Message `i` of the generated mailbox, with LF lines as mbox files have them.
@@ -137,46 +114,47 @@ async fn import_is_idempotent_keeps_flags_and_export_round_trips() {
     let d = data.path();
     let work = tempfile::tempdir().unwrap();
     for name in ["ada", "bob"] {
-        ok(postcast(d, &["user", "add", name], Some(&format!("{PASSWORD}\n"))));
+        ok(postcast_cli(d, &["user", "add", name], Some(&format!("{PASSWORD}\n"))));
     }
     let file = work.path().join("big.mbox");
     std::fs::write(&file, mbox()).unwrap();
     let file = file.to_str().unwrap();
 
     let started = std::time::Instant::now();
-    let out = ok(postcast(d, &["import", "mbox", file, "--user", "ada"], None));
+    let out = ok(postcast_cli(d, &["import", "mbox", file, "--user", "ada"], None));
     let elapsed = started.elapsed().as_secs_f64();
     assert!(out.contains("imported 1000, skipped 0 (duplicates), failed 0"), "{out}");
     let took = out.lines().find(|l| l.starts_with("took")).unwrap_or_default();
     eprintln!("1,000-message mbox import: {elapsed:.2} s with the process; import itself {took}");
-    let out = ok(postcast(d, &["import", "mbox", file, "--user", "ada"], None));
+    let out = ok(postcast_cli(d, &["import", "mbox", file, "--user", "ada"], None));
     assert!(out.contains("imported 0, skipped 1000 (duplicates), failed 0"), "{out}");
 
     let md = work.path().join("Maildir");
     maildir(&md);
-    let out = ok(postcast(d, &["import", "maildir", md.to_str().unwrap(), "--user", "ada", "--mailbox", "Old"], None));
+    let out =
+        ok(postcast_cli(d, &["import", "maildir", md.to_str().unwrap(), "--user", "ada", "--mailbox", "Old"], None));
     assert!(out.contains("imported 5, skipped 0 (duplicates), failed 0"), "{out}");
 
     let exported = work.path().join("ada.mbox");
-    let out = ok(postcast(
+    let out = ok(postcast_cli(
         d,
         &["export", "mbox", "--user", "ada", "--mailbox", "inbox", "--out", exported.to_str().unwrap()],
         None,
     ));
     assert!(out.contains("exported 1000 message(s)"), "{out}");
-    let out = ok(postcast(d, &["import", "mbox", exported.to_str().unwrap(), "--user", "bob"], None));
+    let out = ok(postcast_cli(d, &["import", "mbox", exported.to_str().unwrap(), "--user", "bob"], None));
     assert!(out.contains("imported 1000, skipped 0 (duplicates), failed 0"), "{out}");
-    let to_stdout = postcast(d, &["export", "mbox", "--user", "ada", "--mailbox", "Old"], None);
-    assert!(to_stdout.status.success(), "{}", text(&to_stdout));
+    let to_stdout = postcast_cli(d, &["export", "mbox", "--user", "ada", "--mailbox", "Old"], None);
+    assert!(to_stdout.status.success(), "{}", output_text(&to_stdout));
     let stdout = String::from_utf8(to_stdout.stdout).unwrap();
     assert_eq!(stdout.matches("\nFrom eve@e.test ").count() + usize::from(stdout.starts_with("From ")), 5, "{stdout}");
 
-    let o = postcast(d, &["import", "mbox", file, "--user", "nobody"], None);
+    let o = postcast_cli(d, &["import", "mbox", file, "--user", "nobody"], None);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("no user named"), "{}", text(&o));
-    let o = postcast(d, &["export", "mbox", "--user", "ada", "--mailbox", "Nope"], None);
+    assert!(output_text(&o).contains("no user named"), "{}", output_text(&o));
+    let o = postcast_cli(d, &["export", "mbox", "--user", "ada", "--mailbox", "Nope"], None);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("no mailbox named"), "{}", text(&o));
+    assert!(output_text(&o).contains("no mailbox named"), "{}", output_text(&o));
 
     let s = Server::start_in(data, "");
     let (ada, bob) = (s.login("ada", PASSWORD).await, s.login("bob", PASSWORD).await);

@@ -6,13 +6,11 @@ mod common;
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
-use common::{Server, authed};
+use common::{Server, User};
 use image::{DynamicImage, ImageFormat, RgbImage};
 use reqwest::header::{CONTENT_TYPE, ETAG, IF_MATCH};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-const PW: &str = "correct horse battery";
 
 /// Cheap password hashing, small limits and no grace period, so tests run fast.
 const CONFIG: &str = r#"
@@ -39,33 +37,7 @@ fn png(w: u32, h: u32) -> Vec<u8> {
     out.into_inner()
 }
 
-struct User<'a> {
-    server: &'a Server,
-    client: reqwest::Client,
-    token: String,
-}
-
-impl<'a> User<'a> {
-    async fn new(server: &'a Server, name: &str) -> User<'a> {
-        let token = server.register_and_login(name, PW).await;
-        User { server, client: server.client(), token }
-    }
-
-    fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        authed(&self.client, method, self.server.url(path), &self.token)
-    }
-
-    async fn json(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut r = self.req(method, path);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
+impl User<'_> {
     /// The document and its ETag.
     async fn prefs(&self) -> (Value, String) {
         let resp = self.req(Method::GET, "/api/v1/prefs").send().await.unwrap();

@@ -163,3 +163,70 @@ impl Drop for Server {
 pub fn authed(c: &reqwest::Client, method: reqwest::Method, url: String, token: &str) -> reqwest::RequestBuilder {
     c.request(method, url).bearer_auth(token)
 }
+
+/// The password every test account gets.
+pub const PW: &str = "correct horse battery";
+
+/// A registered, logged-in account speaking to a [`Server`].
+pub struct User<'a> {
+    pub server: &'a Server,
+    pub client: reqwest::Client,
+    pub token: String,
+}
+
+impl<'a> User<'a> {
+    /// Registers `name` (password [`PW`]) and logs in.
+    pub async fn new(server: &'a Server, name: &str) -> User<'a> {
+        let token = server.register_and_login(name, PW).await;
+        User { server, client: server.client(), token }
+    }
+
+    /// A request to `path` with this user's token.
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        authed(&self.client, method, self.server.url(path), &self.token)
+    }
+
+    /// Sends `body` as JSON (if any); returns the status and the JSON answer (or its text).
+    pub async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (reqwest::StatusCode, Value) {
+        let mut r = self.req(method, path);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Like [`User::json`], asserting a 2xx answer.
+    pub async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.json(method.clone(), path, body).await;
+        assert!(status.is_success(), "{method} {path}: {status} {v}");
+        v
+    }
+}
+
+/// Runs the `postcast` command line on the data folder `data`, with `stdin` as input.
+pub fn postcast_cli(data: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_postcast"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+/// A command's stdout and stderr as one text.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
