@@ -158,42 +158,33 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
     }))
 }
 
-fn handler<F, Fut>(f: F) -> Handler
+/// A bus handler that clones `service` for each event and calls `handle` on it.
+fn handler<S, F, Fut>(service: S, handle: F) -> Handler
 where
-    F: Fn(Event) -> Fut + Send + Sync + 'static,
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S, Event) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
-    Arc::new(move |e| Box::pin(f(e)))
+    Arc::new(move |e| Box::pin(handle(service.clone(), e)))
 }
 
 /// Starts one bus subscriber per consuming domain.
 fn start_subscribers(services: &Arc<Services>, stop: &watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-    let profile = services.profile.clone();
-    let prefs = services.prefs.clone();
-    let contacts = services.contacts.clone();
+    let bus = &services.bus;
     vec![
-        services.bus.subscribe(
+        bus.subscribe(
             "profile",
-            handler(move |e| {
-                let p = profile.clone();
-                async move { p.handle_event(e).await }
-            }),
+            handler(services.profile.clone(), |p, e| async move { p.handle_event(e).await }),
             stop.clone(),
         ),
-        services.bus.subscribe(
+        bus.subscribe(
             "prefs",
-            handler(move |e| {
-                let p = prefs.clone();
-                async move { p.handle_event(e).await }
-            }),
+            handler(services.prefs.clone(), |p, e| async move { p.handle_event(e).await }),
             stop.clone(),
         ),
-        services.bus.subscribe(
+        bus.subscribe(
             "contacts",
-            handler(move |e| {
-                let c = contacts.clone();
-                async move { c.handle_event(e).await }
-            }),
+            handler(services.contacts.clone(), |c, e| async move { c.handle_event(e).await }),
             stop.clone(),
         ),
     ]
