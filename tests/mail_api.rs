@@ -151,7 +151,7 @@ async fn labels_actions_filters_and_isolation() {
     assert_eq!(ada.list(&format!("label={}", work["id"])).await.len(), 2);
     let whole_thread = json!({"action": "label", "thread_ids": [archive[0]["thread_id"]], "label_id": work["id"]});
     ada.ok(Method::POST, "/api/v1/mail/messages/actions", Some(whole_thread)).await;
-    assert_eq!(ada.list(&format!("label={}", work["id"])).await.len(), 3, "a whole thread is labelled");
+    assert_eq!(ada.list(&format!("label={}", work["id"])).await.len(), 4, "the invoice and the forward of it");
     let unlabel = json!({"action": "unlabel", "thread_ids": [archive[0]["thread_id"]], "label_id": work["id"]});
     ada.ok(Method::POST, "/api/v1/mail/messages/actions", Some(unlabel)).await;
     assert_eq!(ada.list(&format!("label={}", work["id"])).await.len(), 2);
