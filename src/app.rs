@@ -284,7 +284,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     }
     for line in &smtp_lines {
         let (what, url) = line.split_once(" listening on ").unwrap_or((line, ""));
-        println!("  {:<13} {url}", what.to_lowercase());
+        let role = match what {
+            "SMTP" => "SMTP (MX)",
+            "Submission" => "submission",
+            _ => "submissions",
+        };
+        let hint = match what {
+            "SMTP" => "mail from other servers; port 25 in production",
+            "Submission" => "mail programs: STARTTLS, then AUTH with an app password",
+            _ => "mail programs over implicit TLS; port 465 in production",
+        };
+        println!("  {role:<13} {url}  ({hint})");
     }
     for line in &smtp_lines {
         println!("{line}");
