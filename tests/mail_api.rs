@@ -202,5 +202,24 @@ async fn labels_actions_filters_and_isolation() {
         assert_eq!(status, 404, "{method} {path}: {v}");
     }
     assert_eq!(ada.list("role=archive").await.len(), 1, "still there");
+
+    // Hostile input gets the API's error shape, never a panic or a plain-text 400.
+    for (path, status) in [
+        ("/api/v1/mail/messages/abc", 404),
+        ("/api/v1/mail/threads/99999999999999999999", 404),
+        ("/api/v1/mail/messages/1/attachments/x", 404),
+        ("/api/v1/mail/messages?limit=-1", 400),
+        ("/api/v1/mail/messages?mailbox=x", 400),
+        ("/api/v1/mail/messages?role=nope", 400),
+        ("/api/v1/mail/messages?cursor=not-a-cursor", 400),
+        ("/api/v1/mail/messages?starred=true&important=true", 400),
+    ] {
+        let (got, v) = ada.json(Method::GET, path, None).await;
+        assert_eq!(got, status, "{path}: {v}");
+        assert!(v["error"]["code"].is_string(), "{path}: {v}");
+    }
+    let (got, v) =
+        ada.json(Method::POST, "/api/v1/mail/messages/actions", Some(json!({"action": "explode", "ids": [1]}))).await;
+    assert_eq!(got, 422, "{v}");
     assert_eq!(ada.ok(Method::GET, &format!("/api/v1/mail/messages/{own}"), None).await["seen"], false);
 }

@@ -7,7 +7,7 @@
 //! messages and drafts must be theirs (404 otherwise).
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::routing::{delete, post, put};
@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
+use super::error::ApiPath;
 use super::error::{ErrorBody, ErrorDetail};
 use super::{ApiJson, AppError, CurrentUser, HttpState};
 use crate::domains::mail::compose::{AttachmentRef, Author, Draft};
@@ -141,7 +142,7 @@ async fn save_draft(
 async fn delete_draft(
     State(s): State<HttpState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, AppError> {
     s.services.mail.delete_draft(user.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)

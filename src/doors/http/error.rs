@@ -4,7 +4,8 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -122,6 +123,43 @@ pub fn json_rejection(rej: JsonRejection) -> AppError {
             AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "request body too large")
         }
         other => AppError::new(other.status(), "bad_request", other.body_text()),
+    }
+}
+
+/// `Path<T>` whose rejections use the API error shape: a path segment that does not parse
+/// (`/messages/abc`) names nothing, so it is 404.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(Self(v)),
+            Err(_) => Err(AppError::not_found("resource")),
+        }
+    }
+}
+
+/// `Query<T>` whose rejections use the API error shape (400 naming the bad parameter).
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Self(v)),
+            Err(rej) => Err(AppError::bad_request(rej.body_text())),
+        }
     }
 }
 

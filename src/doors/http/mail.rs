@@ -11,7 +11,7 @@
 //! [`MailService`]: crate::domains::mail::MailService
 //! [`TagService`]: crate::domains::tags::TagService
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
@@ -19,6 +19,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use super::error::{ApiPath, ApiQuery};
 use super::error::{ErrorBody, ErrorDetail};
 use super::{ApiJson, AppError, CurrentUser, HttpState};
 use crate::domains::mail::actions::FlagChange;
@@ -103,7 +104,7 @@ async fn create_mailbox(
 async fn rename_mailbox(
     State(s): State<HttpState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<MailboxName>,
 ) -> Result<StatusCode, AppError> {
     s.services.mail.rename_mailbox(user.user_id, id, &body.name).await?;
@@ -116,7 +117,7 @@ async fn rename_mailbox(
 async fn delete_mailbox(
     State(s): State<HttpState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, AppError> {
     s.services.mail.delete_mailbox(user.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -168,7 +169,7 @@ async fn create_label(
 async fn update_label(
     State(s): State<HttpState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<LabelChange>,
 ) -> Result<StatusCode, AppError> {
     let color = body.color.as_ref().map(|c| c.as_deref());
@@ -181,7 +182,7 @@ async fn update_label(
 async fn delete_label(
     State(s): State<HttpState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, AppError> {
     s.services.tags.delete(user.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -214,7 +215,7 @@ pub struct ListQuery {
 async fn list_messages(
     State(s): State<HttpState>,
     user: CurrentUser,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page>, AppError> {
     let mail = &s.services.mail;
     let scope = match (q.mailbox, q.role.as_deref(), q.label, q.starred, q.important) {
@@ -245,8 +246,8 @@ pub struct ViewQuery {
 async fn read_message(
     State(s): State<HttpState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
-    Query(q): Query<ViewQuery>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(q): ApiQuery<ViewQuery>,
 ) -> Result<Json<MessageView>, AppError> {
     let allow = q.images.as_deref() == Some("allow");
     Ok(Json(s.services.mail.message(user.user_id, id, allow).await?))
@@ -257,7 +258,7 @@ async fn read_message(
 async fn change_flags(
     State(s): State<HttpState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(change): ApiJson<FlagChange>,
 ) -> Result<StatusCode, AppError> {
     s.services.mail.set_flags(user.user_id, &[id], change).await?;
@@ -267,7 +268,11 @@ async fn change_flags(
 #[utoipa::path(get, path = "/api/v1/mail/messages/{id}/raw", tag = "mail", params(("id" = i64, Path)),
     description = "The raw RFC 5322 message as a download (message/rfc822).",
     responses((status = 200, content_type = "message/rfc822"), (status = 404, body = ErrorBody)))]
-async fn raw_message(State(s): State<HttpState>, user: CurrentUser, Path(id): Path<i64>) -> Result<Response, AppError> {
+async fn raw_message(
+    State(s): State<HttpState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, AppError> {
     let raw = s.services.mail.raw(user.user_id, id).await?;
     Ok(download("message/rfc822", &format!("message-{id}.eml"), raw.to_vec()))
 }
@@ -278,7 +283,7 @@ async fn raw_message(State(s): State<HttpState>, user: CurrentUser, Path(id): Pa
 async fn attachment(
     State(s): State<HttpState>,
     user: CurrentUser,
-    Path((id, index)): Path<(i64, u32)>,
+    ApiPath((id, index)): ApiPath<(i64, u32)>,
 ) -> Result<Response, AppError> {
     let (name, content_type, bytes) = s.services.mail.attachment(user.user_id, id, index).await?;
     Ok(download(&content_type, &name, bytes))
@@ -321,7 +326,7 @@ fn download(content_type: &str, name: &str, bytes: Vec<u8>) -> Response {
 async fn read_thread(
     State(s): State<HttpState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<Summary>>, AppError> {
     Ok(Json(s.services.mail.thread(user.user_id, id).await?))
 }
