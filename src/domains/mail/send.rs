@@ -82,7 +82,10 @@ impl MailService {
             return false;
         };
         let name = local.split_once('+').map_or(local, |(n, _)| n);
-        domain == self.inner.domain && name == username.to_ascii_lowercase()
+        // The login name may be given as the full address (AUTH ada@example.org).
+        let username = username.trim().to_ascii_lowercase();
+        let username = username.strip_suffix(&format!("@{}", self.inner.domain)).unwrap_or(&username);
+        domain == self.inner.domain && name == username
     }
 
     /// Sends `data` for `sub.user_id`; see the module doc.

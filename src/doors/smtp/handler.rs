@@ -44,6 +44,13 @@ impl SmtpHandler for MailDoor {
         self.auth.verify_client_password(username, password, &client(ctx)).await.is_ok()
     }
 
+    async fn check_sender(&self, ctx: &SessionContext, address: &str) -> bool {
+        match (ctx.kind, ctx.user.as_deref()) {
+            (SessionKind::Submission, Some(username)) => self.mail.is_own_address(username, address),
+            _ => true,
+        }
+    }
+
     async fn check_recipient(&self, ctx: &SessionContext, address: &str) -> RcptVerdict {
         if self.mail.is_local_address(address) {
             return match self.mail.local_user(address).await {

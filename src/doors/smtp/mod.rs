@@ -16,7 +16,8 @@
 //!   more than one command line (`max_line`, 12288 octets for SASL responses): an oversized
 //!   body is read on and thrown away, then refused with 552 5.3.4 (RFC 1870 §6.3); an
 //!   overlong line is dropped and answered 500 5.5.2.
-//! - **Never an open relay**: every recipient is put to the handler before it is accepted;
+//! - **Never an open relay**: every reverse-path and recipient is put to the handler before
+//!   it is accepted;
 //!   a submission session refuses MAIL until AUTH succeeded, and AUTH until TLS is active.
 //! - **Plaintext pipelined after STARTTLS is discarded** (RFC 3207 §5, CVE-2011-0411) and the
 //!   session starts over once TLS is up (RFC 3207 §4.2). STARTTLS is offered only by a door
@@ -166,6 +167,8 @@ pub enum Event {
         /// The password; never logged (see the `Debug` impl).
         password: String,
     },
+    /// Check this reverse-path (MAIL FROM), then answer with [`Session::sender_result`].
+    CheckSender(String),
     /// Check this recipient, then answer with [`Session::recipient_result`].
     CheckRecipient(String),
     /// A complete message: deliver it, then answer with [`Session::message_result`].
@@ -192,6 +195,7 @@ impl fmt::Debug for Event {
                 .field("username", username)
                 .field("password", &"<redacted>")
                 .finish(),
+            Event::CheckSender(address) => f.debug_tuple("CheckSender").field(address).finish(),
             Event::CheckRecipient(address) => f.debug_tuple("CheckRecipient").field(address).finish(),
             Event::Message { from, to, data } => {
                 f.debug_struct("Message").field("from", from).field("to", to).field("bytes", &data.len()).finish()
@@ -212,6 +216,13 @@ pub trait SmtpHandler {
         username: &str,
         password: &str,
     ) -> impl Future<Output = bool> + Send;
+
+    /// Whether this session may use `address` as its reverse-path (MAIL FROM); everyone may
+    /// unless the handler says otherwise.
+    fn check_sender(&self, ctx: &SessionContext, address: &str) -> impl Future<Output = bool> + Send {
+        let _ = (ctx, address);
+        std::future::ready(true)
+    }
 
     /// Whether this session may send to `address` (local user, or relay for authenticated users).
     fn check_recipient(&self, ctx: &SessionContext, address: &str) -> impl Future<Output = RcptVerdict> + Send;
@@ -374,6 +385,10 @@ async fn answer(session: &mut Session, handler: &impl SmtpHandler, question: Eve
         Event::Authenticate { mechanism, username, password } => {
             let ok = handler.authenticate(&ctx, mechanism, &username, &password).await;
             session.auth_result(ok)
+        }
+        Event::CheckSender(address) => {
+            let allowed = handler.check_sender(&ctx, &address).await;
+            session.sender_result(allowed)
         }
         Event::CheckRecipient(address) => {
             let verdict = handler.check_recipient(&ctx, &address).await;

@@ -45,6 +45,8 @@ enum Phase {
     BdatDiscard(DummyDataReceiver),
     /// Waiting for [`Session::auth_result`] about `username`.
     AwaitAuth { username: String },
+    /// Waiting for [`Session::sender_result`] about this reverse-path.
+    AwaitMail(String),
     /// Waiting for [`Session::recipient_result`] about this address.
     AwaitRcpt(String),
     /// Waiting for [`Session::message_result`].
@@ -118,7 +120,7 @@ impl Session {
     }
 
     /// Takes bytes from the client, split anywhere, and returns what to do, in order. After
-    /// a question event (`Authenticate`, `CheckRecipient`, `Message`) input is only kept
+    /// a question event (`Authenticate`, `CheckSender`, `CheckRecipient`, `Message`) input is only kept
     /// until the answer; call [`Session::resume`] after answering.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Event> {
         let mut out = Vec::new();
@@ -164,6 +166,22 @@ impl Session {
             reply::line(235, "2.7.0", "Authentication successful")
         } else {
             self.fail_bytes(535, "5.7.8", "Authentication credentials invalid")
+        }
+    }
+
+    /// The answer to [`Event::CheckSender`]: whether this session may use the reverse-path
+    /// (on submission, only the authenticated user's own addresses).
+    pub fn sender_result(&mut self, allowed: bool) -> Vec<u8> {
+        let Phase::AwaitMail(address) = &mut self.phase else {
+            return Vec::new();
+        };
+        let address = std::mem::take(address);
+        self.phase = Phase::Command;
+        if allowed {
+            self.mail_from = Some(address);
+            reply::line(250, "2.1.0", "Sender OK")
+        } else {
+            self.fail_bytes(550, "5.7.1", "Sender address is not one of yours")
         }
     }
 
@@ -230,7 +248,7 @@ impl Session {
     }
 
     fn is_waiting(&self) -> bool {
-        matches!(self.phase, Phase::AwaitAuth { .. } | Phase::AwaitRcpt(_) | Phase::AwaitMessage)
+        matches!(self.phase, Phase::AwaitAuth { .. } | Phase::AwaitMail(_) | Phase::AwaitRcpt(_) | Phase::AwaitMessage)
     }
 
     fn close(&mut self) {
@@ -450,8 +468,8 @@ impl Session {
             let text = "Message size exceeds fixed maximum message size";
             return out.push(Event::Reply(reply::line(552, "5.3.4", text)));
         }
-        self.mail_from = Some(from.address);
-        out.push(Event::Reply(reply::line(250, "2.1.0", "Sender OK")));
+        out.push(Event::CheckSender(from.address.clone()));
+        self.phase = Phase::AwaitMail(from.address);
     }
 
     /// RCPT TO (RFC 5321 §4.1.1.3): limits here, the verdict from the door.

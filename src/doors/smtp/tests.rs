@@ -57,6 +57,10 @@ fn drive(session: &mut Session, pieces: &[&[u8]]) -> Outcome {
                     outcome.out.extend(session.auth_result(ok));
                     events.extend(session.resume());
                 }
+                Event::CheckSender(address) => {
+                    outcome.out.extend(session.sender_result(!address.starts_with("forged@")));
+                    events.extend(session.resume());
+                }
                 Event::CheckRecipient(address) => {
                     let verdict = match address.split_once('@') {
                         Some(("nobody", "local.test")) => RcptVerdict::UnknownUser,
@@ -151,7 +155,7 @@ fn pipelined_commands_get_replies_in_order() {
     let input = b"EHLO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<b@local.test>\r\nRCPT TO:<c@local.test>\r\nDATA\r\n";
     let events = session.feed(input);
     // The session stops at its first question and keeps the rest for later.
-    assert!(matches!(events.last(), Some(Event::CheckRecipient(address)) if address == "b@local.test"));
+    assert!(matches!(events.last(), Some(Event::CheckSender(address)) if address == "a@remote.test"));
     let outcome = drive(&mut session, &[b""]);
     assert_eq!(outcome.out, b"");
     let mut session = Session::new(inbound(), PEER);
@@ -525,4 +529,13 @@ fn run_session_future_is_send() {
     let recorder = Recorder { messages: Mutex::new(Vec::new()) };
     let future = run_session(server_end, Session::new(inbound(), PEER), &recorder, Duration::from_secs(1), None);
     assert_send(&future);
+}
+
+#[test]
+fn a_refused_sender_is_550_and_a_later_allowed_one_is_taken() {
+    let input = b"EHLO c.test\r\nMAIL FROM:<forged@x.test>\r\nRCPT TO:<bob@local.test>\r\nMAIL FROM:<ok@x.test>\r\nRCPT TO:<bob@local.test>\r\nQUIT\r\n";
+    let outcome = drive_whole(inbound(), input);
+    let text = outcome.text();
+    assert!(text.contains("550 5.7.1 Sender address is not one of yours\r\n503 5.5.1 Need MAIL before RCPT"), "{text}");
+    assert!(text.contains("250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK"), "{text}");
 }
