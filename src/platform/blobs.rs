@@ -206,38 +206,29 @@ impl Blobs {
             .map_err(|e| BlobError::Io(e.to_string()))
     }
 
-    /// Writes many blobs durably at once, for group commit: the files are written and
-    /// fsynced in parallel, then each folder is fsynced once. Returns their ids and the
-    /// reference lock: the caller adds its references with [`Blobs::add_ref_in`] inside its
-    /// transaction and drops the guard after the commit, so no release can delete a blob
-    /// between its write and the new reference.
+    /// Writes many blobs durably at once, for group commit. On Linux the files are written
+    /// and renamed into place, then one `syncfs` makes all of them (data, names and
+    /// folders) durable in a single journal commit; elsewhere each file and folder is
+    /// fsynced. Returns their ids and the reference lock: the caller adds its references
+    /// with [`Blobs::add_ref_in`] inside its transaction and drops the guard after the
+    /// commit, so no release can delete a blob between its write and the new reference.
     pub async fn write_many(&self, items: &[Bytes]) -> Result<(Vec<BlobId>, RefsGuard), BlobError> {
         let guard = RefsGuard(self.refs_lock.clone().lock_owned().await);
         let ids: Vec<BlobId> = items.iter().map(|b| BlobId::of(b)).collect();
         let mut seen = std::collections::HashSet::new();
-        let mut writes = Vec::new();
+        let mut todo = Vec::new();
         for (id, bytes) in ids.iter().zip(items) {
             let dest = self.root.join(id.object_path().as_ref());
-            if !seen.insert(id.clone()) || tokio::fs::try_exists(&dest).await.unwrap_or(false) {
-                continue;
-            }
-            let tmp_dir = self.root.join("tmp");
-            let bytes = bytes.clone();
-            writes.push(tokio::task::spawn_blocking(move || write_synced(&tmp_dir, &dest, &bytes).map(|()| dest)));
-        }
-        let mut folders = std::collections::BTreeSet::new();
-        for write in futures::future::join_all(writes).await {
-            let dest = write.map_err(|e| BlobError::Io(e.to_string()))?.map_err(|e| BlobError::Io(e.to_string()))?;
-            if let Some(folder) = dest.parent() {
-                folders.insert(folder.to_path_buf());
+            if seen.insert(id.clone()) && !tokio::fs::try_exists(&dest).await.unwrap_or(false) {
+                todo.push((dest, bytes.clone()));
             }
         }
-        // One fsync per folder, all at once.
-        let syncs = folders
-            .into_iter()
-            .map(|folder| tokio::task::spawn_blocking(move || std::fs::File::open(&folder).and_then(|f| f.sync_all())));
-        for sync in futures::future::join_all(syncs).await {
-            sync.map_err(|e| BlobError::Io(e.to_string()))?.map_err(|e| BlobError::Io(e.to_string()))?;
+        if !todo.is_empty() {
+            let root = self.root.clone();
+            tokio::task::spawn_blocking(move || write_batch(&root, &todo))
+                .await
+                .map_err(|e| BlobError::Io(e.to_string()))?
+                .map_err(|e| BlobError::Io(e.to_string()))?;
         }
         Ok((ids, guard))
     }
@@ -253,6 +244,35 @@ impl Blobs {
 /// The blob store's reference lock, held from [`Blobs::write_many`] until the caller's
 /// references are committed.
 pub struct RefsGuard(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>);
+
+/// Writes a batch of new blobs and makes them durable (see [`Blobs::write_many`]).
+#[cfg(target_os = "linux")]
+fn write_batch(root: &std::path::Path, todo: &[(PathBuf, Bytes)]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let tmp_dir = root.join("tmp");
+    for (dest, bytes) in todo {
+        let dir = dest.parent().ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir)?;
+        tmp.write_all(bytes)?;
+        tmp.persist(dest).map_err(|e| e.error)?;
+    }
+    let fs = std::fs::File::open(root)?;
+    // SAFETY: syncfs only uses the descriptor, which `fs` keeps open during the call.
+    if unsafe { libc::syncfs(fs.as_raw_fd()) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+/// Writes a batch of new blobs and makes them durable (see [`Blobs::write_many`]).
+#[cfg(not(target_os = "linux"))]
+fn write_batch(root: &std::path::Path, todo: &[(PathBuf, Bytes)]) -> std::io::Result<()> {
+    let tmp_dir = root.join("tmp");
+    let mut folders = std::collections::BTreeSet::new();
+    for (dest, bytes) in todo {
+        write_synced(&tmp_dir, dest, bytes)?;
+        folders.insert(dest.clone());
+    }
+    folders.iter().try_for_each(|dest| sync_parent(dest))
+}
 
 /// Writes `bytes` to a temp file, fsyncs it and renames it to `dest`.
 fn write_synced(tmp_dir: &std::path::Path, dest: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use mail_parser::{MessageParser, MimeHeaders};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Serialize;
 
 use super::entities::{mailbox, message};
@@ -200,11 +200,9 @@ impl MailService {
         };
         if let Some(cursor) = cursor {
             let (date, id) = parse_cursor(cursor)?;
-            q = q.filter(
-                Condition::any()
-                    .add(message::Column::InternalDate.lt(date))
-                    .add(Condition::all().add(message::Column::InternalDate.eq(date)).add(message::Column::Id.lt(id))),
-            );
+            // A row-value comparison, so SQLite seeks the (mailbox, date, id) index
+            // straight to the cursor instead of scanning from the newest message.
+            q = q.filter(Expr::cust_with_values("(internal_date, id) < (?, ?)", [date, id]));
         }
         let mut rows = q
             .order_by_desc(message::Column::InternalDate)
