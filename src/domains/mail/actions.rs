@@ -3,14 +3,14 @@
 //! the user's own mailboxes. Every change bumps the message's MODSEQ (RFC 7162) and a move
 //! gives a new UID in the target mailbox, as IMAP expects.
 
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
 };
 use serde::Deserialize;
 
 use super::entities::{mailbox, message};
-use super::store::{Target, allocate_uid, blob_owner, lock_for_write, resolve_mailbox};
+use super::store::{Target, allocate_uid, blob_owner, bump_modseq, lock_for_write, resolve_mailbox};
 use super::{Flags, MailError, MailService, Role};
 use crate::platform::blobs::BlobId;
 use crate::platform::db::now;
@@ -227,17 +227,6 @@ impl MailService {
             .one(self.db())
             .await?)
     }
-}
-
-/// Gives the mailbox a new MODSEQ and returns it.
-async fn bump_modseq<C: sea_orm::ConnectionTrait>(conn: &C, mailbox_id: i64) -> Result<i64, MailError> {
-    mailbox::Entity::update_many()
-        .col_expr(mailbox::Column::HighestModseq, Expr::col(mailbox::Column::HighestModseq).add(1))
-        .filter(mailbox::Column::Id.eq(mailbox_id))
-        .exec(conn)
-        .await?;
-    let m = mailbox::Entity::find_by_id(mailbox_id).one(conn).await?.ok_or(MailError::NotFound)?;
-    Ok(m.highest_modseq)
 }
 
 fn valid_mailbox_name(name: &str) -> Result<String, MailError> {

@@ -81,21 +81,24 @@ impl MailService {
     /// The local account an address belongs to: `name@domain` or `name+tag@domain`,
     /// case-insensitively. Addresses at other domains are not local.
     pub async fn local_user(&self, address: &str) -> Result<Option<i64>, MailError> {
-        let address = address.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
-        let Some((local, domain)) = address.rsplit_once('@') else {
+        let Some(name) = self.account_name(address) else {
             return Ok(None);
         };
-        if domain != self.inner.domain {
-            return Ok(None);
-        }
-        let name = local.split_once('+').map_or(local, |(name, _)| name);
-        let user = self.inner.auth.find_by_username(name).await.map_err(|e| MailError::Invalid(e.to_string()))?;
+        let user = self.inner.auth.find_by_username(&name).await.map_err(|e| MailError::Invalid(e.to_string()))?;
         Ok(user.filter(|u| !u.disabled).map(|u| u.id))
     }
 
     /// Whether `address` is at our mail domain.
     pub fn is_local_address(&self, address: &str) -> bool {
-        address.rsplit_once('@').is_some_and(|(_, d)| d.trim_end_matches('>').eq_ignore_ascii_case(&self.inner.domain))
+        self.account_name(address).is_some()
+    }
+
+    /// The account name an address at our domain points to: `Name+tag@Domain` and
+    /// `<name@domain>` give `name`; addresses elsewhere give None.
+    pub(crate) fn account_name(&self, address: &str) -> Option<String> {
+        let address = address.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
+        let (local, domain) = address.rsplit_once('@')?;
+        (domain == self.inner.domain).then(|| local.split_once('+').map_or(local, |(name, _)| name).to_owned())
     }
 
     /// Runs the pipeline and stores one copy per recipient; returns once all are durable.

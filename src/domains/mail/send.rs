@@ -77,15 +77,10 @@ impl MailService {
 
     /// Whether `address` is one of `username`'s: `username@domain` or `username+tag@domain`.
     pub fn is_own_address(&self, username: &str, address: &str) -> bool {
-        let address = address.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
-        let Some((local, domain)) = address.rsplit_once('@') else {
-            return false;
-        };
-        let name = local.split_once('+').map_or(local, |(n, _)| n);
         // The login name may be given as the full address (AUTH ada@example.org).
         let username = username.trim().to_ascii_lowercase();
-        let username = username.strip_suffix(&format!("@{}", self.inner.domain)).unwrap_or(&username);
-        domain == self.inner.domain && name == username
+        let username = self.account_name(&username).unwrap_or(username);
+        self.account_name(address).is_some_and(|name| name == username)
     }
 
     /// Sends `data` for `sub.user_id`; see the module doc.

@@ -317,14 +317,24 @@ pub(crate) async fn ensure_system_mailboxes<C: ConnectionTrait>(conn: &C, user_i
 
 /// Gives the next UID and MODSEQ of a mailbox.
 pub(crate) async fn allocate_uid<C: ConnectionTrait>(conn: &C, mailbox_id: i64) -> Result<(i64, i64), MailError> {
-    mailbox::Entity::update_many()
-        .col_expr(mailbox::Column::UidNext, Expr::col(mailbox::Column::UidNext).add(1))
-        .col_expr(mailbox::Column::HighestModseq, Expr::col(mailbox::Column::HighestModseq).add(1))
-        .filter(mailbox::Column::Id.eq(mailbox_id))
-        .exec(conn)
-        .await?;
-    let m = mailbox::Entity::find_by_id(mailbox_id).one(conn).await?.ok_or(MailError::NotFound)?;
+    let m = advance(conn, mailbox_id, true).await?;
     Ok((m.uid_next - 1, m.highest_modseq))
+}
+
+/// Gives the mailbox a new MODSEQ (a change without a new message) and returns it.
+pub(crate) async fn bump_modseq<C: ConnectionTrait>(conn: &C, mailbox_id: i64) -> Result<i64, MailError> {
+    Ok(advance(conn, mailbox_id, false).await?.highest_modseq)
+}
+
+/// Moves a mailbox's MODSEQ (and with `new_uid` its UIDNEXT) on by one; the row after.
+async fn advance<C: ConnectionTrait>(conn: &C, mailbox_id: i64, new_uid: bool) -> Result<mailbox::Model, MailError> {
+    let mut update = mailbox::Entity::update_many()
+        .col_expr(mailbox::Column::HighestModseq, Expr::col(mailbox::Column::HighestModseq).add(1));
+    if new_uid {
+        update = update.col_expr(mailbox::Column::UidNext, Expr::col(mailbox::Column::UidNext).add(1));
+    }
+    update.filter(mailbox::Column::Id.eq(mailbox_id)).exec(conn).await?;
+    mailbox::Entity::find_by_id(mailbox_id).one(conn).await?.ok_or(MailError::NotFound)
 }
 
 /// The id of the user's label `name`, created when missing.

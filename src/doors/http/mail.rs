@@ -12,13 +12,14 @@
 //! [`TagService`]: crate::domains::tags::TagService
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use super::download::download;
 use super::error::{ApiPath, ApiQuery};
 use super::error::{ErrorBody, ErrorDetail};
 use super::{ApiJson, AppError, CurrentUser, HttpState};
@@ -274,7 +275,7 @@ async fn raw_message(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, AppError> {
     let raw = s.services.mail.raw(user.user_id, id).await?;
-    Ok(download("message/rfc822", &format!("message-{id}.eml"), raw.to_vec()))
+    Ok(download("message/rfc822", &format!("message-{id}.eml"), raw))
 }
 
 #[utoipa::path(get, path = "/api/v1/mail/messages/{id}/attachments/{index}", tag = "mail",
@@ -287,37 +288,6 @@ async fn attachment(
 ) -> Result<Response, AppError> {
     let (name, content_type, bytes) = s.services.mail.attachment(user.user_id, id, index).await?;
     Ok(download(&content_type, &name, bytes))
-}
-
-/// A download that can never render as this origin: attachment disposition, nosniff, and
-/// a sandbox CSP; the type is kept only when it is a plain `type/subtype`.
-fn download(content_type: &str, name: &str, bytes: Vec<u8>) -> Response {
-    let safe_type = if content_type.bytes().all(|b| b.is_ascii_alphanumeric() || b"/.+-".contains(&b)) {
-        content_type
-    } else {
-        "application/octet-stream"
-    };
-    let ascii: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_ ".contains(c) { c } else { '_' }).collect();
-    let encoded: String = name
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b".-_".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
-        })
-        .collect();
-    let disposition = format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}");
-    let mut resp = bytes.into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(safe_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
-    if let Ok(v) = HeaderValue::from_str(&disposition) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
-    resp
 }
 
 #[utoipa::path(get, path = "/api/v1/mail/threads/{id}", tag = "mail", params(("id" = i64, Path)),

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod compose;
 pub mod contacts;
+pub mod download;
 pub mod error;
 pub mod hls;
 pub mod mail;

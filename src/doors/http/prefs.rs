@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use super::download::download;
 use super::error::{ErrorBody, ErrorDetail};
 use super::profile::{body_rejection, content_type};
 use super::{ApiJson, AppError, CurrentUser, HttpState};
@@ -272,38 +273,7 @@ async fn download_attachment(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let (a, bytes) = state.services.prefs.attachment(user.user_id, &id).await?;
-    let content_type =
-        HeaderValue::from_str(&a.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    let disposition =
-        HeaderValue::from_str(&content_disposition(&a.name)).unwrap_or(HeaderValue::from_static("attachment"));
-    let mut resp = bytes.into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, content_type);
-    h.insert(header::CONTENT_DISPOSITION, disposition);
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
-    Ok(resp)
-}
-
-/// `attachment` with the file name as a quoted ASCII fallback and as UTF-8
-/// (RFC 6266 §4.3, RFC 8187 §3.2).
-fn content_disposition(name: &str) -> String {
-    let ascii: String = name
-        .chars()
-        .map(|c| if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' { c } else { '_' })
-        .collect();
-    let encoded: String = name
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+    Ok(download(&a.content_type, &a.name, bytes))
 }
 
 #[cfg(test)]
@@ -348,15 +318,6 @@ mod tests {
             let e = json_body(&json, Ok(Bytes::copy_from_slice(bad)), &["application/json"]).unwrap_err();
             assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "invalid_json"));
         }
-    }
-
-    #[test]
-    fn download_names_are_quoted_safely() {
-        assert_eq!(content_disposition("a b.png"), "attachment; filename=\"a b.png\"; filename*=UTF-8''a%20b.png");
-        assert_eq!(
-            content_disposition("\"é\".txt"),
-            "attachment; filename=\"___.txt\"; filename*=UTF-8''%22%C3%A9%22.txt"
-        );
     }
 
     #[test]
