@@ -67,6 +67,12 @@ async fn compose_groups_bcc_attachments_replies_drafts_and_contacts() {
         assert!(std::time::Instant::now() < deadline, "dave never landed in ada's contacts");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // Autocomplete ranks by how often ada writes to someone: Carol (written to once) comes
+    // before Carl (never written to), though "Carl" sorts first by name.
+    ada.ok(Method::POST, "/api/v1/contacts", Some(json!({"name": "Carl", "emails": ["carl@elsewhere.example"]}))).await;
+    let s = ada.ok(Method::GET, "/api/v1/contacts/autocomplete?q=car", None).await;
+    assert_eq!(s["addresses"][0]["address"], "carol@localhost", "{s}");
+    assert_eq!(s["addresses"][1]["address"], "carl@elsewhere.example", "{s}");
 
     // Bob replies: it lands in ada's inbox in the same thread as her sent copy.
     let reply = json!({"to": ["ada@localhost"], "text": "Sounds good.", "reply_to_id": bob_id});
