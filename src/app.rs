@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -21,11 +22,11 @@ use crate::domains::prefs::PrefsService;
 use crate::domains::profile::ProfileService;
 use crate::domains::stream::StreamService;
 use crate::domains::tags::TagService;
-use crate::doors::http::{self, HttpState};
+use crate::doors::http::{self, HttpSettings, HttpState, Probe};
 use crate::doors::rtmp::{self, RtmpLimits};
 use crate::doors::smtp::{self, DoorSettings, MailDoor, SessionKind};
+use crate::events::{Bus, Event, Handler};
 use crate::platform::blobs::Blobs;
-use crate::platform::bus::{Bus, Event, Handler};
 use crate::platform::config::Config;
 use crate::platform::db::{self, Db};
 use crate::platform::jobs::{JobPool, PoolSettings};
@@ -159,13 +160,17 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
 }
 
 /// A bus handler that clones `service` for each event and calls `handle` on it.
-fn handler<S, F, Fut>(service: S, handle: F) -> Handler
+fn handler<S, F, Fut, Err>(service: S, handle: F) -> Handler
 where
     S: Clone + Send + Sync + 'static,
     F: Fn(S, Event) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), String>> + Send + 'static,
+    Fut: Future<Output = Result<(), Err>> + Send + 'static,
+    Err: std::error::Error + Send + Sync + 'static,
 {
-    Arc::new(move |e| Box::pin(handle(service.clone(), e)))
+    Arc::new(move |e| {
+        let fut = handle(service.clone(), e);
+        Box::pin(async move { fut.await.map_err(|e| e.into()) })
+    })
 }
 
 /// Starts one bus subscriber per consuming domain.
@@ -213,102 +218,170 @@ fn start_housekeeping(services: Arc<Services>, mut stop: watch::Receiver<bool>) 
     })
 }
 
-/// Binds the HTTP listener, prints where postcast serves, and serves until `shutdown`
-/// resolves; then stops the doors and the bus subscribers gracefully.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+/// Where each door listens, as bound: the real ports when the configuration said 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Bound {
+    /// The web UI, the API, HLS, `/healthz` and `/metrics`.
+    pub http: SocketAddr,
+    /// RTMP ingest.
+    pub rtmp: SocketAddr,
+    /// Inbound SMTP (MX).
+    pub smtp: SocketAddr,
+    /// SMTP submission with STARTTLS.
+    pub submission: SocketAddr,
+    /// SMTP submission over implicit TLS.
+    pub submissions: SocketAddr,
+}
+
+/// A started server: every door listens; [`Running::serve`] runs it until shutdown.
+pub struct Running {
+    /// Where the doors listen.
+    pub bound: Bound,
+    services: Arc<Services>,
+    http: TcpListener,
+    stop_tx: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    started: std::time::Instant,
+}
+
+/// Binds a listener, reporting the address it was asked for on failure.
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| StartError::Bind(addr, e))?;
+    let local = listener.local_addr().map_err(|e| StartError::Bind(addr, e))?;
+    Ok((listener, local))
+}
+
+/// Binds every door, builds the services, and starts the bus subscribers, the background
+/// workers and the TCP doors. The HTTP door starts with [`Running::serve`].
+pub async fn start(config: Config) -> Result<Running, StartError> {
     let started = std::time::Instant::now();
-    let http_addr = config.server.http;
-    let rtmp_addr = config.server.rtmp;
-    let listener = TcpListener::bind(http_addr).await.map_err(|e| StartError::Bind(http_addr, e))?;
-    let rtmp_listener = TcpListener::bind(rtmp_addr).await.map_err(|e| StartError::Bind(rtmp_addr, e))?;
+    let (http, http_addr) = bind(config.server.http).await?;
+    let (rtmp_listener, rtmp_addr) = bind(config.server.rtmp).await?;
     let mut smtp_listeners = Vec::new();
     for (addr, kind, implicit_tls) in [
         (config.server.smtp, SessionKind::Inbound, false),
         (config.server.submission, SessionKind::Submission, false),
         (config.server.submissions, SessionKind::Submission, true),
     ] {
-        let listener = TcpListener::bind(addr).await.map_err(|e| StartError::Bind(addr, e))?;
-        let local = listener.local_addr().map_err(|e| StartError::Bind(addr, e))?;
+        let (listener, local) = bind(addr).await?;
         smtp_listeners.push((listener, local, DoorSettings::from_config(&config, kind, implicit_tls)));
     }
+    let bound = Bound {
+        http: http_addr,
+        rtmp: rtmp_addr,
+        smtp: smtp_listeners[0].1,
+        submission: smtp_listeners[1].1,
+        submissions: smtp_listeners[2].1,
+    };
     let tls = crate::platform::tls::server_config(&config).map_err(|e| StartError::Service(format!("TLS: {e}")))?;
     let services = build(config).await?;
-    let local = listener.local_addr().map_err(|e| StartError::Bind(http_addr, e))?;
-    let rtmp_local = rtmp_listener.local_addr().map_err(|e| StartError::Bind(rtmp_addr, e))?;
-    services.stream.set_ingest_addr(rtmp_local);
+    services.stream.set_ingest_addr(rtmp_addr);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut subscribers = start_subscribers(&services, &stop_rx);
+    let mut tasks = start_subscribers(&services, &stop_rx);
     match services.stream.recover().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(streams = n, "streams left live by the last run are now recordings"),
         Err(e) => tracing::warn!(error = %e, "stream recovery failed"),
     }
-    subscribers.push(start_housekeeping(services.clone(), stop_rx.clone()));
+    tasks.push(start_housekeeping(services.clone(), stop_rx.clone()));
     if let Err(e) = services.outbound.dkim_key().await {
         tracing::warn!(error = %e, "no DKIM key: outgoing mail cannot be queued");
     }
-    subscribers.push(services.outbound.start(stop_rx.clone()));
+    tasks.push(services.outbound.start(stop_rx.clone()));
     let limits = RtmpLimits {
         handshake_timeout: Duration::from_secs(10),
         read_timeout: Duration::from_secs(30),
         max_message_bytes: services.config.stream.max_message_bytes,
         max_connections: 256,
+        connections_per_ip: 16,
     };
-    subscribers.push(tokio::spawn(rtmp::serve(rtmp_listener, services.stream.clone(), limits, stop_rx.clone())));
+    tasks.push(tokio::spawn(rtmp::serve(rtmp_listener, services.stream.clone(), limits, stop_rx.clone())));
     let mail_door = Arc::new(MailDoor::new(services.auth.clone(), services.mail.clone()));
-    let mut smtp_lines = Vec::new();
-    for (listener, local, door) in smtp_listeners {
-        smtp_lines.push(match (door.session.kind, door.implicit_tls) {
-            (SessionKind::Inbound, _) => format!("SMTP listening on smtp://{local}"),
-            (SessionKind::Submission, false) => format!("Submission listening on smtp://{local}"),
-            (SessionKind::Submission, true) => format!("Submissions listening on smtps://{local}"),
-        });
+    for (listener, _, door) in smtp_listeners {
         let serve = smtp::serve(listener, door, Some(tls.clone()), mail_door.clone(), stop_rx.clone());
-        subscribers.push(tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "SMTP door stopped");
             }
         }));
     }
-    let app = http::router(HttpState { services: services.clone() });
-    let c = &services.config;
-    println!("postcast {} serving", env!("CARGO_PKG_VERSION"));
-    println!("  data folder   {}", c.server.data_dir.display());
-    println!("  mail domain   {}", c.server.domain);
-    println!("  web UI        http://{local}/");
-    println!("  API           http://{local}/api/v1  (OpenAPI: http://{local}/api/v1/openapi.json)");
-    println!("  health        http://{local}/healthz   metrics: http://{local}/metrics");
-    println!("  RTMP ingest   rtmp://{rtmp_local}/live/STREAM-KEY  (OBS: Settings → Stream → Custom)");
-    if let Err(e) = services.stream.ffmpeg_status() {
-        println!("  streaming     DISABLED: {e}");
+    Ok(Running { bound, services, http, stop_tx, tasks, started })
+}
+
+/// `/healthz`'s question to the database.
+struct DbProbe(Db);
+
+impl Probe for DbProbe {
+    fn name(&self) -> &'static str {
+        "database"
     }
-    for line in &smtp_lines {
-        let (what, url) = line.split_once(" listening on ").unwrap_or((line, ""));
-        let role = match what {
-            "SMTP" => "SMTP (MX)",
-            "Submission" => "submission",
-            _ => "submissions",
-        };
-        let hint = match what {
-            "SMTP" => "mail from other servers; port 25 in production",
-            "Submission" => "mail programs: STARTTLS, then AUTH with an app password",
-            _ => "mail programs over implicit TLS; port 465 in production",
-        };
-        println!("  {role:<13} {url}  ({hint})");
+
+    fn check(&self) -> BoxFuture<'_, Result<(), Box<dyn std::error::Error + Send + Sync>>> {
+        Box::pin(async move { Ok(db::ping(&self.0).await?) })
     }
-    for line in &smtp_lines {
-        println!("{line}");
+}
+
+/// The HTTP door's state: the services it calls and its settings, nothing more.
+pub fn http_state(services: &Services) -> HttpState {
+    HttpState {
+        auth: services.auth.clone(),
+        profile: services.profile.clone(),
+        prefs: services.prefs.clone(),
+        stream: services.stream.clone(),
+        mail: services.mail.clone(),
+        tags: services.tags.clone(),
+        contacts: services.contacts.clone(),
+        outbound: services.outbound.clone(),
+        metrics: services.metrics.clone(),
+        probes: Arc::new([Arc::new(DbProbe(services.db.clone())) as Arc<dyn Probe>]),
+        settings: Arc::new(HttpSettings::from_config(&services.config)),
     }
-    println!("RTMP listening on rtmp://{rtmp_local}");
-    println!("HTTP listening on http://{local}");
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
-    let _ = stop_tx.send(true);
-    for s in subscribers {
-        let _ = s.await;
+}
+
+impl Running {
+    /// What a person starting the server reads: where each door is and what it is for.
+    pub fn banner(&self) -> String {
+        let c = &self.services.config;
+        let b = &self.bound;
+        let h = b.http;
+        let mut out = format!("postcast {} serving\n", env!("CARGO_PKG_VERSION"));
+        let mut line = |label: &str, text: String| out.push_str(&format!("  {label:<13} {text}\n"));
+        line("data folder", c.server.data_dir.display().to_string());
+        line("mail domain", c.server.domain.clone());
+        line("web UI", format!("http://{h}/"));
+        line("API", format!("http://{h}/api/v1  (OpenAPI: http://{h}/api/v1/openapi.json)"));
+        line("health", format!("http://{h}/healthz   metrics: http://{h}/metrics"));
+        line("RTMP ingest", format!("rtmp://{}/live/STREAM-KEY  (OBS: Settings → Stream → Custom)", b.rtmp));
+        if let Err(e) = self.services.stream.ffmpeg_status() {
+            line("streaming", format!("DISABLED: {e}"));
+        }
+        line("SMTP (MX)", format!("smtp://{}  (mail from other servers; port 25 in production)", b.smtp));
+        line(
+            "submission",
+            format!("smtp://{}  (mail programs: STARTTLS, then AUTH with an app password)", b.submission),
+        );
+        line(
+            "submissions",
+            format!("smtps://{}  (mail programs over implicit TLS; port 465 in production)", b.submissions),
+        );
+        out.push_str(&format!("Ready in {} ms.\n", self.started.elapsed().as_millis()));
+        out
     }
-    services.db.clone().close().await.ok();
-    served.map_err(|e| StartError::Bind(local, e))
+
+    /// Serves HTTP until `shutdown` resolves; then stops the doors, the workers and the bus
+    /// subscribers gracefully and closes the database.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let Running { bound, services, http, stop_tx, tasks, started } = self;
+        let app = http::router(http_state(&services));
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
+        let served = axum::serve(http, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let _ = stop_tx.send(true);
+        for task in tasks {
+            let _ = task.await;
+        }
+        services.db.clone().close().await.ok();
+        served.map_err(|e| StartError::Bind(bound.http, e))
+    }
 }

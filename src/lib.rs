@@ -5,4 +5,5 @@
 pub mod app;
 pub mod domains;
 pub mod doors;
+pub mod events;
 pub mod platform;

@@ -51,7 +51,12 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server (the default).
-    Serve,
+    Serve {
+        /// Once every door listens, write where (JSON: http, rtmp, smtp, submission,
+        /// submissions as `IP:PORT`) to this file, for scripts and tests.
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage accounts.
@@ -217,10 +222,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Starts every door, tells where (the ready file first, then the banner), and serves
+/// until Ctrl-C or SIGTERM.
+async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let running = app::start(config).await?;
+    if let Some(path) = ready_file {
+        let json = serde_json::to_vec(&running.bound)?;
+        // Written whole, then renamed, so a reader never sees half of it.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, json).with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, &path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    print!("{}", running.banner());
+    running.serve(shutdown_signal()).await?;
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config()?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => app::run(config, shutdown_signal()).await?,
+    match cli.command.unwrap_or(Command::Serve { ready_file: None }) {
+        Command::Serve { ready_file } => serve(config, ready_file).await?,
         Command::Migrate => {
             std::fs::create_dir_all(&config.server.data_dir)
                 .with_context(|| format!("creating {}", config.server.data_dir.display()))?;

@@ -209,9 +209,9 @@ fn decode_warnings(path: &std::path::Path) -> String {
 #[tokio::test]
 async fn obs_style_push_becomes_a_ladder_of_playable_hls_and_a_recording() {
     let s = Server::start_with("[stream]\nchunk_seconds = 2.0\nreconnect_grace_seconds = 2\n");
-    let rtmp = s.rtmp.expect("the server prints its RTMP address");
+    let rtmp = s.rtmp.expect("the ready file names the RTMP door");
     let (_token, key) = user_with_key(&s, "olive").await;
-    // The command: 20 s of 720p30, a keyframe every 2 s.
+    // What OBS sends by default: 20 s of 720p30, a keyframe every 2 s.
     let mut ff = push(rtmp, &key, "1280x720", 60, 20);
     let id = live_stream_of(&s, "olive").await;
 

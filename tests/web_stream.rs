@@ -43,7 +43,7 @@ impl Drop for KillOnDrop {
 
 /// The RTMP address of a server started by the harness.
 fn rtmp_of(s: &Server) -> SocketAddr {
-    s.rtmp.expect("the server printed no `RTMP listening on rtmp://ADDR` line")
+    s.rtmp.expect("the ready file names the RTMP door")
 }
 
 /// Sends `method path` with an optional bearer token; answers status and JSON (or null).

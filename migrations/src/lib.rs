@@ -11,6 +11,7 @@ mod m20261127_000004_streams;
 mod m20261127_000005_mail;
 mod m20261127_000006_contacts;
 mod m20261127_000007_outbound;
+mod m20261130_000008_dead_letters;
 
 /// A foreign key from `table.col` to `to.to_col` that deletes the row with its parent.
 pub(crate) fn cascade(
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000005_mail::Migration),
             Box::new(m20261127_000006_contacts::Migration),
             Box::new(m20261127_000007_outbound::Migration),
+            Box::new(m20261130_000008_dead_letters::Migration),
         ]
     }
 }

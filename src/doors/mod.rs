@@ -1,5 +1,7 @@
 //! Doors: protocol servers that parse, authenticate and call one domain service each.
+//! The TCP doors share one accept loop ([`accept`]).
 
+pub mod accept;
 pub mod http;
 pub mod rtmp;
 pub mod smtp;

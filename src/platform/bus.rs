@@ -1,10 +1,15 @@
-//! The event bus: one typed `Event` enum and a durable outbox. A domain writes its event
+//! The event bus: generic machinery over any serialisable event type (the application's
+//! enum lives in `crate::events`; this module names no event). A domain writes its event
 //! into the `outbox` table in the same transaction as the data it describes
 //! ([`Bus::publish`]), then calls [`Bus::wake`] after the commit. Each subscriber has a
 //! task and a cursor (`bus_cursors`): it gets every event after its cursor, in order, at
 //! least once (also after a crash or restart, as the cursor only moves after the handler
-//! succeeded), so handlers must be idempotent. The bus holds no business rules.
+//! succeeded), so handlers must be idempotent. An event whose handler keeps failing is
+//! written to `bus_dead_letters` with the error, never dropped silently. Live listeners
+//! ([`Bus::listen`]) get every committed event and every [`Bus::emit`] at once. The bus
+//! holds no business rules.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,63 +18,11 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
 
 use super::db::{Db, now};
-
-/// Everything that happens and that another module may care about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum Event {
-    /// A new account exists.
-    UserRegistered {
-        /// The account.
-        user_id: i64,
-        /// Its login name.
-        username: String,
-    },
-    /// An account was disabled: its sessions are gone.
-    UserDisabled {
-        /// The account.
-        user_id: i64,
-    },
-    /// A user's preference document changed.
-    PrefsChanged {
-        /// The owner.
-        user_id: i64,
-    },
-    /// A message was stored in a user's mailbox (received, sent copy, imported or drafted).
-    MailStored {
-        /// The owner.
-        user_id: i64,
-        /// The stored message's row id.
-        message_id: i64,
-        /// The mailbox it landed in.
-        mailbox_id: i64,
-    },
-    /// A user sent a message (web compose or SMTP submission): it is in Sent and on its way.
-    MailSent {
-        /// The sender.
-        user_id: i64,
-        /// The row id of the copy in Sent.
-        message_id: i64,
-        /// Every recipient address (To, Cc and Bcc, after group expansion), lower-cased.
-        recipients: Vec<String>,
-    },
-    /// A stream went live (in-memory only: see [`Bus::emit`]).
-    StreamStarted {
-        /// The stream.
-        stream_id: String,
-        /// Its owner.
-        user_id: i64,
-    },
-    /// A stream ended and is now a recording (in-memory only).
-    StreamEnded {
-        /// The stream.
-        stream_id: String,
-    },
-}
 
 /// Outbox rows.
 pub mod outbox {
@@ -117,49 +70,165 @@ pub mod cursor {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// A subscriber's handler: returns an error to have the event retried.
-pub type Handler = Arc<dyn Fn(Event) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+/// Dead letters: events a subscriber's handler failed on every attempt.
+pub mod dead_letter {
+    use sea_orm::entity::prelude::*;
 
-/// Attempts before an event that keeps failing is skipped (and counted) for a subscriber.
-const MAX_ATTEMPTS: u32 = 8;
+    /// One event one subscriber gave up on, kept for an operator to look at and replay.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "bus_dead_letters")]
+    pub struct Model {
+        /// Row id.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The subscriber that failed.
+        pub subscriber: String,
+        /// The outbox id of the event.
+        pub outbox_id: i64,
+        /// The event as JSON.
+        pub event: String,
+        /// The last error.
+        pub error: String,
+        /// When it was given up (Unix seconds).
+        pub failed_at: i64,
+    }
 
-/// The bus.
-#[derive(Clone)]
-pub struct Bus {
-    db: Db,
-    notify: Arc<Notify>,
-    live: tokio::sync::broadcast::Sender<Event>,
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
 }
 
-impl Bus {
+/// What a handler returns when it failed: any error, with its sources.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A subscriber's handler: returns an error to have the event retried.
+pub type Handler<E> = Arc<dyn Fn(E) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
+
+/// What can travel on the bus: serialisable, cloneable events.
+pub trait BusEvent: Serialize + DeserializeOwned + Clone + Send + Sync + std::fmt::Debug + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + std::fmt::Debug + 'static> BusEvent for T {}
+
+/// Attempts before an event that keeps failing goes to the dead letters for a subscriber.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// How many live events a slow listener may fall behind before it misses some.
+const LIVE_BACKLOG: usize = 4096;
+
+/// The bus over events of type `E`.
+pub struct Bus<E> {
+    db: Db,
+    notify: Arc<Notify>,
+    live: tokio::sync::broadcast::Sender<E>,
+    /// The outbox id up to which committed events were sent to live listeners.
+    live_cursor: Arc<tokio::sync::Mutex<i64>>,
+    /// The first retry delay of a failing handler, doubled per attempt.
+    retry_delay: Duration,
+    _event: PhantomData<fn() -> E>,
+}
+
+impl<E> Clone for Bus<E> {
+    fn clone(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            notify: self.notify.clone(),
+            live: self.live.clone(),
+            live_cursor: self.live_cursor.clone(),
+            retry_delay: self.retry_delay,
+            _event: PhantomData,
+        }
+    }
+}
+
+impl<E: BusEvent> Bus<E> {
     /// A bus over the outbox in `db`.
     pub fn new(db: Db) -> Self {
-        Self { db, notify: Arc::new(Notify::new()), live: tokio::sync::broadcast::channel(1024).0 }
+        Self {
+            db,
+            notify: Arc::new(Notify::new()),
+            live: tokio::sync::broadcast::channel(LIVE_BACKLOG).0,
+            live_cursor: Arc::new(tokio::sync::Mutex::new(-1)),
+            retry_delay: Duration::from_millis(50),
+            _event: PhantomData,
+        }
+    }
+
+    /// The same bus with another first retry delay for failing handlers.
+    pub fn with_retry_delay(mut self, delay: Duration) -> Self {
+        self.retry_delay = delay;
+        self
     }
 
     /// Sends an event that need not survive a crash (streaming) to current listeners only.
-    pub fn emit(&self, event: Event) {
+    pub fn emit(&self, event: E) {
         metrics::counter!("postcast_bus_emitted_total").increment(1);
         let _ = self.live.send(event);
     }
 
-    /// Listens to the in-memory events of [`Bus::emit`].
-    pub fn listen(&self) -> tokio::sync::broadcast::Receiver<Event> {
-        self.live.subscribe()
+    /// Listens to events as they happen: every [`Bus::emit`], and every outbox event
+    /// committed after this call once [`Bus::wake`] follows its commit. A listener that
+    /// falls more than a few thousand events behind is told it lagged (and should re-read
+    /// its state).
+    pub async fn listen(&self) -> Result<tokio::sync::broadcast::Receiver<E>, DbErr> {
+        let mut cursor = self.live_cursor.lock().await;
+        if *cursor < 0 {
+            *cursor = self.last_outbox_id().await?;
+        }
+        Ok(self.live.subscribe())
+    }
+
+    async fn last_outbox_id(&self) -> Result<i64, DbErr> {
+        let last = outbox::Entity::find().order_by_desc(outbox::Column::Id).one(&self.db).await?;
+        Ok(last.map(|r| r.id).unwrap_or(0))
     }
 
     /// Writes `event` to the outbox on `conn`, normally the caller's open transaction, so
     /// the event exists exactly when the data does. Call [`Bus::wake`] after the commit.
-    pub async fn publish<C: ConnectionTrait>(conn: &C, event: &Event) -> Result<(), DbErr> {
+    pub async fn publish<C: ConnectionTrait>(conn: &C, event: &E) -> Result<(), DbErr> {
         let json = serde_json::to_string(event).map_err(|e| DbErr::Custom(e.to_string()))?;
         let row = outbox::ActiveModel { id: NotSet, event: Set(json), created_at: Set(now()) };
         outbox::Entity::insert(row).exec(conn).await?;
         Ok(())
     }
 
-    /// Tells the subscribers that committed events are waiting.
+    /// Tells the subscribers that committed events are waiting, and hands the new ones to
+    /// the live listeners.
     pub fn wake(&self) {
         self.notify.notify_waiters();
+        if self.live.receiver_count() > 0 {
+            let bus = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = bus.forward_live().await {
+                    tracing::warn!(error = %e, "live event forwarding failed");
+                }
+            });
+        }
+    }
+
+    /// Sends the committed events after the live cursor to the live listeners, in order.
+    async fn forward_live(&self) -> Result<(), DbErr> {
+        let mut cursor = self.live_cursor.lock().await;
+        if *cursor < 0 {
+            // Nobody listened before: nothing to forward.
+            return Ok(());
+        }
+        loop {
+            let rows = outbox::Entity::find()
+                .filter(outbox::Column::Id.gt(*cursor))
+                .order_by_asc(outbox::Column::Id)
+                .limit(500)
+                .all(&self.db)
+                .await?;
+            let Some(last) = rows.last().map(|r| r.id) else { return Ok(()) };
+            for row in rows {
+                if let Ok(event) = serde_json::from_str::<E>(&row.event) {
+                    let _ = self.live.send(event);
+                }
+            }
+            *cursor = last;
+        }
     }
 
     /// Starts a subscriber task that runs `handler` for every event after its stored
@@ -167,7 +236,7 @@ impl Bus {
     pub fn subscribe(
         &self,
         name: &'static str,
-        handler: Handler,
+        handler: Handler<E>,
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let bus = self.clone();
@@ -194,7 +263,7 @@ impl Bus {
     async fn drain(
         &self,
         name: &'static str,
-        handler: &Handler,
+        handler: &Handler<E>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), DbErr> {
         let mut last = cursor::Entity::find_by_id(name.to_owned()).one(&self.db).await?.map(|c| c.last_id).unwrap_or(0);
@@ -212,7 +281,7 @@ impl Bus {
                 if *shutdown.borrow() {
                     return Ok(());
                 }
-                self.deliver(name, handler, &row).await;
+                self.deliver(name, handler, &row).await?;
                 last = row.id;
                 let c = cursor::ActiveModel { subscriber: Set(name.to_owned()), last_id: Set(last) };
                 cursor::Entity::insert(c)
@@ -225,22 +294,27 @@ impl Bus {
         }
     }
 
-    async fn deliver(&self, name: &'static str, handler: &Handler, row: &outbox::Model) {
-        let event: Event = match serde_json::from_str(&row.event) {
+    async fn deliver(&self, name: &'static str, handler: &Handler<E>, row: &outbox::Model) -> Result<(), DbErr> {
+        let event: E = match serde_json::from_str(&row.event) {
             Ok(e) => e,
             Err(e) => {
                 // An event from a newer or older version this build cannot read.
                 tracing::error!(subscriber = name, id = row.id, error = %e, "unreadable event skipped");
                 metrics::counter!("postcast_bus_skipped_total", "subscriber" => name).increment(1);
-                return;
+                return self.dead_letter(name, row, &e.to_string()).await;
             }
         };
-        let mut delay = Duration::from_millis(50);
+        let mut delay = self.retry_delay;
         for attempt in 1..=MAX_ATTEMPTS {
             match handler(event.clone()).await {
                 Ok(()) => {
                     metrics::counter!("postcast_bus_delivered_total", "subscriber" => name).increment(1);
-                    return;
+                    return Ok(());
+                }
+                Err(e) if attempt == MAX_ATTEMPTS => {
+                    tracing::error!(subscriber = name, id = row.id, error = %e, "event dead-lettered after {MAX_ATTEMPTS} attempts");
+                    metrics::counter!("postcast_bus_dead_letters_total", "subscriber" => name).increment(1);
+                    return self.dead_letter(name, row, &e.to_string()).await;
                 }
                 Err(e) => {
                     tracing::warn!(subscriber = name, id = row.id, attempt, error = %e, "event handler failed");
@@ -249,8 +323,21 @@ impl Bus {
                 }
             }
         }
-        tracing::error!(subscriber = name, id = row.id, "event skipped after {MAX_ATTEMPTS} attempts");
-        metrics::counter!("postcast_bus_skipped_total", "subscriber" => name).increment(1);
+        Ok(())
+    }
+
+    /// Keeps an event a subscriber gave up on, with the reason.
+    async fn dead_letter(&self, name: &'static str, row: &outbox::Model, error: &str) -> Result<(), DbErr> {
+        let letter = dead_letter::ActiveModel {
+            id: NotSet,
+            subscriber: Set(name.to_owned()),
+            outbox_id: Set(row.id),
+            event: Set(row.event.clone()),
+            error: Set(error.to_owned()),
+            failed_at: Set(now()),
+        };
+        dead_letter::Entity::insert(letter).exec(&self.db).await?;
+        Ok(())
     }
 
     /// Deletes outbox rows that every known subscriber has handled.
@@ -270,7 +357,17 @@ impl Bus {
 mod tests {
     use super::*;
     use sea_orm::TransactionTrait;
+    use serde::Deserialize;
     use tokio::sync::mpsc;
+
+    /// A stand-in event type: the bus must work for any.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    enum Event {
+        UserDisabled { user_id: i64 },
+    }
+
+    type Bus = super::Bus<Event>;
+    type Handler = super::Handler<Event>;
 
     async fn db(dir: &std::path::Path) -> Db {
         let url = format!("sqlite://{}?mode=rwc", dir.join("bus.db").display());
@@ -281,7 +378,7 @@ mod tests {
         Arc::new(move |e| {
             let tx = tx.clone();
             Box::pin(async move {
-                tx.send(e).map_err(|e| e.to_string())?;
+                tx.send(e)?;
                 Ok(())
             })
         })
@@ -348,5 +445,53 @@ mod tests {
         stop.send(true).unwrap();
         task.await.unwrap();
         assert_eq!(bus.prune().await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failing_handler_dead_letters_the_event_and_moves_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(dir.path()).await;
+        let bus = Bus::new(db.clone()).with_retry_delay(Duration::from_millis(1));
+        Bus::publish(&db, &Event::UserDisabled { user_id: 1 }).await.unwrap();
+        Bus::publish(&db, &Event::UserDisabled { user_id: 2 }).await.unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let picky: Handler = Arc::new(move |e| {
+            let tx = tx.clone();
+            Box::pin(async move {
+                if e == (Event::UserDisabled { user_id: 1 }) {
+                    return Err("refused".into());
+                }
+                tx.send(e)?;
+                Ok(())
+            })
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let task = bus.subscribe("picky", picky, stop_rx);
+        assert_eq!(rx.recv().await.unwrap(), Event::UserDisabled { user_id: 2 });
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let letters = dead_letter::Entity::find().all(&db).await.unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!((letters[0].subscriber.as_str(), letters[0].error.as_str()), ("picky", "refused"));
+        let kept: Event = serde_json::from_str(&letters[0].event).unwrap();
+        assert_eq!(kept, Event::UserDisabled { user_id: 1 });
+    }
+
+    #[tokio::test]
+    async fn live_listeners_get_events_committed_after_they_listen() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(dir.path()).await;
+        let bus = Bus::new(db.clone());
+        Bus::publish(&db, &Event::UserDisabled { user_id: 1 }).await.unwrap();
+        let mut live = bus.listen().await.unwrap();
+        let txn = db.begin().await.unwrap();
+        Bus::publish(&txn, &Event::UserDisabled { user_id: 2 }).await.unwrap();
+        Bus::publish(&txn, &Event::UserDisabled { user_id: 3 }).await.unwrap();
+        txn.commit().await.unwrap();
+        bus.wake();
+        let got = tokio::time::timeout(Duration::from_secs(1), live.recv()).await.unwrap().unwrap();
+        assert_eq!(got, Event::UserDisabled { user_id: 2 }, "the event before listen() is not replayed");
+        let got = tokio::time::timeout(Duration::from_secs(1), live.recv()).await.unwrap().unwrap();
+        assert_eq!(got, Event::UserDisabled { user_id: 3 });
     }
 }

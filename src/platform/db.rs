@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 
 /// The shared connection pool.
 pub type Db = DatabaseConnection;
@@ -42,4 +42,9 @@ pub async fn migrate(db: &Db) -> Result<usize, DbErr> {
 /// Seconds since the Unix epoch: the one time format stored in every table.
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Asks the database a trivial question: Ok when it answers.
+pub async fn ping(db: &Db) -> Result<(), DbErr> {
+    db.execute_unprepared("SELECT 1").await.map(|_| ())
 }

@@ -54,7 +54,11 @@ impl Server {
             cmd.arg("--config").arg(&p);
             config_path = Some(p);
         }
+        let ready = data.path().join("ready.json");
+        let _ = std::fs::remove_file(&ready);
         cmd.arg("serve")
+            .arg("--ready-file")
+            .arg(&ready)
             .arg("--data-dir")
             .arg(data.path())
             .arg("--http")
@@ -69,26 +73,17 @@ impl Server {
         let mut child = cmd.spawn().expect("spawn postcast");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let mut rtmp = None;
-        let (mut smtp, mut submission, mut submissions) = (None, None, None);
-        let http = loop {
+        // The banner's last line comes after the ready file is written.
+        loop {
             let line = lines.next().expect("server exited before listening").unwrap();
-            if let Some(rest) = line.strip_prefix("RTMP listening on rtmp://") {
-                rtmp = Some(rest.trim().parse().unwrap());
+            if line.starts_with("Ready in ") {
+                break;
             }
-            if let Some(rest) = line.strip_prefix("SMTP listening on smtp://") {
-                smtp = Some(rest.trim().parse().unwrap());
-            }
-            if let Some(rest) = line.strip_prefix("Submission listening on smtp://") {
-                submission = Some(rest.trim().parse().unwrap());
-            }
-            if let Some(rest) = line.strip_prefix("Submissions listening on smtps://") {
-                submissions = Some(rest.trim().parse().unwrap());
-            }
-            if let Some(rest) = line.strip_prefix("HTTP listening on http://") {
-                break rest.trim().parse().unwrap();
-            }
-        };
+        }
+        let bound: Value = serde_json::from_slice(&std::fs::read(&ready).expect("ready file")).unwrap();
+        let addr = |door: &str| -> SocketAddr { bound[door].as_str().expect(door).parse().unwrap() };
+        let (http, rtmp, smtp) = (addr("http"), Some(addr("rtmp")), Some(addr("smtp")));
+        let (submission, submissions) = (Some(addr("submission")), Some(addr("submissions")));
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Server { child, http, rtmp, smtp, submission, submissions, data, config_path }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::entities::{session, user};
 use super::password::{check_password, fingerprint, normalise_username, random_token};
 use super::{AuthError, AuthService, ClientInfo, SessionInfo, User};
-use crate::platform::bus::{Bus, Event};
+use crate::events::{Bus, Event};
 use crate::platform::db::now;
 
 /// What a correct password leads to.

@@ -21,7 +21,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::NotSet, EntityTrait, QueryFilter, Q
 use sea_orm::{ColumnTrait, ConnectionTrait};
 use serde::Serialize;
 
-use crate::platform::bus::Bus;
+use crate::events::Bus;
 use crate::platform::cache::Cache;
 use crate::platform::config::{AuthConfig, Config, SmsConfig};
 use crate::platform::db::{Db, now};

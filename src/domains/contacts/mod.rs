@@ -29,7 +29,7 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
 };
 
-use crate::platform::bus::Event;
+use crate::events::Event;
 use crate::platform::db::{Db, now};
 use entities::{address, contact, group, member};
 use fields::Address;
@@ -319,10 +319,10 @@ impl ContactsService {
     }
 
     /// Bus subscriber: on `MailSent`, notes the recipients (once per message).
-    pub async fn handle_event(&self, event: Event) -> Result<(), String> {
+    pub async fn handle_event(&self, event: Event) -> Result<(), ContactsError> {
         match event {
             Event::MailSent { user_id, message_id, recipients } => {
-                self.note_recipients(user_id, message_id, &recipients).await.map(|_| ()).map_err(|e| e.to_string())
+                self.note_recipients(user_id, message_id, &recipients).await.map(|_| ())
             }
             _ => Ok(()),
         }

@@ -344,7 +344,7 @@ async fn vcard_import_merges_known_addresses_and_export_round_trips() {
 
 #[tokio::test]
 async fn a_mail_sent_event_on_the_bus_reaches_the_book_once() {
-    use crate::platform::bus::{Bus, Handler};
+    use crate::events::{Bus, Handler};
     let (_dir, svc) = service().await;
     let db = svc.db().clone();
     let bus = Bus::new(db.clone());
@@ -361,7 +361,7 @@ async fn a_mail_sent_event_on_the_bus_reaches_the_book_once() {
         Box::pin(async move {
             let r = book.handle_event(e).await;
             let _ = done_tx.send(());
-            r
+            Ok(r?)
         })
     });
     let (stop, stop_rx) = tokio::sync::watch::channel(false);

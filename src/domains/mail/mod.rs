@@ -37,8 +37,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domains::auth::AuthService;
 use crate::domains::prefs::PrefsService;
+use crate::events::Bus;
 use crate::platform::blobs::{BlobError, Blobs};
-use crate::platform::bus::Bus;
 use crate::platform::db::Db;
 
 pub use parse::{Mailbox as Address, Meta};

@@ -20,8 +20,8 @@ use super::entities::{mailbox, message};
 use super::parse::Meta;
 use super::{Flags, MailError, Role, SpamVerdict, thread};
 use crate::domains::tags::entities::{label, message_label};
+use crate::events::{Bus, Event};
 use crate::platform::blobs::{BlobId, Blobs};
-use crate::platform::bus::{Bus, Event};
 use crate::platform::db::{Db, now};
 
 /// The most deliveries committed in one transaction.

@@ -16,8 +16,8 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait, TryInsertResult};
 use serde_json::Value;
 
+use crate::events::{Bus, Event};
 use crate::platform::blobs::{BlobError, BlobId, Blobs};
-use crate::platform::bus::{Bus, Event};
 use crate::platform::config::PrefsConfig;
 use crate::platform::db::{Db, now};
 use entity::{attachment, document as doc_row};
@@ -309,11 +309,9 @@ impl PrefsService {
     }
 
     /// Bus subscriber: on `PrefsChanged`, collects the user's unreferenced attachments.
-    pub async fn handle_event(&self, event: Event) -> Result<(), String> {
+    pub async fn handle_event(&self, event: Event) -> Result<(), PrefsError> {
         match event {
-            Event::PrefsChanged { user_id } => {
-                self.collect_attachments(user_id).await.map(|_| ()).map_err(|e| e.to_string())
-            }
+            Event::PrefsChanged { user_id } => self.collect_attachments(user_id).await.map(|_| ()),
             _ => Ok(()),
         }
     }

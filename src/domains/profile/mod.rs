@@ -17,8 +17,8 @@ use tokio::sync::Mutex;
 
 use avatar::ImageType;
 
+use crate::events::Event;
 use crate::platform::blobs::{BlobError, BlobId, Blobs};
-use crate::platform::bus::Event;
 use crate::platform::config::ProfileConfig;
 use crate::platform::db::{Db, now};
 
@@ -312,11 +312,9 @@ impl ProfileService {
     }
 
     /// Bus subscriber: creates the default profile of a new account. Idempotent.
-    pub async fn handle_event(&self, event: Event) -> Result<(), String> {
+    pub async fn handle_event(&self, event: Event) -> Result<(), ProfileError> {
         match event {
-            Event::UserRegistered { user_id, username } => {
-                self.ensure(user_id, &username).await.map(|_| ()).map_err(|e| e.to_string())
-            }
+            Event::UserRegistered { user_id, username } => self.ensure(user_id, &username).await.map(|_| ()),
             _ => Ok(()),
         }
     }

@@ -23,8 +23,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Se
 use serde::{Deserialize, Serialize};
 
 use crate::domains::auth::AuthService;
+use crate::events::{Bus, Event};
 use crate::platform::blobs::{BlobId, Blobs};
-use crate::platform::bus::{Bus, Event};
 use crate::platform::config::StreamConfig;
 use crate::platform::db::{Db, now};
 use crate::platform::jobs::{JobPool, PoolSettings};
@@ -906,7 +906,7 @@ mod tests {
         assert!(matches!(svc.begin_publish("live", "live_nope", peer).await, Err(StreamError::InvalidKey)));
         let key = svc.rotate_key(user).await.unwrap();
         assert!(matches!(svc.begin_publish("other", &key, peer).await, Err(StreamError::UnknownApp(_))));
-        let mut events = svc.inner.bus.listen();
+        let mut events = svc.inner.bus.listen().await.unwrap();
         let publisher = svc.begin_publish("live", &key, peer).await.unwrap();
         let id = publisher.stream_id().to_owned();
         assert_eq!(events.recv().await.unwrap(), Event::StreamStarted { stream_id: id.clone(), user_id: user });

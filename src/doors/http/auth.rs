@@ -183,11 +183,11 @@ pub struct NewAppPasswordBody {
 }
 
 fn session_cookie(state: &HttpState, token: String) -> Cookie<'static> {
-    let hours = state.services.config.auth.session_idle_hours;
+    let hours = state.settings.session_idle_hours;
     Cookie::build((SESSION_COOKIE, token))
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(state.services.config.server.secure_cookies)
+        .secure(state.settings.secure_cookies)
         .path("/")
         .max_age(time_hours(hours))
         .build()
@@ -210,7 +210,7 @@ async fn register(
     client: ClientInfo,
     ApiJson(c): ApiJson<Credentials>,
 ) -> Result<impl IntoResponse, AppError> {
-    let user = s.services.auth.register(&c.username, &c.password, &client).await?;
+    let user = s.auth.register(&c.username, &c.password, &client).await?;
     Ok((StatusCode::CREATED, Json(UserBody { user })))
 }
 
@@ -223,7 +223,7 @@ async fn login(
     jar: CookieJar,
     ApiJson(c): ApiJson<Credentials>,
 ) -> Result<Response, AppError> {
-    match s.services.auth.login(&c.username, &c.password, &client).await? {
+    match s.auth.login(&c.username, &c.password, &client).await? {
         LoginOutcome::Session { token, user } => Ok(logged_in(&s, jar, token, user)),
         LoginOutcome::SecondFactor { pending, methods } => {
             Ok(Json(SecondFactorBody { second_factor: methods, pending }).into_response())
@@ -239,7 +239,7 @@ async fn login_second_factor(
     jar: CookieJar,
     ApiJson(r): ApiJson<SecondFactorRequest>,
 ) -> Result<Response, AppError> {
-    let (token, user) = s.services.auth.login_second_factor(&r.pending, &r.code, &client).await?;
+    let (token, user) = s.auth.login_second_factor(&r.pending, &r.code, &client).await?;
     Ok(logged_in(&s, jar, token, user))
 }
 
@@ -250,7 +250,7 @@ async fn login_sms(
     client: ClientInfo,
     ApiJson(r): ApiJson<PendingRequest>,
 ) -> Result<StatusCode, AppError> {
-    s.services.auth.send_login_sms(&r.pending, &client).await?;
+    s.auth.send_login_sms(&r.pending, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -261,15 +261,15 @@ async fn logout(
     jar: CookieJar,
     user: CurrentUser,
 ) -> Result<impl IntoResponse, AppError> {
-    s.services.auth.logout(&user.token, &client).await?;
+    s.auth.logout(&user.token, &client).await?;
     let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/").build());
     Ok((jar, StatusCode::NO_CONTENT))
 }
 
 #[utoipa::path(get, path = "/api/v1/me", responses((status = 200, body = MeBody), (status = 401, body = super::error::ErrorBody)))]
 async fn me(State(s): State<HttpState>, user: CurrentUser) -> Result<Json<MeBody>, AppError> {
-    let u = s.services.auth.me(user.user_id).await?;
-    let left = if u.has_second_factor() { s.services.auth.recovery_codes_left(user.user_id).await? } else { 0 };
+    let u = s.auth.me(user.user_id).await?;
+    let left = if u.has_second_factor() { s.auth.recovery_codes_left(user.user_id).await? } else { 0 };
     Ok(Json(MeBody { user: u, recovery_codes_left: left }))
 }
 
@@ -281,13 +281,13 @@ async fn change_password(
     user: CurrentUser,
     ApiJson(r): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, AppError> {
-    s.services.auth.change_password(user.user_id, user.session_id, &r.current, &r.new, &client).await?;
+    s.auth.change_password(user.user_id, user.session_id, &r.current, &r.new, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/auth/sessions", responses((status = 200, description = "{sessions: [SessionView]}")))]
 async fn sessions(State(s): State<HttpState>, user: CurrentUser) -> Result<impl IntoResponse, AppError> {
-    let list: Vec<SessionView> = s.services.auth.sessions(user.user_id, user.session_id).await?;
+    let list: Vec<SessionView> = s.auth.sessions(user.user_id, user.session_id).await?;
     Ok(Json(json!({ "sessions": list })))
 }
 
@@ -299,13 +299,13 @@ async fn revoke_session(
     user: CurrentUser,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, AppError> {
-    s.services.auth.revoke_session(user.user_id, id, &client).await?;
+    s.auth.revoke_session(user.user_id, id, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/setup", responses((status = 200, body = TotpSetup)))]
 async fn totp_setup(State(s): State<HttpState>, user: CurrentUser) -> Result<Json<TotpSetup>, AppError> {
-    Ok(Json(s.services.auth.totp_setup(user.user_id).await?))
+    Ok(Json(s.auth.totp_setup(user.user_id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/confirm", request_body = CodeRequest,
@@ -316,7 +316,7 @@ async fn totp_confirm(
     user: CurrentUser,
     ApiJson(r): ApiJson<CodeRequest>,
 ) -> Result<Json<RecoveryCodesBody>, AppError> {
-    let recovery_codes = s.services.auth.totp_confirm(user.user_id, &r.code, &client).await?;
+    let recovery_codes = s.auth.totp_confirm(user.user_id, &r.code, &client).await?;
     Ok(Json(RecoveryCodesBody { recovery_codes }))
 }
 
@@ -327,7 +327,7 @@ async fn totp_disable(
     user: CurrentUser,
     ApiJson(r): ApiJson<PasswordRequest>,
 ) -> Result<StatusCode, AppError> {
-    s.services.auth.totp_disable(user.user_id, &r.password, &client).await?;
+    s.auth.totp_disable(user.user_id, &r.password, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -339,7 +339,7 @@ async fn recovery_codes(
     user: CurrentUser,
     ApiJson(r): ApiJson<PasswordRequest>,
 ) -> Result<Json<RecoveryCodesBody>, AppError> {
-    let recovery_codes = s.services.auth.regenerate_recovery_codes(user.user_id, &r.password, &client).await?;
+    let recovery_codes = s.auth.regenerate_recovery_codes(user.user_id, &r.password, &client).await?;
     Ok(Json(RecoveryCodesBody { recovery_codes }))
 }
 
@@ -351,7 +351,7 @@ async fn sms_phone(
     user: CurrentUser,
     ApiJson(r): ApiJson<PhoneRequest>,
 ) -> Result<StatusCode, AppError> {
-    s.services.auth.sms_start(user.user_id, &r.phone, &client).await?;
+    s.auth.sms_start(user.user_id, &r.phone, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -363,7 +363,7 @@ async fn sms_confirm(
     user: CurrentUser,
     ApiJson(r): ApiJson<CodeRequest>,
 ) -> Result<Json<RecoveryCodesBody>, AppError> {
-    let recovery_codes = s.services.auth.sms_confirm(user.user_id, &r.code, &client).await?;
+    let recovery_codes = s.auth.sms_confirm(user.user_id, &r.code, &client).await?;
     Ok(Json(RecoveryCodesBody { recovery_codes }))
 }
 
@@ -374,13 +374,13 @@ async fn sms_disable(
     user: CurrentUser,
     ApiJson(r): ApiJson<PasswordRequest>,
 ) -> Result<StatusCode, AppError> {
-    s.services.auth.sms_disable(user.user_id, &r.password, &client).await?;
+    s.auth.sms_disable(user.user_id, &r.password, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/app-passwords", responses((status = 200, description = "{app_passwords: [AppPasswordView]}")))]
 async fn list_app_passwords(State(s): State<HttpState>, user: CurrentUser) -> Result<impl IntoResponse, AppError> {
-    let list = s.services.auth.app_passwords(user.user_id).await?;
+    let list = s.auth.app_passwords(user.user_id).await?;
     Ok(Json(json!({ "app_passwords": list })))
 }
 
@@ -392,7 +392,7 @@ async fn create_app_password(
     user: CurrentUser,
     ApiJson(r): ApiJson<NameRequest>,
 ) -> Result<impl IntoResponse, AppError> {
-    let (app_password, password) = s.services.auth.create_app_password(user.user_id, &r.name, &client).await?;
+    let (app_password, password) = s.auth.create_app_password(user.user_id, &r.name, &client).await?;
     Ok((StatusCode::CREATED, Json(NewAppPasswordBody { app_password, password })))
 }
 
@@ -404,13 +404,13 @@ async fn revoke_app_password(
     user: CurrentUser,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, AppError> {
-    s.services.auth.revoke_app_password(user.user_id, id, &client).await?;
+    s.auth.revoke_app_password(user.user_id, id, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/security-log", responses((status = 200, description = "{events: [SecurityEvent]}")))]
 async fn security_log(State(s): State<HttpState>, user: CurrentUser) -> Result<impl IntoResponse, AppError> {
-    let events: Vec<SecurityEvent> = s.services.auth.security_log(user.user_id, 200).await?;
+    let events: Vec<SecurityEvent> = s.auth.security_log(user.user_id, 200).await?;
     Ok(Json(json!({ "events": events })))
 }
 

@@ -23,7 +23,7 @@ use crate::domains::mail::send::SendError;
 
 /// The compose routes, relative to `/api/v1`.
 pub fn routes(state: &HttpState) -> Router<HttpState> {
-    let upload_limit = DefaultBodyLimit::max(state.services.config.http.upload_limit_bytes);
+    let upload_limit = DefaultBodyLimit::max(state.settings.upload_limit_bytes);
     Router::new()
         .route("/mail/uploads", post(upload.layer(upload_limit)))
         .route("/mail/send", post(send))
@@ -77,7 +77,7 @@ pub struct DraftSaved {
 }
 
 async fn author(s: &HttpState, user: &CurrentUser) -> Author {
-    let display_name = match s.services.profile.get(user.user_id, &user.username).await {
+    let display_name = match s.profile.get(user.user_id, &user.username).await {
         Ok(p) => p.display_name,
         Err(_) => String::new(),
     };
@@ -86,7 +86,7 @@ async fn author(s: &HttpState, user: &CurrentUser) -> Author {
 
 /// Expands group names in every recipient list.
 async fn expand(s: &HttpState, user: &CurrentUser, mut draft: Draft) -> Result<Draft, AppError> {
-    let contacts = &s.services.contacts;
+    let contacts = &s.contacts;
     draft.to = contacts.expand_recipients(user.user_id, &draft.to).await?;
     draft.cc = contacts.expand_recipients(user.user_id, &draft.cc).await?;
     draft.bcc = contacts.expand_recipients(user.user_id, &draft.bcc).await?;
@@ -103,7 +103,7 @@ async fn upload(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Uploaded>), AppError> {
     let size = body.len();
-    let id = s.services.mail.upload(user.user_id, body).await?;
+    let id = s.mail.upload(user.user_id, body).await?;
     Ok((StatusCode::CREATED, Json(Uploaded { id, size })))
 }
 
@@ -116,7 +116,7 @@ async fn send(
     ApiJson(draft): ApiJson<Draft>,
 ) -> Result<Json<SentBody>, AppError> {
     let draft = expand(&s, &user, draft).await?;
-    let sent = s.services.mail.send_draft(&author(&s, &user).await, &draft).await?;
+    let sent = s.mail.send_draft(&author(&s, &user).await, &draft).await?;
     Ok(Json(SentBody {
         id: sent.sent_copy.id,
         thread_id: sent.sent_copy.thread_id,
@@ -133,7 +133,7 @@ async fn save_draft(
     user: CurrentUser,
     ApiJson(draft): ApiJson<Draft>,
 ) -> Result<Json<DraftSaved>, AppError> {
-    let stored = s.services.mail.save_draft(&author(&s, &user).await, &draft).await?;
+    let stored = s.mail.save_draft(&author(&s, &user).await, &draft).await?;
     Ok(Json(DraftSaved { id: stored.id }))
 }
 
@@ -144,7 +144,7 @@ async fn delete_draft(
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, AppError> {
-    s.services.mail.delete_draft(user.user_id, id).await?;
+    s.mail.delete_draft(user.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -39,7 +39,7 @@ const VCARD_TYPES: &[&str] = &[vcard::MEDIA_TYPE, "text/x-vcard", "text/director
 /// The contact routes, relative to `/api/v1`. Imports may be as large as
 /// `http.upload_limit_bytes`.
 pub fn routes(state: &HttpState) -> Router<HttpState> {
-    let upload_limit = DefaultBodyLimit::max(state.services.config.http.upload_limit_bytes);
+    let upload_limit = DefaultBodyLimit::max(state.settings.upload_limit_bytes);
     Router::new()
         .route("/contacts", get(list_contacts).post(create_contact))
         .route("/contacts/autocomplete", get(autocomplete))
@@ -423,7 +423,7 @@ async fn list_contacts(
         return Err(AppError::bad_request(format!("offset must be at most {MAX_OFFSET}")));
     }
     let q = search_text(p.q)?;
-    let list = state.services.contacts.list_contacts(user.user_id, &ListQuery { q, limit, offset }).await?;
+    let list = state.contacts.list_contacts(user.user_id, &ListQuery { q, limit, offset }).await?;
     let end = offset.saturating_add(list.contacts.len() as u64);
     Ok(ApiJson(ContactListView {
         next_offset: (end < list.total).then_some(end),
@@ -445,7 +445,7 @@ async fn create_contact(
     ApiJson(body): ApiJson<NewContactBody>,
 ) -> Result<(StatusCode, ApiJson<ContactView>), AppError> {
     let new = NewContact { name: body.name, emails: body.emails, phone: body.phone, notes: body.notes };
-    let c = state.services.contacts.create_contact(user.user_id, new).await?;
+    let c = state.contacts.create_contact(user.user_id, new).await?;
     Ok((StatusCode::CREATED, ApiJson(c.into())))
 }
 
@@ -458,7 +458,7 @@ async fn get_contact(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<ApiJson<ContactView>, AppError> {
-    let c = state.services.contacts.contact(user.user_id, id_of(&id, "contact")?).await?;
+    let c = state.contacts.contact(user.user_id, id_of(&id, "contact")?).await?;
     Ok(ApiJson(c.into()))
 }
 
@@ -476,7 +476,7 @@ async fn patch_contact(
 ) -> Result<ApiJson<ContactView>, AppError> {
     let id = id_of(&id, "contact")?;
     let patch = ContactPatch { name: body.name, emails: body.emails, phone: body.phone, notes: body.notes };
-    let c = state.services.contacts.update_contact(user.user_id, id, patch).await?;
+    let c = state.contacts.update_contact(user.user_id, id, patch).await?;
     Ok(ApiJson(c.into()))
 }
 
@@ -489,7 +489,7 @@ async fn delete_contact(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    state.services.contacts.delete_contact(user.user_id, id_of(&id, "contact")?).await?;
+    state.contacts.delete_contact(user.user_id, id_of(&id, "contact")?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -508,7 +508,7 @@ async fn autocomplete(
         return Err(AppError::bad_request(format!("limit must be 1 to {MAX_SUGGESTIONS}")));
     }
     let q = search_text(p.q)?.unwrap_or_default();
-    let s = state.services.contacts.autocomplete(user.user_id, &q, limit).await?;
+    let s = state.contacts.autocomplete(user.user_id, &q, limit).await?;
     Ok(ApiJson(s.into()))
 }
 
@@ -516,7 +516,7 @@ async fn autocomplete(
 #[utoipa::path(get, path = "/api/v1/contacts/groups", tag = "contacts",
     responses((status = 200, body = GroupListView), (status = 401, body = ErrorBody)))]
 async fn list_groups(State(state): State<HttpState>, user: CurrentUser) -> Result<ApiJson<GroupListView>, AppError> {
-    let groups = state.services.contacts.groups(user.user_id).await?;
+    let groups = state.contacts.groups(user.user_id).await?;
     Ok(ApiJson(GroupListView { groups: groups.into_iter().map(GroupView::from).collect() }))
 }
 
@@ -531,7 +531,7 @@ async fn create_group(
     user: CurrentUser,
     ApiJson(body): ApiJson<NewGroupBody>,
 ) -> Result<(StatusCode, ApiJson<GroupView>), AppError> {
-    let g = state.services.contacts.create_group(user.user_id, &body.name, &body.member_ids).await?;
+    let g = state.contacts.create_group(user.user_id, &body.name, &body.member_ids).await?;
     Ok((StatusCode::CREATED, ApiJson(g.into())))
 }
 
@@ -544,7 +544,7 @@ async fn get_group(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<ApiJson<GroupView>, AppError> {
-    let g = state.services.contacts.group(user.user_id, id_of(&id, "group")?).await?;
+    let g = state.contacts.group(user.user_id, id_of(&id, "group")?).await?;
     Ok(ApiJson(g.into()))
 }
 
@@ -560,7 +560,7 @@ async fn rename_group(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RenameGroupBody>,
 ) -> Result<ApiJson<GroupView>, AppError> {
-    let g = state.services.contacts.rename_group(user.user_id, id_of(&id, "group")?, &body.name).await?;
+    let g = state.contacts.rename_group(user.user_id, id_of(&id, "group")?, &body.name).await?;
     Ok(ApiJson(g.into()))
 }
 
@@ -573,7 +573,7 @@ async fn delete_group(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    state.services.contacts.delete_group(user.user_id, id_of(&id, "group")?).await?;
+    state.contacts.delete_group(user.user_id, id_of(&id, "group")?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -592,7 +592,7 @@ async fn set_members(
     let ids = match body {
         MembersBody::List(ids) | MembersBody::Object { contact_ids: ids } => ids,
     };
-    let g = state.services.contacts.set_members(user.user_id, id_of(&id, "group")?, &ids).await?;
+    let g = state.contacts.set_members(user.user_id, id_of(&id, "group")?, &ids).await?;
     Ok(ApiJson(g.into()))
 }
 
@@ -624,7 +624,7 @@ async fn import(
     }
     let body = body.map_err(body_rejection)?;
     let text = std::str::from_utf8(&body).map_err(|_| AppError::bad_request("the vCard file must be UTF-8"))?;
-    let report = state.services.contacts.import_vcard(user.user_id, text).await?;
+    let report = state.contacts.import_vcard(user.user_id, text).await?;
     Ok(ApiJson(report.into()))
 }
 
@@ -632,7 +632,7 @@ async fn import(
 #[utoipa::path(get, path = "/api/v1/contacts/export", tag = "contacts",
     responses((status = 200, description = "contacts.vcf", body = String, content_type = "text/vcard")))]
 async fn export(State(state): State<HttpState>, user: CurrentUser) -> Result<Response, AppError> {
-    let file = state.services.contacts.export_vcard(user.user_id).await?;
+    let file = state.contacts.export_vcard(user.user_id).await?;
     let mut resp = file.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/vcard; charset=utf-8"));

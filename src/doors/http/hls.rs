@@ -124,7 +124,7 @@ async fn hls(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let Some(path) = path.ok().and_then(|Path(p)| parse_path(&p)) else { return Err(not_found().await) };
-    let service = &s.services.stream;
+    let service = &s.stream;
     let (stream, response) = match path {
         HlsPath::Master { stream } => {
             let text = service.master_playlist(&stream).await?;

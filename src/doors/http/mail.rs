@@ -86,7 +86,7 @@ pub struct Created {
     description = "The caller's mailboxes, system ones first, with total and unread counts.",
     responses((status = 200, body = [MailboxInfo]), (status = 401, body = ErrorBody)))]
 async fn list_mailboxes(State(s): State<HttpState>, user: CurrentUser) -> Result<Json<Vec<MailboxInfo>>, AppError> {
-    Ok(Json(s.services.mail.mailboxes(user.user_id).await?))
+    Ok(Json(s.mail.mailboxes(user.user_id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/mail/mailboxes", tag = "mail", request_body = MailboxName,
@@ -96,7 +96,7 @@ async fn create_mailbox(
     user: CurrentUser,
     ApiJson(body): ApiJson<MailboxName>,
 ) -> Result<(StatusCode, Json<Created>), AppError> {
-    let id = s.services.mail.create_mailbox(user.user_id, &body.name).await?;
+    let id = s.mail.create_mailbox(user.user_id, &body.name).await?;
     Ok((StatusCode::CREATED, Json(Created { id })))
 }
 
@@ -108,7 +108,7 @@ async fn rename_mailbox(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<MailboxName>,
 ) -> Result<StatusCode, AppError> {
-    s.services.mail.rename_mailbox(user.user_id, id, &body.name).await?;
+    s.mail.rename_mailbox(user.user_id, id, &body.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -120,7 +120,7 @@ async fn delete_mailbox(
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, AppError> {
-    s.services.mail.delete_mailbox(user.user_id, id).await?;
+    s.mail.delete_mailbox(user.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -151,7 +151,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 #[utoipa::path(get, path = "/api/v1/mail/labels", tag = "mail",
     responses((status = 200, body = [LabelInfo]), (status = 401, body = ErrorBody)))]
 async fn list_labels(State(s): State<HttpState>, user: CurrentUser) -> Result<Json<Vec<LabelInfo>>, AppError> {
-    Ok(Json(s.services.tags.list(user.user_id).await?))
+    Ok(Json(s.tags.list(user.user_id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/mail/labels", tag = "mail", request_body = NewLabel,
@@ -161,7 +161,7 @@ async fn create_label(
     user: CurrentUser,
     ApiJson(body): ApiJson<NewLabel>,
 ) -> Result<(StatusCode, Json<LabelInfo>), AppError> {
-    let label = s.services.tags.create(user.user_id, &body.name, body.color.as_deref()).await?;
+    let label = s.tags.create(user.user_id, &body.name, body.color.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(label)))
 }
 
@@ -174,7 +174,7 @@ async fn update_label(
     ApiJson(body): ApiJson<LabelChange>,
 ) -> Result<StatusCode, AppError> {
     let color = body.color.as_ref().map(|c| c.as_deref());
-    s.services.tags.update(user.user_id, id, body.name.as_deref(), color).await?;
+    s.tags.update(user.user_id, id, body.name.as_deref(), color).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -185,7 +185,7 @@ async fn delete_label(
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, AppError> {
-    s.services.tags.delete(user.user_id, id).await?;
+    s.tags.delete(user.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -218,7 +218,7 @@ async fn list_messages(
     user: CurrentUser,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page>, AppError> {
-    let mail = &s.services.mail;
+    let mail = &s.mail;
     let scope = match (q.mailbox, q.role.as_deref(), q.label, q.starred, q.important) {
         (Some(id), None, None, false, false) => Scope::Mailbox(id),
         (None, Some(role), None, false, false) => {
@@ -251,7 +251,7 @@ async fn read_message(
     ApiQuery(q): ApiQuery<ViewQuery>,
 ) -> Result<Json<MessageView>, AppError> {
     let allow = q.images.as_deref() == Some("allow");
-    Ok(Json(s.services.mail.message(user.user_id, id, allow).await?))
+    Ok(Json(s.mail.message(user.user_id, id, allow).await?))
 }
 
 #[utoipa::path(patch, path = "/api/v1/mail/messages/{id}", tag = "mail", request_body = FlagChange,
@@ -262,7 +262,7 @@ async fn change_flags(
     ApiPath(id): ApiPath<i64>,
     ApiJson(change): ApiJson<FlagChange>,
 ) -> Result<StatusCode, AppError> {
-    s.services.mail.set_flags(user.user_id, &[id], change).await?;
+    s.mail.set_flags(user.user_id, &[id], change).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -274,7 +274,7 @@ async fn raw_message(
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, AppError> {
-    let raw = s.services.mail.raw(user.user_id, id).await?;
+    let raw = s.mail.raw(user.user_id, id).await?;
     Ok(download("message/rfc822", &format!("message-{id}.eml"), raw))
 }
 
@@ -286,7 +286,7 @@ async fn attachment(
     user: CurrentUser,
     ApiPath((id, index)): ApiPath<(i64, u32)>,
 ) -> Result<Response, AppError> {
-    let (name, content_type, bytes) = s.services.mail.attachment(user.user_id, id, index).await?;
+    let (name, content_type, bytes) = s.mail.attachment(user.user_id, id, index).await?;
     Ok(download(&content_type, &name, bytes))
 }
 
@@ -298,7 +298,7 @@ async fn read_thread(
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<Summary>>, AppError> {
-    Ok(Json(s.services.mail.thread(user.user_id, id).await?))
+    Ok(Json(s.mail.thread(user.user_id, id).await?))
 }
 
 /// What a bulk action does.
@@ -367,7 +367,7 @@ async fn bulk_action(
     user: CurrentUser,
     ApiJson(body): ApiJson<BulkAction>,
 ) -> Result<Json<Affected>, AppError> {
-    let mail = &s.services.mail;
+    let mail = &s.mail;
     let uid = user.user_id;
     let mut ids = body.ids.clone();
     for t in &body.thread_ids {
@@ -399,7 +399,7 @@ async fn bulk_action(
         }
         Action::Label | Action::Unlabel => {
             let label = body.label_id.ok_or_else(|| AppError::bad_request("label needs label_id"))?;
-            s.services.tags.set(uid, label, &ids, body.action == Action::Label).await?
+            s.tags.set(uid, label, &ids, body.action == Action::Label).await?
         }
         Action::Delete => {
             mail.delete_forever(uid, &ids).await?;
@@ -411,7 +411,7 @@ async fn bulk_action(
 #[utoipa::path(post, path = "/api/v1/mail/trash/empty", tag = "mail",
     responses((status = 200, body = Affected), (status = 401, body = ErrorBody)))]
 async fn empty_trash(State(s): State<HttpState>, user: CurrentUser) -> Result<Json<Affected>, AppError> {
-    Ok(Json(Affected { affected: s.services.mail.empty_trash(user.user_id).await? }))
+    Ok(Json(Affected { affected: s.mail.empty_trash(user.user_id).await? }))
 }
 
 /// The OpenAPI description of these routes.

@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use sea_orm::ConnectionTrait;
+use futures::future::BoxFuture;
 
 use super::HttpState;
 
@@ -28,19 +28,35 @@ pub fn routes() -> Router<HttpState> {
         .route("/api/v1/openapi.json", get(openapi))
 }
 
-/// 200 `ok` when the database answers, 503 otherwise.
+/// A dependency `/healthz` asks whether it answers (the database, ...).
+pub trait Probe: Send + Sync {
+    /// Its name in the report.
+    fn name(&self) -> &'static str;
+    /// Ok when it answers.
+    fn check(&self) -> BoxFuture<'_, Result<(), Box<dyn std::error::Error + Send + Sync>>>;
+}
+
+/// 200 with one `NAME ok` line per dependency when all answer; 503 naming the ones that
+/// do not otherwise.
 async fn healthz(State(s): State<HttpState>) -> Response {
-    match s.services.db.execute_unprepared("SELECT 1").await {
-        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "health check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+    let mut report = String::new();
+    let mut healthy = true;
+    for probe in s.probes.iter() {
+        match probe.check().await {
+            Ok(()) => report.push_str(&format!("{} ok\n", probe.name())),
+            Err(e) => {
+                tracing::error!(dependency = probe.name(), error = %e, "health check failed");
+                report.push_str(&format!("{} unavailable\n", probe.name()));
+                healthy = false;
+            }
         }
     }
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, report).into_response()
 }
 
 async fn metrics(State(s): State<HttpState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.services.metrics.render()).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render()).into_response()
 }
 
 /// The whole API description, merged from each route module.

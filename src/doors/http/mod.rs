@@ -25,21 +25,80 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::app::Services;
+use crate::domains::auth::AuthService;
+use crate::domains::contacts::ContactsService;
+use crate::domains::mail::MailService;
+use crate::domains::mail::outbound::OutboundQueue;
+use crate::domains::prefs::PrefsService;
+use crate::domains::profile::ProfileService;
+use crate::domains::stream::StreamService;
+use crate::domains::tags::TagService;
+use crate::platform::config::Config;
 pub use error::{ApiJson, AppError};
+pub use meta::Probe;
 pub use session::CurrentUser;
 
-/// What every handler gets: the services this door may call.
+/// What every handler gets: the services this door calls, by name, and its settings.
+/// Nothing else (no database, no blob store, no bus) is reachable from a handler.
 #[derive(Clone)]
 pub struct HttpState {
-    /// The domain services.
-    pub services: Arc<Services>,
+    /// Accounts, sessions and second factors.
+    pub auth: AuthService,
+    /// Profiles and avatars.
+    pub profile: ProfileService,
+    /// Preference documents.
+    pub prefs: PrefsService,
+    /// Live streams, recordings and HLS.
+    pub stream: StreamService,
+    /// The mail store.
+    pub mail: MailService,
+    /// Labels.
+    pub tags: TagService,
+    /// Contact books and groups.
+    pub contacts: ContactsService,
+    /// The outbound queue.
+    pub outbound: OutboundQueue,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// What `/healthz` asks.
+    pub probes: Arc<[Arc<dyn Probe>]>,
+    /// The door's settings.
+    pub settings: Arc<HttpSettings>,
+}
+
+/// The settings the HTTP door reads.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest JSON body.
+    pub json_limit_bytes: usize,
+    /// Largest upload (avatars, attachments, vCards).
+    pub upload_limit_bytes: usize,
+    /// Session cookie lifetime.
+    pub session_idle_hours: u64,
+    /// Whether cookies carry `Secure`.
+    pub secure_cookies: bool,
+    /// The keyframe interval OBS is told to use (the stream chunk length).
+    pub keyframe_seconds: f64,
+}
+
+impl HttpSettings {
+    /// The door's settings from `[http]`, `[auth]`, `[server]` and `[stream]`.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            json_limit_bytes: config.http.json_limit_bytes,
+            upload_limit_bytes: config.http.upload_limit_bytes,
+            session_idle_hours: config.auth.session_idle_hours,
+            secure_cookies: config.server.secure_cookies,
+            keyframe_seconds: config.stream.chunk_seconds,
+        }
+    }
 }
 
 /// The whole HTTP application.
 pub fn router(state: HttpState) -> Router {
-    let json_limit = state.services.config.http.json_limit_bytes;
+    let json_limit = state.settings.json_limit_bytes;
     let api = Router::new()
         .merge(auth::routes())
         .merge(profile::routes(&state))

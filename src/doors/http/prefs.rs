@@ -83,7 +83,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The routes, relative to `/api/v1`. Uploads may be as large as
 /// `http.upload_limit_bytes`; the service then enforces `prefs.attachment_max_bytes`.
 pub fn routes(state: &HttpState) -> Router<HttpState> {
-    let upload_limit = DefaultBodyLimit::max(state.services.config.http.upload_limit_bytes);
+    let upload_limit = DefaultBodyLimit::max(state.settings.upload_limit_bytes);
     Router::new()
         .route("/prefs", get(get_prefs).put(put_prefs).patch(patch_prefs))
         .route("/prefs/attachments", get(list_attachments).post(upload_attachment.layer(upload_limit)))
@@ -184,7 +184,7 @@ fn document_response(result: Result<PrefsDocument, PrefsError>) -> Response {
     responses((status = 200, body = Object, headers(("ETag" = String, description = "strong, changes with every write"))),
         (status = 401, body = ErrorBody)))]
 async fn get_prefs(State(state): State<HttpState>, user: CurrentUser) -> Response {
-    document_response(state.services.prefs.get(user.user_id).await)
+    document_response(state.prefs.get(user.user_id).await)
 }
 
 /// Replaces the whole document with the JSON object sent.
@@ -205,7 +205,7 @@ async fn put_prefs(
 ) -> Result<Response, AppError> {
     let expect = expect_from(&headers)?;
     let doc = json_body(&headers, body, &["application/json"])?;
-    Ok(document_response(state.services.prefs.replace(user.user_id, doc, &expect).await))
+    Ok(document_response(state.prefs.replace(user.user_id, doc, &expect).await))
 }
 
 /// Applies a JSON Merge Patch (RFC 7396): `null` removes a member, objects merge.
@@ -226,7 +226,7 @@ async fn patch_prefs(
 ) -> Result<Response, AppError> {
     let expect = expect_from(&headers)?;
     let patch = json_body(&headers, body, &[MERGE_PATCH, "application/json"])?;
-    Ok(document_response(state.services.prefs.merge_patch(user.user_id, &patch, &expect).await))
+    Ok(document_response(state.prefs.merge_patch(user.user_id, &patch, &expect).await))
 }
 
 /// Stores a file: the raw bytes are the body, `Content-Type` its type. It is deleted
@@ -245,8 +245,7 @@ async fn upload_attachment(
 ) -> Result<(StatusCode, ApiJson<AttachmentView>), AppError> {
     let Query(query) = query.map_err(|e| AppError::bad_request(e.body_text()))?;
     let body = body.map_err(body_rejection)?;
-    let a =
-        state.services.prefs.add_attachment(user.user_id, query.name.as_deref(), content_type(&headers), body).await?;
+    let a = state.prefs.add_attachment(user.user_id, query.name.as_deref(), content_type(&headers), body).await?;
     Ok((StatusCode::CREATED, ApiJson(a.into())))
 }
 
@@ -257,7 +256,7 @@ async fn list_attachments(
     State(state): State<HttpState>,
     user: CurrentUser,
 ) -> Result<ApiJson<serde_json::Value>, AppError> {
-    let list = state.services.prefs.attachments(user.user_id).await?;
+    let list = state.prefs.attachments(user.user_id).await?;
     let views: Vec<AttachmentView> = list.into_iter().map(AttachmentView::from).collect();
     Ok(ApiJson(serde_json::json!({ "attachments": views })))
 }
@@ -272,7 +271,7 @@ async fn download_attachment(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    let (a, bytes) = state.services.prefs.attachment(user.user_id, &id).await?;
+    let (a, bytes) = state.prefs.attachment(user.user_id, &id).await?;
     Ok(download(&a.content_type, &a.name, bytes))
 }
 

@@ -87,7 +87,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The routes, relative to `/api/v1`. The avatar upload may be as large as
 /// `http.upload_limit_bytes`; the service then enforces `profile.avatar_max_bytes`.
 pub fn routes(state: &HttpState) -> Router<HttpState> {
-    let upload_limit = DefaultBodyLimit::max(state.services.config.http.upload_limit_bytes);
+    let upload_limit = DefaultBodyLimit::max(state.settings.upload_limit_bytes);
     Router::new()
         .route("/profile", get(get_profile).put(put_profile))
         .route("/profile/avatar", get(get_avatar).put(put_avatar.layer(upload_limit)).delete(delete_avatar))
@@ -180,7 +180,7 @@ fn image_response(img: Image) -> Response {
 
 /// Resolves a username to an account id through the auth service; unknown is 404.
 async fn user_id_of(state: &HttpState, username: &str) -> Result<(i64, String), AppError> {
-    let user = state.services.auth.find_by_username(username).await?;
+    let user = state.auth.find_by_username(username).await?;
     user.map(|u| (u.id, u.username)).ok_or_else(|| AppError::not_found("user"))
 }
 
@@ -188,7 +188,7 @@ async fn user_id_of(state: &HttpState, username: &str) -> Result<(i64, String), 
 #[utoipa::path(get, path = "/api/v1/profile", tag = "profile",
     responses((status = 200, body = ProfileView), (status = 401, body = ErrorBody)))]
 async fn get_profile(State(state): State<HttpState>, user: CurrentUser) -> Result<ApiJson<ProfileView>, AppError> {
-    let p = state.services.profile.get(user.user_id, &user.username).await?;
+    let p = state.profile.get(user.user_id, &user.username).await?;
     Ok(ApiJson(view(p, &user.username)))
 }
 
@@ -207,7 +207,7 @@ async fn put_profile(
         time_zone: body.time_zone,
         language: body.language,
     };
-    let p = state.services.profile.update(user.user_id, &user.username, change).await?;
+    let p = state.profile.update(user.user_id, &user.username, change).await?;
     Ok(ApiJson(view(p, &user.username)))
 }
 
@@ -216,7 +216,7 @@ async fn put_profile(
     responses((status = 200, description = "the image", content_type = "image/*", body = [u8]),
         (status = 404, description = "no avatar", body = ErrorBody)))]
 async fn get_avatar(State(state): State<HttpState>, user: CurrentUser) -> Result<Response, AppError> {
-    Ok(image_response(state.services.profile.avatar(user.user_id).await?))
+    Ok(image_response(state.profile.avatar(user.user_id).await?))
 }
 
 /// Sets the avatar: the raw image is the body, its type the `Content-Type`. The bytes
@@ -235,7 +235,7 @@ async fn put_avatar(
 ) -> Result<ApiJson<ProfileView>, AppError> {
     let body = body.map_err(body_rejection)?;
     let media_type = content_type(&headers).unwrap_or_default();
-    let p = state.services.profile.set_avatar(user.user_id, &user.username, media_type, body).await?;
+    let p = state.profile.set_avatar(user.user_id, &user.username, media_type, body).await?;
     Ok(ApiJson(view(p, &user.username)))
 }
 
@@ -243,7 +243,7 @@ async fn put_avatar(
 #[utoipa::path(delete, path = "/api/v1/profile/avatar", tag = "profile",
     responses((status = 204, description = "removed"), (status = 401, body = ErrorBody)))]
 async fn delete_avatar(State(state): State<HttpState>, user: CurrentUser) -> Result<StatusCode, AppError> {
-    state.services.profile.delete_avatar(user.user_id).await?;
+    state.profile.delete_avatar(user.user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -258,7 +258,7 @@ async fn get_card(
     Path(username): Path<String>,
 ) -> Result<ApiJson<CardView>, AppError> {
     let (id, username) = user_id_of(&state, &username).await?;
-    let card = state.services.profile.card(id, &username).await?;
+    let card = state.profile.card(id, &username).await?;
     Ok(ApiJson(CardView {
         avatar_url: card.avatar_tag.map(|t| thumb_url(&username, &t)),
         username,
@@ -277,7 +277,7 @@ async fn get_user_avatar(
     Path(username): Path<String>,
 ) -> Result<Response, AppError> {
     let (id, _) = user_id_of(&state, &username).await?;
-    Ok(image_response(state.services.profile.avatar_thumbnail(id).await?))
+    Ok(image_response(state.profile.avatar_thumbnail(id).await?))
 }
 
 #[cfg(test)]

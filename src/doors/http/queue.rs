@@ -60,7 +60,7 @@ fn queue_id(raw: &str) -> Result<i64, AppError> {
     description = "The caller's mail on its way to other servers, with each recipient's state.",
     responses((status = 200, body = QueueList), (status = 401, body = ErrorBody)))]
 async fn list_queue(State(s): State<HttpState>, user: CurrentUser) -> Result<Json<QueueList>, AppError> {
-    let messages = s.services.outbound.list(Some(user.user_id)).await?;
+    let messages = s.outbound.list(Some(user.user_id)).await?;
     Ok(Json(QueueList { messages }))
 }
 
@@ -70,7 +70,7 @@ async fn list_queue(State(s): State<HttpState>, user: CurrentUser) -> Result<Jso
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "Already delivered or bounced")))]
 async fn retry(State(s): State<HttpState>, user: CurrentUser, Path(id): Path<String>) -> Result<StatusCode, AppError> {
-    s.services.outbound.retry_now(Some(user.user_id), queue_id(&id)?).await?;
+    s.outbound.retry_now(Some(user.user_id), queue_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -79,7 +79,7 @@ async fn retry(State(s): State<HttpState>, user: CurrentUser, Path(id): Path<Str
     params(("id" = i64, Path, description = "The queue id")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn cancel(State(s): State<HttpState>, user: CurrentUser, Path(id): Path<String>) -> Result<StatusCode, AppError> {
-    s.services.outbound.cancel(Some(user.user_id), queue_id(&id)?).await?;
+    s.outbound.cancel(Some(user.user_id), queue_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

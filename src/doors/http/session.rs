@@ -43,7 +43,7 @@ impl FromRequestParts<HttpState> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, AppError> {
         let token = token_from(parts).ok_or_else(AppError::unauthenticated)?;
-        let s = state.services.auth.authenticate(&token).await.map_err(|_| AppError::unauthenticated())?;
+        let s = state.auth.authenticate(&token).await.map_err(|_| AppError::unauthenticated())?;
         Ok(CurrentUser { user_id: s.user_id, username: s.username, session_id: s.session_id, token })
     }
 }

@@ -121,8 +121,8 @@ fn host_name(value: &str) -> Option<&str> {
 /// The answer of the key routes for `key`.
 fn key_body(s: &HttpState, headers: &HeaderMap, key: Option<String>) -> StreamKeyBody {
     let request_host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let ingest_url = public_ingest_url(&s.services.stream.ingest_url(), request_host);
-    let obs = ObsSettings::new(ingest_url.clone(), key.clone(), s.services.config.stream.chunk_seconds);
+    let ingest_url = public_ingest_url(&s.stream.ingest_url(), request_host);
+    let obs = ObsSettings::new(ingest_url.clone(), key.clone(), s.settings.keyframe_seconds);
     StreamKeyBody { key, ingest_url, obs }
 }
 
@@ -133,7 +133,7 @@ async fn get_key(
     headers: HeaderMap,
     user: CurrentUser,
 ) -> Result<Json<StreamKeyBody>, AppError> {
-    let key = s.services.stream.stream_key(user.user_id).await?;
+    let key = s.stream.stream_key(user.user_id).await?;
     Ok(Json(key_body(&s, &headers, key)))
 }
 
@@ -145,7 +145,7 @@ async fn rotate_key(
     headers: HeaderMap,
     user: CurrentUser,
 ) -> Result<Json<StreamKeyBody>, AppError> {
-    let key = s.services.stream.rotate_key(user.user_id).await?;
+    let key = s.stream.rotate_key(user.user_id).await?;
     Ok(Json(key_body(&s, &headers, Some(key))))
 }
 
@@ -153,7 +153,7 @@ async fn rotate_key(
     description = "Revokes the key: publishing with it is refused until a new one is made.",
     responses((status = 204), (status = 401, body = ErrorBody)))]
 async fn revoke_key(State(s): State<HttpState>, user: CurrentUser) -> Result<StatusCode, AppError> {
-    s.services.stream.revoke_key(user.user_id).await?;
+    s.stream.revoke_key(user.user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -161,7 +161,7 @@ async fn revoke_key(State(s): State<HttpState>, user: CurrentUser) -> Result<Sta
     description = "Public: who is live now, and the recordings.",
     responses((status = 200, body = StreamList)))]
 async fn list_streams(State(s): State<HttpState>) -> Result<Json<StreamList>, AppError> {
-    Ok(Json(s.services.stream.list().await?))
+    Ok(Json(s.stream.list().await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/streams/{id}", tag = "streams",
@@ -172,7 +172,7 @@ async fn stream_status(State(s): State<HttpState>, Path(id): Path<String>) -> Re
     if !is_valid_name(&id) {
         return Err(AppError::not_found("stream"));
     }
-    Ok(Json(s.services.stream.status(&id).await?))
+    Ok(Json(s.stream.status(&id).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/streams/{id}", tag = "streams",
@@ -187,7 +187,7 @@ async fn delete_recording(
     if !is_valid_name(&id) {
         return Err(AppError::not_found("stream"));
     }
-    s.services.stream.delete_recording(user.user_id, &id).await?;
+    s.stream.delete_recording(user.user_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

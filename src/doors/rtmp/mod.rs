@@ -12,7 +12,8 @@
 //!   connection then has `SHUTDOWN_GRACE` to do so before it is aborted). The publisher
 //!   lives in an `Option` that is taken to call it.
 //! - **One slow or hostile connection never blocks another**: each connection is its own
-//!   task with its own deadlines; a connection over `max_connections` is closed at once.
+//!   task with its own deadlines (the shared accept loop, [`crate::doors::accept`]); a
+//!   connection over `max_connections` or `connections_per_ip` is closed at once.
 //! - **Bad input closes that connection only**, logged with the peer at debug or info,
 //!   never a panic (rml_rtmp's own panics are caught in [`session`]).
 //! - **Deadlines**: the handshake must finish within `handshake_timeout`; afterwards a
@@ -27,9 +28,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::doors::accept::{self, AcceptSettings, Door, Refusal};
 
 use crate::domains::stream::chunker::MediaTag;
 use crate::domains::stream::{Publisher, SourceMetadata, StreamError, StreamService};
@@ -48,6 +50,8 @@ pub struct RtmpLimits {
     pub max_message_bytes: usize,
     /// Connections open at once; more are closed on arrival.
     pub max_connections: usize,
+    /// Connections open at once from one client address; more are closed on arrival.
+    pub connections_per_ip: usize,
 }
 
 impl Default for RtmpLimits {
@@ -57,6 +61,7 @@ impl Default for RtmpLimits {
             read_timeout: Duration::from_secs(30),
             max_message_bytes: 8 << 20,
             max_connections: 64,
+            connections_per_ip: 16,
         }
     }
 }
@@ -166,58 +171,36 @@ pub async fn serve(listener: TcpListener, streams: StreamService, limits: RtmpLi
     serve_with(listener, streams, limits, shutdown).await;
 }
 
-/// [`serve`] for any [`Streams`].
+/// [`serve`] for any [`Streams`], on the shared accept loop ([`crate::doors::accept`]).
 pub async fn serve_with<S: Streams>(
     listener: TcpListener,
     streams: S,
     limits: RtmpLimits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let limits = Arc::new(limits);
-    let mut tasks = JoinSet::new();
-    while !*shutdown.borrow_and_update() {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
-                    let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                        tracing::info!(%peer, "rtmp: too many connections, closing");
-                        metrics::counter!("postcast_rtmp_connections_refused_total").increment(1);
-                        continue;
-                    };
-                    let (streams, limits, shutdown) = (streams.clone(), Arc::clone(&limits), shutdown.clone());
-                    tasks.spawn(async move {
-                        connection::handle(socket, peer, streams, &limits, shutdown).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "rtmp: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            Some(joined) = tasks.join_next() => log_join(joined),
-            changed = shutdown.changed() => if changed.is_err() { break },
-        }
-    }
-    drop(listener);
-    let drain = async {
-        while let Some(joined) = tasks.join_next().await {
-            log_join(joined);
-        }
+    let settings = AcceptSettings {
+        name: "rtmp",
+        max_connections: limits.max_connections,
+        per_ip: limits.connections_per_ip,
+        shutdown_grace: SHUTDOWN_GRACE,
     };
-    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-        tracing::warn!("rtmp: connections still busy after shutdown grace; aborting them");
-        tasks.abort_all();
-    }
+    accept::serve(listener, settings, Arc::new(RtmpDoor { streams, limits }), shutdown).await;
 }
 
-fn log_join(joined: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = joined
-        && e.is_panic()
-    {
-        tracing::error!(error = %e, "rtmp: connection task panicked");
+/// The RTMP door as the accept loop drives it.
+struct RtmpDoor<S> {
+    streams: S,
+    limits: RtmpLimits,
+}
+
+impl<S: Streams> Door for RtmpDoor<S> {
+    /// RTMP has no way to say "busy" before the handshake: the socket is just closed.
+    fn refuse(&self, _socket: &TcpStream, peer: SocketAddr, why: Refusal) {
+        tracing::info!(%peer, reason = why.as_str(), "rtmp: too many connections, closing");
+    }
+
+    async fn serve(self: Arc<Self>, socket: TcpStream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
+        connection::handle(socket, peer, self.streams.clone(), &self.limits, shutdown).await
     }
 }
 

@@ -85,6 +85,7 @@ fn limits() -> RtmpLimits {
         read_timeout: Duration::from_millis(400),
         max_message_bytes: 1 << 20,
         max_connections: 8,
+        connections_per_ip: 8,
     }
 }
 

@@ -1,33 +1,32 @@
 //! The SMTP listeners: [`serve`] accepts connections for one door (inbound MX, submission
 //! with STARTTLS, or submission over implicit TLS, RFC 8314 §3.3) and runs each session in
-//! its own task with [`run_session`]. It owns admission (a cap per client address and one
-//! for the door), timeouts, the per-session tracing span, the door's metrics and graceful
-//! shutdown; the protocol is the session's, the answers are the handler's.
+//! its own task with [`run_session`] on the shared accept loop ([`crate::doors::accept`],
+//! which owns admission and shutdown). It owns what SMTP adds: the 421 a refused client is
+//! told, timeouts, the per-session tracing span and the door's metrics; the protocol is
+//! the session's, the answers are the handler's.
 //!
 //! Invariants:
-//! - **The accept loop never waits on a client**: a refused connection gets its 421 with a
-//!   non-blocking write (or, on an implicit-TLS door, is just closed) and is dropped.
-//! - **No session outlives its admission**: the per-address slot and the door's permit are
-//!   held by the session's task and released when it ends, however it ends.
+//! - **A refused connection gets its 421 with a non-blocking write** (or, on an
+//!   implicit-TLS door, is just closed).
 //! - **Shutdown stops accepting at once**; open sessions get [`SHUTDOWN_GRACE`] to finish,
 //!   then are dropped. A message is acknowledged only after the handler stored it, so a
 //!   dropped session loses nothing the client was told was taken.
 //! - **Logs carry the door and the peer address, never a password or a message body.**
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::{
     AuthMechanism, MessageVerdict, RcptVerdict, Session, SessionConfig, SessionContext, SessionKind, SmtpError,
     SmtpHandler, TlsUpgrade, run_session,
 };
+use crate::doors::accept::{self, AcceptSettings, Door, Refusal};
 use crate::platform::config::Config;
 
 /// How long open sessions may go on after shutdown before they are dropped.
@@ -81,14 +80,15 @@ impl DoorSettings {
 }
 
 /// Accepts SMTP connections on `listener` until `shutdown` turns true (or its sender is
-/// dropped), then lets open sessions finish for a short grace. With `tls`, a plain door
-/// offers STARTTLS; an implicit-TLS door needs it and fails at once without it.
+/// dropped), then lets open sessions finish for a short grace (the shared accept loop,
+/// [`crate::doors::accept`]). With `tls`, a plain door offers STARTTLS; an implicit-TLS
+/// door needs it and fails at once without it.
 pub async fn serve<H>(
     listener: TcpListener,
     door: DoorSettings,
     tls: Option<Arc<rustls::ServerConfig>>,
     handler: Arc<H>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), SmtpError>
 where
     H: SmtpHandler + Send + Sync + 'static,
@@ -100,46 +100,49 @@ where
     let mut door = door;
     door.session.tls_available = upgrade.is_some() && !door.implicit_tls;
     door.session.tls_active = door.implicit_tls;
-    let door = Arc::new(door);
-    let admission = Admission::new(&door);
-    let mut tasks = JoinSet::new();
-    while !*shutdown.borrow_and_update() {
-        tokio::select! {
-            biased;
-            changed = shutdown.changed() => if changed.is_err() { break },
-            Some(joined) = tasks.join_next() => log_join(joined),
-            accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
-                    let Some(ticket) = admission.admit(&socket, peer.ip(), &door) else { continue };
-                    let span = tracing::info_span!("smtp", door = door.name, peer = %peer.ip());
-                    let task = session_task(socket, peer, Arc::clone(&door), upgrade.clone(), Arc::clone(&handler));
-                    tasks.spawn(
-                        async move {
-                            task.await;
-                            drop(ticket);
-                        }
-                        .instrument(span),
-                    );
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(door = door.name, error = %e, "smtp: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
-    drop(listener);
-    let drain = async {
-        while let Some(joined) = tasks.join_next().await {
-            log_join(joined);
-        }
+    let settings = AcceptSettings {
+        name: door.name,
+        max_connections: door.max_sessions,
+        per_ip: door.sessions_per_ip,
+        shutdown_grace: SHUTDOWN_GRACE,
     };
-    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-        tracing::info!(door = door.name, "smtp: sessions still open after the shutdown grace; closing them");
-        tasks.abort_all();
-    }
+    let smtp = SmtpDoor { door: Arc::new(door), upgrade, handler };
+    accept::serve(listener, settings, Arc::new(smtp), shutdown).await;
     Ok(())
+}
+
+/// One SMTP door as the accept loop drives it.
+struct SmtpDoor<H> {
+    door: Arc<DoorSettings>,
+    upgrade: Option<TlsUpgrade>,
+    handler: Arc<H>,
+}
+
+impl<H: SmtpHandler + Send + Sync + 'static> Door for SmtpDoor<H> {
+    /// Tells a refused client why (RFC 5321 §3.1: a server may answer a connection with 421)
+    /// without waiting: the line fits in a fresh socket's send buffer. An implicit-TLS door
+    /// cannot speak before the handshake, so its refused clients are only disconnected.
+    fn refuse(&self, socket: &TcpStream, _peer: SocketAddr, why: Refusal) {
+        let line: &[u8] = match why {
+            Refusal::PerIp => b"421 4.7.0 Too many connections from your address\r\n",
+            // RFC 3463 §3.4: X.3.2 "system not accepting network messages".
+            Refusal::Busy => b"421 4.3.2 Too many connections, try again later\r\n",
+        };
+        if !self.door.implicit_tls {
+            let _ = socket.try_write(line);
+        }
+    }
+
+    fn serve(
+        self: Arc<Self>,
+        socket: TcpStream,
+        peer: SocketAddr,
+        _shutdown: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let span = tracing::info_span!("smtp", door = self.door.name, peer = %peer.ip());
+        session_task(socket, peer, Arc::clone(&self.door), self.upgrade.clone(), Arc::clone(&self.handler))
+            .instrument(span)
+    }
 }
 
 /// One session from greeting to close: the TLS handshake first on an implicit-TLS door.
@@ -151,7 +154,6 @@ async fn session_task<H: SmtpHandler + Send + Sync>(
     handler: Arc<H>,
 ) {
     metrics::counter!("postcast_smtp_sessions_total", "door" => door.name).increment(1);
-    let _open = OpenGauge::new(door.name);
     tracing::debug!("session started");
     // Replies are batched per read already; Nagle would only delay them.
     let _ = socket.set_nodelay(true);
@@ -168,109 +170,6 @@ async fn session_task<H: SmtpHandler + Send + Sync>(
     match result {
         Ok(()) => tracing::debug!("session ended"),
         Err(e) => tracing::debug!(error = %e, "session ended"),
-    }
-}
-
-fn log_join(joined: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = joined
-        && e.is_panic()
-    {
-        tracing::error!(error = %e, "smtp: session task panicked");
-    }
-}
-
-/// The door's two caps: sessions per client address and sessions in all.
-struct Admission {
-    permits: Arc<Semaphore>,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    per_ip_limit: usize,
-}
-
-/// A session's place under both caps; released on drop.
-struct Ticket {
-    _permit: OwnedSemaphorePermit,
-    _slot: IpSlot,
-}
-
-impl Admission {
-    fn new(door: &DoorSettings) -> Self {
-        Self {
-            permits: Arc::new(Semaphore::new(door.max_sessions)),
-            per_ip: Arc::default(),
-            per_ip_limit: door.sessions_per_ip,
-        }
-    }
-
-    /// A ticket for a new session from `ip`, or `None` after telling the client 421.
-    fn admit(&self, socket: &TcpStream, ip: IpAddr, door: &DoorSettings) -> Option<Ticket> {
-        let ip = ip.to_canonical();
-        let Some(slot) = IpSlot::take(&self.per_ip, ip, self.per_ip_limit) else {
-            refuse(socket, door, "per_ip", b"421 4.7.0 Too many connections from your address\r\n");
-            return None;
-        };
-        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-            // RFC 3463 §3.4: X.3.2 "system not accepting network messages".
-            refuse(socket, door, "busy", b"421 4.3.2 Too many connections, try again later\r\n");
-            return None;
-        };
-        Some(Ticket { _permit: permit, _slot: slot })
-    }
-}
-
-/// Tells a refused client why (RFC 5321 §3.1: a server may answer a connection with 421)
-/// without waiting: the line fits in a fresh socket's send buffer. An implicit-TLS door
-/// cannot speak before the handshake, so its refused clients are only disconnected.
-fn refuse(socket: &TcpStream, door: &DoorSettings, reason: &'static str, line: &[u8]) {
-    metrics::counter!("postcast_smtp_sessions_refused_total", "door" => door.name, "reason" => reason).increment(1);
-    tracing::debug!(door = door.name, reason, "smtp: connection refused");
-    if !door.implicit_tls {
-        let _ = socket.try_write(line);
-    }
-}
-
-/// One session's count against its client address.
-struct IpSlot {
-    table: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl IpSlot {
-    fn take(table: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, limit: usize) -> Option<Self> {
-        let mut counts = table.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = counts.entry(ip).or_insert(0);
-        if *count >= limit {
-            return None;
-        }
-        *count += 1;
-        Some(Self { table: Arc::clone(table), ip })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut counts = self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
-
-/// The open-sessions gauge of a door, up while this lives.
-struct OpenGauge(&'static str);
-
-impl OpenGauge {
-    fn new(door: &'static str) -> Self {
-        metrics::gauge!("postcast_smtp_sessions_open", "door" => door).increment(1.0);
-        Self(door)
-    }
-}
-
-impl Drop for OpenGauge {
-    fn drop(&mut self) {
-        metrics::gauge!("postcast_smtp_sessions_open", "door" => self.0).decrement(1.0);
     }
 }
 

@@ -25,10 +25,9 @@
 //! - **Bad input never panics** and costs the client: after ten errors the session says 421
 //!   and closes. Passwords and message bodies never appear in `Debug` output or logs.
 //!
-//! Not yet in this slice: the wiring in `app.rs` (three doors: `server.smtp` inbound,
-//! `server.submission` with STARTTLS, `server.submissions` with implicit TLS, all sharing
-//! one `platform::tls::server_config`) and the handler over the auth and mail services
-//! that does delivery.
+//! `app.rs` starts three doors: `server.smtp` inbound, `server.submission` with STARTTLS
+//! and `server.submissions` with implicit TLS, sharing one `platform::tls::server_config`
+//! and one [`MailDoor`] handler over the auth and mail services.
 
 mod handler;
 mod listener;

@@ -24,7 +24,7 @@ async fn call(state: &HttpState, method: Method, uri: &str, token: Option<&str>)
 }
 
 async fn login(state: &HttpState, name: &str) -> (i64, String) {
-    let auth = &state.services.auth;
+    let auth = &state.auth;
     let client = ClientInfo::local("test");
     let user = auth.create_user(name, "correct horse battery", &client).await.expect("user");
     let LoginOutcome::Session { token, .. } = auth.login(name, "correct horse battery", &client).await.expect("login")
@@ -44,7 +44,7 @@ async fn each_user_sees_and_steers_only_their_own_queue() {
     config.auth.argon2_iterations = 1;
     test_key::install(dir.path(), &config.dkim.selector);
     let services = app::build(config).await.expect("services");
-    let state = HttpState { services: services.clone() };
+    let state = app::http_state(&services);
     let (alice_id, alice) = login(&state, "alice").await;
     let (_, bob) = login(&state, "bob").await;
 
