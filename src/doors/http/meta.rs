@@ -113,3 +113,56 @@ pub async fn track_requests(req: Request, next: Next) -> Response {
     metrics::histogram!("postcast_http_request_seconds", "route" => route).record(started.elapsed().as_secs_f64());
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use futures::future::BoxFuture;
+    use tower::ServiceExt;
+
+    use super::Probe;
+    use crate::app;
+    use crate::platform::config::Config;
+
+    /// A dependency that answers or not, as told.
+    struct Fixed(&'static str, bool);
+
+    impl Probe for Fixed {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+
+        fn check(&self) -> BoxFuture<'_, Result<(), Box<dyn std::error::Error + Send + Sync>>> {
+            let up = self.1;
+            Box::pin(async move { if up { Ok(()) } else { Err("connection refused".into()) } })
+        }
+    }
+
+    async fn healthz(probes: Vec<Arc<dyn Probe>>) -> (StatusCode, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().to_owned();
+        let services = app::build(config).await.expect("services");
+        let mut state = app::http_state(&services);
+        state.probes = probes.into();
+        let req = Request::builder().uri("/healthz").body(Body::empty()).expect("request");
+        let resp = super::super::router(state).oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn healthz_names_each_dependency_and_fails_when_one_is_down() {
+        let up: Vec<Arc<dyn Probe>> = vec![Arc::new(Fixed("database", true)), Arc::new(Fixed("blobs", true))];
+        assert_eq!(healthz(up).await, (StatusCode::OK, "database ok\nblobs ok\n".to_owned()));
+        let down: Vec<Arc<dyn Probe>> = vec![Arc::new(Fixed("database", true)), Arc::new(Fixed("blobs", false))];
+        assert_eq!(
+            healthz(down).await,
+            (StatusCode::SERVICE_UNAVAILABLE, "database ok\nblobs unavailable\n".to_owned())
+        );
+    }
+}
