@@ -13,11 +13,13 @@
 
 pub mod actions;
 pub mod authn;
+pub mod changes;
 pub mod compose;
 pub mod deliver;
 pub mod dns;
 pub mod entities;
 pub mod filters;
+pub mod labels;
 pub mod outbound;
 pub mod parse;
 pub mod scan;
@@ -27,6 +29,8 @@ pub mod thread;
 pub mod transfer;
 pub mod view;
 
+#[cfg(test)]
+mod changes_tests;
 #[cfg(test)]
 mod tests;
 
@@ -56,6 +60,9 @@ pub enum MailError {
     /// A mailbox of that name exists.
     #[error("a mailbox with that name exists")]
     Exists,
+    /// A label of that name exists.
+    #[error("a label with that name exists")]
+    LabelExists,
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] DbErr),
@@ -180,6 +187,7 @@ pub struct MailService {
 struct Inner {
     db: Db,
     blobs: Blobs,
+    bus: Bus,
     auth: AuthService,
     prefs: PrefsService,
     store: store::Store,
@@ -201,10 +209,11 @@ impl MailService {
         authn: Option<authn::InboundAuth>,
         domain: &str,
     ) -> Self {
-        let store = store::Store::start(db.clone(), blobs.clone(), bus);
+        let store = store::Store::start(db.clone(), blobs.clone(), bus.clone());
         let inner = Inner {
             db,
             blobs,
+            bus,
             auth,
             prefs,
             store,
