@@ -56,79 +56,102 @@ async fn counters_and_recount(f: &Fixture) -> ((Counts, Counts), (Counts, Counts
     (kept, (by_box, by_label))
 }
 
-#[tokio::test]
-async fn counters_match_a_full_recount_after_random_operations() {
-    let f = fixture().await;
-    let mut rng = StdRng::seed_from_u64(0x5eed_0008);
-    let names: Vec<String> = ["Work", "Bills", "Family"].map(String::from).to_vec();
-    let mut labels = Vec::new();
-    for name in &names {
-        labels.push(f.mail.create_label(f.ada, name, None).await.unwrap().id);
+/// A seeded random run of every kind of change to ada's mail.
+struct RandomRun {
+    rng: StdRng,
+    names: Vec<String>,
+    labels: Vec<i64>,
+    own_boxes: Vec<i64>,
+    /// How often each kind of change ran.
+    done: [usize; 9],
+}
+
+impl RandomRun {
+    async fn new(f: &Fixture, seed: u64) -> RandomRun {
+        let names: Vec<String> = ["Work", "Bills", "Family"].map(String::from).to_vec();
+        let mut labels = Vec::new();
+        for name in &names {
+            labels.push(f.mail.create_label(f.ada, name, None).await.unwrap().id);
+        }
+        let own_boxes = vec![f.mail.create_mailbox(f.ada, "Projects").await.unwrap()];
+        RandomRun { rng: StdRng::seed_from_u64(seed), names, labels, own_boxes, done: [0; 9] }
     }
-    let mut own_boxes = vec![f.mail.create_mailbox(f.ada, "Projects").await.unwrap()];
-    let roles = [Role::Inbox, Role::Archive, Role::Trash, Role::Spam];
-    let mut done = [0usize; 9];
-    for step in 0..400 {
-        let ids: Vec<i64> = message::Entity::find()
-            .all(&f.db)
-            .await
-            .unwrap()
-            .iter()
-            .filter(|m| m.user_id == f.ada)
-            .map(|m| m.id)
-            .collect();
-        let n = rng.gen_range(1..4);
-        let some: Vec<i64> = ids.choose_multiple(&mut rng, n).copied().collect();
-        let op = if ids.is_empty() { 0 } else { rng.gen_range(0..9) };
+
+    /// Runs `steps` random changes.
+    async fn run(&mut self, f: &Fixture, steps: usize) {
+        for step in 0..steps {
+            let ids: Vec<i64> = message::Entity::find()
+                .all(&f.db)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|m| m.user_id == f.ada)
+                .map(|m| m.id)
+                .collect();
+            let n = self.rng.gen_range(1..4);
+            let some: Vec<i64> = ids.choose_multiple(&mut self.rng, n).copied().collect();
+            let op = if ids.is_empty() { 0 } else { self.rng.gen_range(0..9) };
+            self.change(f, op, step, &some).await;
+            self.done[op] += 1;
+        }
+    }
+
+    /// Runs change kind `op` on the messages `some`.
+    async fn change(&mut self, f: &Fixture, op: usize, step: usize, some: &[i64]) {
+        let rng = &mut self.rng;
         match op {
             0 => {
-                let target = if rng.gen_bool(0.7) { Target::Role(Role::Inbox) } else { Target::Mailbox(own_boxes[0]) };
+                let target =
+                    if rng.gen_bool(0.7) { Target::Role(Role::Inbox) } else { Target::Mailbox(self.own_boxes[0]) };
                 let n = rng.gen_range(0..3);
-                let picked: Vec<String> = names.choose_multiple(&mut rng, n).cloned().collect();
-                store(&f, f.ada, target, &picked, step).await;
+                let picked: Vec<String> = self.names.choose_multiple(rng, n).cloned().collect();
+                store(f, f.ada, target, &picked, step).await;
                 if step.is_multiple_of(7) {
-                    store(&f, f.bob, Target::Role(Role::Inbox), &[], step).await;
+                    store(f, f.bob, Target::Role(Role::Inbox), &[], step).await;
                 }
             }
             1 => {
-                let change = FlagChange {
-                    seen: Some(rng.gen_bool(0.5)),
-                    starred: Some(rng.gen_bool(0.5)),
-                    ..Default::default()
-                };
-                f.mail.set_flags(f.ada, &some, change).await.unwrap();
+                let seen = Some(rng.gen_bool(0.5));
+                let change = FlagChange { seen, starred: Some(rng.gen_bool(0.5)), ..Default::default() };
+                f.mail.set_flags(f.ada, some, change).await.unwrap();
             }
             2 => {
-                let to = if rng.gen_bool(0.3) && !own_boxes.is_empty() {
-                    Target::Mailbox(*own_boxes.choose(&mut rng).unwrap())
-                } else {
-                    Target::Role(*roles.choose(&mut rng).unwrap())
+                let roles = [Role::Inbox, Role::Archive, Role::Trash, Role::Spam];
+                let to = match self.own_boxes.choose(rng) {
+                    Some(own) if rng.gen_bool(0.3) => Target::Mailbox(*own),
+                    _ => Target::Role(roles[rng.gen_range(0..roles.len())]),
                 };
-                f.mail.move_to(f.ada, &some, to).await.unwrap();
+                f.mail.move_to(f.ada, some, to).await.unwrap();
             }
-            3 => f.mail.set_label(f.ada, *labels.choose(&mut rng).unwrap(), &some, true).await.unwrap(),
-            4 => f.mail.set_label(f.ada, *labels.choose(&mut rng).unwrap(), &some, false).await.unwrap(),
-            5 => {
-                f.mail.delete_forever(f.ada, &some).await.unwrap();
+            3 | 4 => {
+                let label = self.labels[rng.gen_range(0..self.labels.len())];
+                f.mail.set_label(f.ada, label, some, op == 3).await.unwrap();
             }
+            5 => assert_eq!(f.mail.delete_forever(f.ada, some).await.unwrap(), some.len()),
             6 => {
                 f.mail.empty_trash(f.ada).await.unwrap();
             }
             7 => {
-                if let Some(gone) = own_boxes.pop() {
+                if let Some(gone) = self.own_boxes.pop() {
                     f.mail.delete_mailbox(f.ada, gone).await.unwrap();
                 }
-                own_boxes.push(f.mail.create_mailbox(f.ada, &format!("Box {step}")).await.unwrap());
+                self.own_boxes.push(f.mail.create_mailbox(f.ada, &format!("Box {step}")).await.unwrap());
             }
             _ => {
-                let gone = labels.remove(rng.gen_range(0..labels.len()));
+                let gone = self.labels.remove(rng.gen_range(0..self.labels.len()));
                 f.mail.delete_label(f.ada, gone).await.unwrap();
-                labels.push(f.mail.create_label(f.ada, &format!("L{step}"), None).await.unwrap().id);
+                self.labels.push(f.mail.create_label(f.ada, &format!("L{step}"), None).await.unwrap().id);
             }
         }
-        done[op] += 1;
     }
-    assert!(done.iter().all(|&n| n >= 10), "every kind of change ran: {done:?}");
+}
+
+#[tokio::test]
+async fn counters_match_a_full_recount_after_random_operations() {
+    let f = fixture().await;
+    let mut run = RandomRun::new(&f, 0x5eed_0008).await;
+    run.run(&f, 400).await;
+    assert!(run.done.iter().all(|&n| n >= 10), "every kind of change ran: {:?}", run.done);
     let (kept, recount) = counters_and_recount(&f).await;
     assert_eq!(kept.0, recount.0, "mailbox counters");
     assert_eq!(kept.1, recount.1, "label counters");
@@ -139,6 +162,21 @@ async fn counters_match_a_full_recount_after_random_operations() {
     assert!(listed.iter().all(|m| recount.0[&m.id] == (m.total, m.unread)));
     let listed = f.mail.labels(f.ada).await.unwrap();
     assert!(listed.iter().all(|l| recount.1[&l.id] == (l.total, l.unread)));
+}
+
+#[tokio::test]
+async fn the_migration_fills_the_counters_of_existing_mail() {
+    use migrations::{Migrator, MigratorTrait};
+    let f = fixture().await;
+    RandomRun::new(&f, 7).await.run(&f, 60).await;
+    let (_, recount) = counters_and_recount(&f).await;
+    assert!(recount.0.values().any(|&(t, _)| t > 0) && recount.1.values().any(|&(t, _)| t > 0));
+    // Back to the schema without counters, then forward again over the existing rows.
+    Migrator::down(&f.db, Some(1)).await.unwrap();
+    Migrator::up(&f.db, None).await.unwrap();
+    let (kept, again) = counters_and_recount(&f).await;
+    assert_eq!(again, recount, "the rows are untouched");
+    assert_eq!(kept, recount, "the migration counted them");
 }
 
 #[tokio::test]

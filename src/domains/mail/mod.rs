@@ -1,6 +1,8 @@
-//! The mail domain: the message store (mailboxes, message rows, threads, flags; raw
-//! messages as blobs), the delivery pipeline every received or sent message goes through,
-//! and the queries and actions of the web UI and IMAP.
+//! The mail domain: the message store (mailboxes, message rows, threads, flags, labels;
+//! raw messages as blobs), the delivery pipeline every received or sent message goes
+//! through, and the queries and actions of the web UI and IMAP. It owns its tables
+//! (mailboxes, threads, messages, labels, message_labels, mail_expunged, the outbound
+//! queue's); other domains learn of its changes through its events, never its tables.
 //!
 //! Invariants:
 //! - **A message is acknowledged only once durable**: [`MailService::store`] returns after
@@ -10,6 +12,9 @@
 //! - **Nothing is lost**: a message mail-parser cannot read is stored with `parsed: false`
 //!   and shown raw.
 //! - **Every query and action takes the owner's id** and finds nothing of anybody else's.
+//! - **A change commits with its bookkeeping**: every write is one transaction holding the
+//!   change, the new MODSEQ of each touched mailbox, the mailbox and label counters, the
+//!   expunge log rows and the change events (see [`changes`]); the bus is woken after it.
 
 pub mod actions;
 pub mod authn;
