@@ -21,7 +21,6 @@ use crate::domains::mail::outbound::{OutboundQueue, QueueSettings};
 use crate::domains::prefs::PrefsService;
 use crate::domains::profile::ProfileService;
 use crate::domains::stream::StreamService;
-use crate::domains::tags::TagService;
 use crate::doors::http::{self, HttpSettings, HttpState, Probe};
 use crate::doors::rtmp::{self, RtmpLimits};
 use crate::doors::smtp::{self, DoorSettings, MailDoor, SessionKind};
@@ -73,8 +72,6 @@ pub struct Services {
     pub stream: StreamService,
     /// The mail store and delivery.
     pub mail: MailService,
-    /// Labels.
-    pub tags: TagService,
     /// Contact books and groups.
     pub contacts: ContactsService,
     /// The DNS resolver of the mail domain (MX look-ups, SPF/DKIM/DMARC via `InboundAuth`).
@@ -124,7 +121,6 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         Some(authn),
         &config.server.domain,
     );
-    let tags = TagService::new(db.clone());
     let contacts = ContactsService::new(db.clone());
     let outbound = OutboundQueue::new(
         db.clone(),
@@ -151,7 +147,6 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         prefs,
         stream,
         mail,
-        tags,
         contacts,
         dns,
         outbound,
@@ -329,7 +324,6 @@ pub fn http_state(services: &Services) -> HttpState {
         prefs: services.prefs.clone(),
         stream: services.stream.clone(),
         mail: services.mail.clone(),
-        tags: services.tags.clone(),
         contacts: services.contacts.clone(),
         outbound: services.outbound.clone(),
         metrics: services.metrics.clone(),

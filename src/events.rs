@@ -50,6 +50,87 @@ pub enum Event {
         /// Every recipient address (To, Cc and Bcc, after group expansion), lower-cased.
         recipients: Vec<String>,
     },
+    /// Flags of messages in one mailbox changed (read, starred, important, answered).
+    MailFlagsChanged {
+        /// The owner.
+        user_id: i64,
+        /// The mailbox the messages are in.
+        mailbox_id: i64,
+        /// The MODSEQ the change gave them (RFC 7162).
+        modseq: i64,
+        /// Each changed message with its new flags.
+        messages: Vec<FlaggedMessage>,
+    },
+    /// A label was put on or taken off messages of one mailbox.
+    MailLabelsChanged {
+        /// The owner.
+        user_id: i64,
+        /// The mailbox the messages are in.
+        mailbox_id: i64,
+        /// The MODSEQ the change gave them.
+        modseq: i64,
+        /// The label.
+        label_id: i64,
+        /// True when added, false when removed.
+        added: bool,
+        /// The messages whose labels changed.
+        messages: Vec<MessageUid>,
+    },
+    /// Messages moved from one mailbox to another (new UIDs there).
+    MailMoved {
+        /// The owner.
+        user_id: i64,
+        /// The mailbox they left; their old UIDs are in its expunge log.
+        from_mailbox_id: i64,
+        /// The source mailbox's MODSEQ of the removal.
+        from_modseq: i64,
+        /// The mailbox they are in now.
+        to_mailbox_id: i64,
+        /// Their MODSEQ in the target mailbox.
+        modseq: i64,
+        /// Each moved message with its old and new UID.
+        messages: Vec<MovedMessage>,
+    },
+    /// Messages were deleted for good from a mailbox (delete, empty Trash).
+    MailExpunged {
+        /// The owner.
+        user_id: i64,
+        /// The mailbox.
+        mailbox_id: i64,
+        /// The MODSEQ of the removal, as in the expunge log.
+        modseq: i64,
+        /// The removed messages.
+        messages: Vec<MessageUid>,
+    },
+    /// A user created a mailbox of their own.
+    MailboxCreated {
+        /// The owner.
+        user_id: i64,
+        /// The new mailbox.
+        mailbox_id: i64,
+        /// Its name.
+        name: String,
+    },
+    /// A mailbox was renamed.
+    MailboxRenamed {
+        /// The owner.
+        user_id: i64,
+        /// The mailbox.
+        mailbox_id: i64,
+        /// The name it had.
+        old_name: String,
+        /// The name it has.
+        name: String,
+    },
+    /// A mailbox was deleted (its messages moved to Trash first, see `MailMoved`).
+    MailboxDeleted {
+        /// The owner.
+        user_id: i64,
+        /// The mailbox that is gone.
+        mailbox_id: i64,
+        /// The name it had.
+        name: String,
+    },
     /// A stream went live (in-memory only: see [`Bus::emit`]).
     StreamStarted {
         /// The stream.
@@ -62,4 +143,35 @@ pub enum Event {
         /// The stream.
         stream_id: String,
     },
+}
+
+/// A message named by a change event: its row id and its UID in the event's mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageUid {
+    /// The message row (stable across moves).
+    pub message_id: i64,
+    /// Its IMAP UID in the mailbox.
+    pub uid: i64,
+}
+
+/// A message whose flags changed, with the flags it has now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlaggedMessage {
+    /// The message row.
+    pub message_id: i64,
+    /// Its IMAP UID in the mailbox.
+    pub uid: i64,
+    /// Its flag bits now (see `mail::Flags`).
+    pub flags: i64,
+}
+
+/// A moved message with its UIDs before and after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedMessage {
+    /// The message row.
+    pub message_id: i64,
+    /// Its UID in the mailbox it left.
+    pub from_uid: i64,
+    /// Its UID in the mailbox it is in now.
+    pub to_uid: i64,
 }

@@ -229,3 +229,42 @@ async fn labels_actions_filters_and_isolation() {
     assert_eq!(got, 422, "{v}");
     assert_eq!(ada.ok(Method::GET, &format!("/api/v1/mail/messages/{own}"), None).await["seen"], false);
 }
+
+#[tokio::test]
+async fn deleting_through_the_api_fills_the_expunge_log_with_its_modseq() {
+    let server = Server::start();
+    let ada = User::new(&server, "ada").await;
+    let bob = User::new(&server, "bob").await;
+    for subject in ["one", "two"] {
+        let mail = json!({"to": ["ada@localhost"], "subject": subject, "text": "hi"});
+        bob.ok(Method::POST, "/api/v1/mail/send", Some(mail)).await;
+    }
+    let inbox = ada.mailbox("inbox").await;
+    let inbox_id = inbox["id"].as_i64().unwrap();
+    assert_eq!((inbox["total"].as_i64(), inbox["unread"].as_i64()), (Some(2), Some(2)));
+    let changes = |since: i64| format!("/api/v1/mail/mailboxes/{inbox_id}/changes?since={since}");
+    let before = ada.ok(Method::GET, &changes(0), None).await;
+    assert_eq!(before["changed"].as_array().unwrap().len(), 2, "{before}");
+    assert!(before["expunged"].as_array().unwrap().is_empty(), "{before}");
+    let seen = before["highest_modseq"].as_i64().unwrap();
+
+    let doomed = &before["changed"][0];
+    let delete = json!({"action": "delete", "ids": [doomed["id"]]});
+    ada.ok(Method::POST, "/api/v1/mail/messages/actions", Some(delete)).await;
+    let after = ada.ok(Method::GET, &changes(seen), None).await;
+    let expunged = after["expunged"].as_array().unwrap();
+    assert_eq!(expunged.len(), 1, "{after}");
+    assert_eq!(expunged[0]["uid"], doomed["uid"]);
+    let modseq = expunged[0]["modseq"].as_i64().unwrap();
+    assert!(modseq > seen, "{after}");
+    assert_eq!(after["highest_modseq"].as_i64(), Some(modseq), "the delete is the newest change");
+    assert!(after["changed"].as_array().unwrap().is_empty(), "{after}");
+    let nothing_new = ada.ok(Method::GET, &changes(modseq), None).await;
+    assert!(nothing_new["expunged"].as_array().unwrap().is_empty(), "{nothing_new}");
+    assert_eq!((ada.mailbox("inbox").await["total"].as_i64()), Some(1), "the counter followed");
+
+    let (status, v) = bob.json(Method::GET, &changes(0), None).await;
+    assert_eq!(status, 404, "another user's mailbox: {v}");
+    let (status, v) = ada.json(Method::GET, &format!("/api/v1/mail/mailboxes/{inbox_id}/changes?since=x"), None).await;
+    assert_eq!(status, 400, "{v}");
+}

@@ -12,6 +12,7 @@ mod m20261127_000005_mail;
 mod m20261127_000006_contacts;
 mod m20261127_000007_outbound;
 mod m20261130_000008_dead_letters;
+mod m20261130_000009_mail_changes;
 
 /// A foreign key from `table.col` to `to.to_col` that deletes the row with its parent.
 pub(crate) fn cascade(
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000006_contacts::Migration),
             Box::new(m20261127_000007_outbound::Migration),
             Box::new(m20261130_000008_dead_letters::Migration),
+            Box::new(m20261130_000009_mail_changes::Migration),
         ]
     }
 }

@@ -6,4 +6,3 @@ pub mod mail;
 pub mod prefs;
 pub mod profile;
 pub mod stream;
-pub mod tags;

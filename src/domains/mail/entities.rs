@@ -1,4 +1,6 @@
-//! sea-orm entities for the mail store's tables (see the mail migration).
+//! sea-orm entities for the mail store's tables: mailboxes, threads, messages, labels and
+//! their links to messages (the mail migration), and the expunge log (the mail-changes
+//! migration).
 
 /// Mailboxes (folders): the system ones and the user's own.
 pub mod mailbox {
@@ -27,6 +29,10 @@ pub mod mailbox {
         pub subscribed: bool,
         /// Unix seconds.
         pub created_at: i64,
+        /// Messages in it, kept with every change.
+        pub total: i64,
+        /// Unread messages in it, kept with every change.
+        pub unread: i64,
     }
 
     /// No relations are navigated.
@@ -117,6 +123,89 @@ pub mod message {
         pub spam_score: Option<f64>,
         /// Whether mail-parser understood the message (if not it is shown raw).
         pub parsed: bool,
+    }
+
+    /// No relations are navigated.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A user's labels (Gmail's labels: the mail domain's vocabulary, shown to IMAP as
+/// keywords later).
+pub mod label {
+    use sea_orm::entity::prelude::*;
+
+    /// One label with its counters.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "labels")]
+    pub struct Model {
+        /// Row id.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// Owner.
+        pub user_id: i64,
+        /// Name, unique per user.
+        pub name: String,
+        /// A CSS colour like `#1a73e8`.
+        pub color: Option<String>,
+        /// Unix seconds.
+        pub created_at: i64,
+        /// Messages carrying it, kept with every change.
+        pub total: i64,
+        /// Unread messages carrying it, kept with every change.
+        pub unread: i64,
+    }
+
+    /// No relations are navigated.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Which message carries which label.
+pub mod message_label {
+    use sea_orm::entity::prelude::*;
+
+    /// One (message, label) pair.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "message_labels")]
+    pub struct Model {
+        /// The message row.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub message_id: i64,
+        /// The label.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub label_id: i64,
+    }
+
+    /// No relations are navigated.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The expunge log: which UIDs left which mailbox at which MODSEQ (RFC 7162 QRESYNC).
+pub mod expunged {
+    use sea_orm::entity::prelude::*;
+
+    /// One message removed from one mailbox (deleted, or moved away).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "mail_expunged")]
+    pub struct Model {
+        /// The mailbox it left.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub mailbox_id: i64,
+        /// Its UID there (never given again in that mailbox).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub uid: i64,
+        /// The mailbox's MODSEQ of the removal.
+        pub modseq: i64,
+        /// Owner.
+        pub user_id: i64,
     }
 
     /// No relations are navigated.

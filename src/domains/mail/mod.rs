@@ -1,6 +1,8 @@
-//! The mail domain: the message store (mailboxes, message rows, threads, flags; raw
-//! messages as blobs), the delivery pipeline every received or sent message goes through,
-//! and the queries and actions of the web UI and IMAP.
+//! The mail domain: the message store (mailboxes, message rows, threads, flags, labels;
+//! raw messages as blobs), the delivery pipeline every received or sent message goes
+//! through, and the queries and actions of the web UI and IMAP. It owns its tables
+//! (mailboxes, threads, messages, labels, message_labels, mail_expunged, the outbound
+//! queue's); other domains learn of its changes through its events, never its tables.
 //!
 //! Invariants:
 //! - **A message is acknowledged only once durable**: [`MailService::store`] returns after
@@ -10,14 +12,19 @@
 //! - **Nothing is lost**: a message mail-parser cannot read is stored with `parsed: false`
 //!   and shown raw.
 //! - **Every query and action takes the owner's id** and finds nothing of anybody else's.
+//! - **A change commits with its bookkeeping**: every write is one transaction holding the
+//!   change, the new MODSEQ of each touched mailbox, the mailbox and label counters, the
+//!   expunge log rows and the change events (see [`changes`]); the bus is woken after it.
 
 pub mod actions;
 pub mod authn;
+pub mod changes;
 pub mod compose;
 pub mod deliver;
 pub mod dns;
 pub mod entities;
 pub mod filters;
+pub mod labels;
 pub mod outbound;
 pub mod parse;
 pub mod scan;
@@ -27,6 +34,8 @@ pub mod thread;
 pub mod transfer;
 pub mod view;
 
+#[cfg(test)]
+mod changes_tests;
 #[cfg(test)]
 mod tests;
 
@@ -56,6 +65,9 @@ pub enum MailError {
     /// A mailbox of that name exists.
     #[error("a mailbox with that name exists")]
     Exists,
+    /// A label of that name exists.
+    #[error("a label with that name exists")]
+    LabelExists,
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] DbErr),
@@ -180,6 +192,7 @@ pub struct MailService {
 struct Inner {
     db: Db,
     blobs: Blobs,
+    bus: Bus,
     auth: AuthService,
     prefs: PrefsService,
     store: store::Store,
@@ -201,10 +214,11 @@ impl MailService {
         authn: Option<authn::InboundAuth>,
         domain: &str,
     ) -> Self {
-        let store = store::Store::start(db.clone(), blobs.clone(), bus);
+        let store = store::Store::start(db.clone(), blobs.clone(), bus.clone());
         let inner = Inner {
             db,
             blobs,
+            bus,
             auth,
             prefs,
             store,

@@ -1,25 +1,31 @@
 //! The durable message store with group commit. Deliveries are handed to one committer
 //! task; it takes every delivery waiting at that moment as one batch, writes their raw
-//! blobs (fsynced in parallel, one fsync per folder), then stores all their rows, UIDs,
-//! threads, labels and `MailStored` events in one SQLite transaction (one WAL fsync), and
-//! only then answers each caller. Under load a batch grows while the previous one is on
-//! disk, so the cost of durability is shared by every message in it.
+//! blobs (made durable by one `syncfs` of the blob folder on Linux, see
+//! `Blobs::write_many`), then stores all their rows, UIDs, threads, labels, counters and
+//! `MailStored` events in one transaction (one WAL fsync), and only then answers each
+//! caller. Under load a batch grows while the previous one is on disk, so the cost of
+//! durability is shared by every message in it. Inside the transaction the work is done
+//! per batch, not per message where it can be: one UID range and one MODSEQ per mailbox,
+//! and multi-row inserts for the message rows. A batch that fails is retried one delivery
+//! at a time, so one bad delivery never fails its neighbours.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, Set, TransactionTrait,
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    QueryTrait, Set,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::entities::{mailbox, message};
+use super::changes::{CHUNK, Count, adjust_labels, advance, begin_write};
+use super::entities::{mailbox, message, message_label};
+use super::labels::ensure_label;
 use super::parse::Meta;
-use super::{Flags, MailError, Role, SpamVerdict, thread};
-use crate::domains::tags::entities::{label, message_label};
+use super::thread::{self, subject_key};
+use super::{Flags, MailError, Role, SpamVerdict};
 use crate::events::{Bus, Event};
 use crate::platform::blobs::{BlobId, Blobs};
 use crate::platform::db::{Db, now};
@@ -157,8 +163,9 @@ impl Committer {
                     }
                 }
                 Err(e) => {
-                    for job in batch {
-                        let _ = job.reply.send(Err(MailError::Invalid(e.to_string())));
+                    // A batch of one: its delivery gets the error itself.
+                    if let Some(job) = batch.pop() {
+                        let _ = job.reply.send(Err(e));
                     }
                 }
             }
@@ -169,18 +176,16 @@ impl Committer {
     async fn commit_batch(&self, batch: &[Job]) -> Result<Vec<Vec<Stored>>, MailError> {
         let raws: Vec<Bytes> = batch.iter().map(|j| j.raw.clone()).collect();
         let (ids, _refs_guard) = self.blobs.write_many(&raws).await?;
-        let txn = self.db.begin().await?;
-        lock_for_write(&txn).await?;
-        let mut mailboxes = HashMap::new();
-        let mut out = Vec::with_capacity(batch.len());
-        for (job, blob) in batch.iter().zip(&ids) {
-            let mut stored = Vec::with_capacity(job.targets.len());
-            for target in &job.targets {
-                stored.push(insert(&txn, &mut mailboxes, blob, &job.meta, job.raw.len(), target).await?);
-            }
-            out.push(stored);
-        }
+        let txn = begin_write(&self.db).await?;
+        let copies = place(&txn, batch, &ids).await?;
+        let stored = write_rows(&txn, &copies).await?;
         txn.commit().await?;
+        let mut out: Vec<Vec<Stored>> = batch.iter().map(|j| Vec::with_capacity(j.targets.len())).collect();
+        for (copy, s) in copies.iter().zip(stored) {
+            if let Some(slot) = out.get_mut(copy.job) {
+                slot.push(s);
+            }
+        }
         Ok(out)
     }
 }
@@ -196,34 +201,157 @@ pub(crate) async fn lock_for_write(txn: &DatabaseTransaction) -> Result<(), DbEr
     Ok(())
 }
 
-/// Stores one row (and its references, labels and event) inside `txn`.
-async fn insert(
-    txn: &DatabaseTransaction,
-    mailboxes: &mut HashMap<(i64, Target), i64>,
-    blob: &BlobId,
-    meta: &Meta,
+/// One row to store: a target of a delivery, with its mailbox, UID and MODSEQ decided.
+struct Placed<'a> {
+    /// The delivery's place in the batch.
+    job: usize,
+    new: &'a NewMessage,
+    meta: &'a Meta,
+    blob: &'a BlobId,
     size: usize,
-    new: &NewMessage,
-) -> Result<Stored, MailError> {
-    let key = (new.user_id, new.target.clone());
-    let mailbox_id = match mailboxes.get(&key) {
-        Some(id) => *id,
-        None => {
-            let id = resolve_mailbox(txn, new.user_id, &new.target).await?;
-            mailboxes.insert(key, id);
-            id
+    mailbox_id: i64,
+    uid: i64,
+    modseq: i64,
+}
+
+/// Resolves every target's mailbox and hands out UIDs: one UID range and one MODSEQ per
+/// mailbox for the whole batch, with its counters moved on in the same statement.
+async fn place<'a>(
+    txn: &DatabaseTransaction,
+    batch: &'a [Job],
+    blobs: &'a [BlobId],
+) -> Result<Vec<Placed<'a>>, MailError> {
+    let mut mailboxes: HashMap<(i64, Target), i64> = HashMap::new();
+    let mut copies = Vec::new();
+    for (job_index, (job, blob)) in batch.iter().zip(blobs).enumerate() {
+        for new in &job.targets {
+            let key = (new.user_id, new.target.clone());
+            let mailbox_id = match mailboxes.get(&key) {
+                Some(id) => *id,
+                None => {
+                    let id = resolve_mailbox(txn, new.user_id, &new.target).await?;
+                    mailboxes.insert(key, id);
+                    id
+                }
+            };
+            let size = job.raw.len();
+            copies.push(Placed { job: job_index, new, meta: &job.meta, blob, size, mailbox_id, uid: 0, modseq: 0 });
         }
-    };
-    let (uid, modseq) = allocate_uid(txn, mailbox_id).await?;
-    let thread_id = thread::assign(txn, new.user_id, meta, new.internal_date).await?;
+    }
+    let mut arriving: BTreeMap<i64, (i64, Count)> = BTreeMap::new();
+    for c in &copies {
+        let entry = arriving.entry(c.mailbox_id).or_default();
+        *entry = (entry.0 + 1, entry.1.plus(Count::of(c.new.flags)));
+    }
+    let mut next: HashMap<i64, (i64, i64)> = HashMap::new();
+    for (mailbox_id, (n, count)) in arriving {
+        let at = advance(txn, mailbox_id, n, count).await?;
+        next.insert(mailbox_id, (at.first_uid, at.modseq));
+    }
+    for c in &mut copies {
+        let (uid, modseq) = next.get_mut(&c.mailbox_id).ok_or(MailError::NotFound)?;
+        (c.uid, c.modseq) = (*uid, *modseq);
+        *uid += 1;
+    }
+    Ok(copies)
+}
+
+/// Stores the rows of `copies` (threads, rows, blob references, labels, events).
+async fn write_rows(txn: &DatabaseTransaction, copies: &[Placed<'_>]) -> Result<Vec<Stored>, MailError> {
+    let mut pending = Pending::default();
+    let mut ids: HashMap<(i64, i64), i64> = HashMap::new();
+    let mut threads = Vec::with_capacity(copies.len());
+    for c in copies {
+        if pending.needed_by(c) {
+            ids.extend(pending.flush(txn).await?);
+        }
+        let thread_id = thread::assign(txn, c.new.user_id, c.meta, c.new.internal_date).await?;
+        pending.push(c, thread_id);
+        threads.push(thread_id);
+    }
+    ids.extend(pending.flush(txn).await?);
+    let mut stored = Vec::with_capacity(copies.len());
+    for (c, thread_id) in copies.iter().zip(threads) {
+        let id = ids.get(&(c.mailbox_id, c.uid)).copied().ok_or(MailError::NotFound)?;
+        stored.push(Stored { id, user_id: c.new.user_id, mailbox_id: c.mailbox_id, uid: c.uid, thread_id });
+    }
+    for (c, s) in copies.iter().zip(&stored) {
+        Blobs::add_ref_in(txn, c.blob, &blob_owner(s.id)).await?;
+    }
+    link_labels(txn, copies, &stored).await?;
+    for (c, s) in copies.iter().zip(&stored) {
+        let event = Event::MailStored { user_id: s.user_id, message_id: s.id, mailbox_id: s.mailbox_id };
+        Bus::publish(txn, &event).await?;
+        if let Some(recipients) = &c.new.sent_to {
+            let event = Event::MailSent { user_id: s.user_id, message_id: s.id, recipients: recipients.clone() };
+            Bus::publish(txn, &event).await?;
+        }
+    }
+    Ok(stored)
+}
+
+/// Message rows not inserted yet, with what a later message of the same batch may look
+/// up to find its thread: their owners' Message-IDs and subject keys. A message that
+/// refers to one of them has them inserted first, so threading sees what it would see
+/// with one message per transaction.
+#[derive(Default)]
+struct Pending {
+    rows: Vec<message::ActiveModel>,
+    message_ids: HashSet<(i64, String)>,
+    subjects: HashSet<(i64, String)>,
+}
+
+impl Pending {
+    /// Whether threading `c` may look at a pending row.
+    fn needed_by(&self, c: &Placed<'_>) -> bool {
+        let user = c.new.user_id;
+        let key = subject_key(&c.meta.subject);
+        c.meta.references.iter().any(|r| self.message_ids.contains(&(user, r.clone())))
+            || (!key.is_empty() && self.subjects.contains(&(user, key)))
+    }
+
+    fn push(&mut self, c: &Placed<'_>, thread_id: i64) {
+        let user = c.new.user_id;
+        if let Some(id) = &c.meta.message_id {
+            self.message_ids.insert((user, id.clone()));
+        }
+        self.subjects.insert((user, subject_key(&c.meta.subject)));
+        self.rows.push(row(c, thread_id));
+    }
+
+    /// Inserts the pending rows in multi-row statements; returns each row's id by
+    /// (mailbox, UID).
+    async fn flush(&mut self, txn: &DatabaseTransaction) -> Result<Vec<((i64, i64), i64)>, DbErr> {
+        self.message_ids.clear();
+        self.subjects.clear();
+        let mut rows = std::mem::take(&mut self.rows);
+        let mut out = Vec::with_capacity(rows.len());
+        while !rows.is_empty() {
+            let rest = rows.split_off(rows.len().min(CHUNK));
+            let mut insert = message::Entity::insert_many(rows).into_query();
+            use message::Column as M;
+            insert.returning(Query::returning().columns([M::Id, M::MailboxId, M::Uid]));
+            for r in txn.query_all(&insert).await? {
+                let key = (r.try_get::<i64>("", "mailbox_id")?, r.try_get::<i64>("", "uid")?);
+                out.push((key, r.try_get::<i64>("", "id")?));
+            }
+            rows = rest;
+        }
+        Ok(out)
+    }
+}
+
+/// The message row of `c`.
+fn row(c: &Placed<'_>, thread_id: i64) -> message::ActiveModel {
+    let (meta, new) = (c.meta, c.new);
     let list = |l: &[super::parse::Mailbox]| l.iter().map(|m| m.address.as_str()).collect::<Vec<_>>().join(",");
-    let row = message::ActiveModel {
+    message::ActiveModel {
         id: NotSet,
         user_id: Set(new.user_id),
-        mailbox_id: Set(mailbox_id),
-        uid: Set(uid),
-        modseq: Set(modseq),
-        blob_id: Set(blob.to_string()),
+        mailbox_id: Set(c.mailbox_id),
+        uid: Set(c.uid),
+        modseq: Set(c.modseq),
+        blob_id: Set(c.blob.to_string()),
         message_id_hdr: Set(meta.message_id.clone()),
         thread_id: Set(thread_id),
         from_addr: Set(meta.from.as_ref().map(|f| f.address.clone()).unwrap_or_default()),
@@ -234,7 +362,7 @@ async fn insert(
         snippet: Set(meta.snippet.clone()),
         sent_at: Set(meta.date.unwrap_or(new.internal_date)),
         internal_date: Set(new.internal_date),
-        size: Set(size as i64),
+        size: Set(c.size as i64),
         has_attachments: Set(meta.has_attachments),
         flags: Set(new.flags.0),
         keywords: Set("[]".into()),
@@ -242,22 +370,35 @@ async fn insert(
         spam_score: Set(new.spam_score),
         parsed: Set(meta.parsed),
     }
-    .insert(txn)
-    .await?;
-    Blobs::add_ref_in(txn, blob, &blob_owner(row.id)).await?;
-    for name in &new.labels {
-        let label_id = ensure_label(txn, new.user_id, name).await?;
-        message_label::Entity::insert(message_label::ActiveModel { message_id: Set(row.id), label_id: Set(label_id) })
-            .on_conflict_do_nothing()
-            .exec(txn)
-            .await?;
+}
+
+/// Puts each copy's labels on its row (creating missing labels) and counts them.
+async fn link_labels(txn: &DatabaseTransaction, copies: &[Placed<'_>], stored: &[Stored]) -> Result<(), DbErr> {
+    let mut label_ids: HashMap<(i64, &str), i64> = HashMap::new();
+    let mut links = BTreeSet::new();
+    let mut counts: BTreeMap<i64, Count> = BTreeMap::new();
+    for (c, s) in copies.iter().zip(stored) {
+        for name in &c.new.labels {
+            let label_id = match label_ids.get(&(s.user_id, name.as_str())) {
+                Some(id) => *id,
+                None => {
+                    let id = ensure_label(txn, s.user_id, name).await?;
+                    label_ids.insert((s.user_id, name.as_str()), id);
+                    id
+                }
+            };
+            if links.insert((s.id, label_id)) {
+                let entry = counts.entry(label_id).or_default();
+                *entry = entry.plus(Count::of(c.new.flags));
+            }
+        }
     }
-    Bus::publish(txn, &Event::MailStored { user_id: new.user_id, message_id: row.id, mailbox_id }).await?;
-    if let Some(recipients) = &new.sent_to {
-        let event = Event::MailSent { user_id: new.user_id, message_id: row.id, recipients: recipients.clone() };
-        Bus::publish(txn, &event).await?;
+    let links: Vec<(i64, i64)> = links.into_iter().collect();
+    for chunk in links.chunks(CHUNK) {
+        let rows = chunk.iter().map(|&(m, l)| message_label::ActiveModel { message_id: Set(m), label_id: Set(l) });
+        message_label::Entity::insert_many(rows).exec_without_returning(txn).await?;
     }
-    Ok(Stored { id: row.id, user_id: new.user_id, mailbox_id, uid, thread_id })
+    adjust_labels(txn, &counts).await
 }
 
 /// The blob owner name of a message row.
@@ -307,54 +448,12 @@ pub(crate) async fn ensure_system_mailboxes<C: ConnectionTrait>(conn: &C, user_i
         highest_modseq: Set(1),
         subscribed: Set(true),
         created_at: Set(at),
+        total: Set(0),
+        unread: Set(0),
     });
     mailbox::Entity::insert_many(rows)
         .on_conflict_do_nothing_on([mailbox::Column::UserId, mailbox::Column::Name])
         .exec(conn)
         .await?;
     Ok(())
-}
-
-/// Gives the next UID and MODSEQ of a mailbox.
-pub(crate) async fn allocate_uid<C: ConnectionTrait>(conn: &C, mailbox_id: i64) -> Result<(i64, i64), MailError> {
-    let m = advance(conn, mailbox_id, true).await?;
-    Ok((m.uid_next - 1, m.highest_modseq))
-}
-
-/// Gives the mailbox a new MODSEQ (a change without a new message) and returns it.
-pub(crate) async fn bump_modseq<C: ConnectionTrait>(conn: &C, mailbox_id: i64) -> Result<i64, MailError> {
-    Ok(advance(conn, mailbox_id, false).await?.highest_modseq)
-}
-
-/// Moves a mailbox's MODSEQ (and with `new_uid` its UIDNEXT) on by one; the row after.
-async fn advance<C: ConnectionTrait>(conn: &C, mailbox_id: i64, new_uid: bool) -> Result<mailbox::Model, MailError> {
-    let mut update = mailbox::Entity::update_many()
-        .col_expr(mailbox::Column::HighestModseq, Expr::col(mailbox::Column::HighestModseq).add(1));
-    if new_uid {
-        update = update.col_expr(mailbox::Column::UidNext, Expr::col(mailbox::Column::UidNext).add(1));
-    }
-    update.filter(mailbox::Column::Id.eq(mailbox_id)).exec(conn).await?;
-    mailbox::Entity::find_by_id(mailbox_id).one(conn).await?.ok_or(MailError::NotFound)
-}
-
-/// The id of the user's label `name`, created when missing.
-pub(crate) async fn ensure_label<C: ConnectionTrait>(conn: &C, user_id: i64, name: &str) -> Result<i64, DbErr> {
-    let find = || {
-        label::Entity::find().filter(label::Column::UserId.eq(user_id)).filter(label::Column::Name.eq(name)).one(conn)
-    };
-    if let Some(l) = find().await? {
-        return Ok(l.id);
-    }
-    let row = label::ActiveModel {
-        id: NotSet,
-        user_id: Set(user_id),
-        name: Set(name.to_owned()),
-        color: Set(None),
-        created_at: Set(now()),
-    };
-    label::Entity::insert(row)
-        .on_conflict_do_nothing_on([label::Column::UserId, label::Column::Name])
-        .exec(conn)
-        .await?;
-    find().await?.map(|l| l.id).ok_or_else(|| DbErr::RecordNotFound(format!("label {name}")))
 }

@@ -21,6 +21,7 @@ pub(crate) struct Fixture {
     pub(crate) mail: MailService,
     pub(crate) prefs: PrefsService,
     pub(crate) db: Db,
+    pub(crate) bus: Bus,
     pub(crate) ada: i64,
     pub(crate) bob: i64,
 }
@@ -40,8 +41,8 @@ pub(crate) async fn fixture() -> Fixture {
     let bob = auth.create_user("bob", "correct horse battery", &client).await.unwrap().id;
     let blobs = Blobs::open(dir.path().join("blobs"), db.clone()).unwrap();
     let prefs = PrefsService::new(db.clone(), blobs.clone(), bus.clone(), Default::default());
-    let mail = MailService::new(db.clone(), blobs, bus, auth, prefs.clone(), None, "localhost");
-    Fixture { dir, mail, prefs, db, ada, bob }
+    let mail = MailService::new(db.clone(), blobs, bus.clone(), auth, prefs.clone(), None, "localhost");
+    Fixture { dir, mail, prefs, db, bus, ada, bob }
 }
 
 fn envelope(recipients: Vec<i64>) -> Envelope {

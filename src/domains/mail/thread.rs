@@ -7,6 +7,8 @@ use sea_orm::{
     QuerySelect, Set,
 };
 
+use sea_orm::sea_query::{Expr, Func};
+
 use super::entities::{message, thread};
 use super::parse::Meta;
 
@@ -24,7 +26,10 @@ pub(crate) async fn assign<C: ConnectionTrait>(conn: &C, user_id: i64, meta: &Me
     match found {
         Some(id) => {
             thread::Entity::update_many()
-                .col_expr(thread::Column::LastAt, sea_orm::sea_query::Expr::cust_with_values("MAX(last_at, ?)", [at]))
+                .col_expr(
+                    thread::Column::LastAt,
+                    Func::greatest([Expr::col(thread::Column::LastAt), Expr::val(at)]).into(),
+                )
                 .filter(thread::Column::Id.eq(id))
                 .exec(conn)
                 .await?;

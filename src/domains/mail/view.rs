@@ -10,11 +10,11 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Serialize;
 
-use super::entities::{mailbox, message};
+use super::entities::{mailbox, message, message_label};
+use super::labels::own_label;
 use super::parse::Mailbox as Address;
 use super::store::ensure_system_mailboxes;
 use super::{Flags, MailError, MailService, Role};
-use crate::domains::tags::entities::message_label;
 use crate::platform::blobs::BlobId;
 
 /// The most messages in one page.
@@ -136,26 +136,18 @@ pub struct MessageView {
 }
 
 impl MailService {
-    /// The user's mailboxes, system ones first, with total and unread counts.
+    /// The user's mailboxes, system ones first, with their total and unread counters.
     pub async fn mailboxes(&self, user_id: i64) -> Result<Vec<MailboxInfo>, MailError> {
         ensure_system_mailboxes(self.db(), user_id).await?;
         let rows = mailbox::Entity::find().filter(mailbox::Column::UserId.eq(user_id)).all(self.db()).await?;
-        let counts: Vec<(i64, i64, i64)> = message::Entity::find()
-            .select_only()
-            .column(message::Column::MailboxId)
-            .column_as(Expr::col(message::Column::Id).count(), "total")
-            .column_as(Expr::cust("SUM(CASE WHEN flags & 1 = 0 THEN 1 ELSE 0 END)"), "unread")
-            .filter(message::Column::UserId.eq(user_id))
-            .group_by(message::Column::MailboxId)
-            .into_tuple()
-            .all(self.db())
-            .await?;
-        let counts: HashMap<i64, (i64, i64)> = counts.into_iter().map(|(m, t, u)| (m, (t, u))).collect();
         let mut out: Vec<MailboxInfo> = rows
             .into_iter()
-            .map(|m| {
-                let (total, unread) = counts.get(&m.id).copied().unwrap_or_default();
-                MailboxInfo { id: m.id, name: m.name, role: m.role.as_deref().and_then(Role::parse), total, unread }
+            .map(|m| MailboxInfo {
+                id: m.id,
+                name: m.name,
+                role: m.role.as_deref().and_then(Role::parse),
+                total: m.total,
+                unread: m.unread,
             })
             .collect();
         let order =
@@ -179,7 +171,7 @@ impl MailService {
                 q.filter(message::Column::MailboxId.eq(id))
             }
             Scope::Label(id) => {
-                self.own_label(user_id, id).await?;
+                own_label(self.db(), user_id, id).await?;
                 q.filter(
                     message::Column::Id.in_subquery(
                         sea_orm::sea_query::Query::select()
@@ -194,7 +186,7 @@ impl MailService {
                 let bit = if scope == Scope::Starred { Flags::FLAGGED } else { Flags::IMPORTANT };
                 let hidden =
                     [self.role_mailbox(user_id, Role::Trash).await?, self.role_mailbox(user_id, Role::Spam).await?];
-                q.filter(Expr::cust_with_values("flags & ? != 0", [bit]))
+                q.filter(Expr::col(message::Column::Flags).bit_and(bit).ne(0))
                     .filter(message::Column::MailboxId.is_not_in(hidden))
             }
         };
@@ -202,7 +194,8 @@ impl MailService {
             let (date, id) = parse_cursor(cursor)?;
             // A row-value comparison, so SQLite seeks the (mailbox, date, id) index
             // straight to the cursor instead of scanning from the newest message.
-            q = q.filter(Expr::cust_with_values("(internal_date, id) < (?, ?)", [date, id]));
+            let key = Expr::tuple([Expr::col(message::Column::InternalDate), Expr::col(message::Column::Id)]);
+            q = q.filter(key.lt(Expr::tuple([Expr::val(date), Expr::val(id)])));
         }
         let mut rows = q
             .order_by_desc(message::Column::InternalDate)
@@ -300,22 +293,9 @@ impl MailService {
             .ok_or(MailError::NotFound)
     }
 
+    /// The user's mailbox `id`.
     pub(crate) async fn own_mailbox(&self, user_id: i64, id: i64) -> Result<mailbox::Model, MailError> {
-        mailbox::Entity::find_by_id(id)
-            .filter(mailbox::Column::UserId.eq(user_id))
-            .one(self.db())
-            .await?
-            .ok_or(MailError::NotFound)
-    }
-
-    async fn own_label(&self, user_id: i64, id: i64) -> Result<(), MailError> {
-        use crate::domains::tags::entities::label;
-        label::Entity::find_by_id(id)
-            .filter(label::Column::UserId.eq(user_id))
-            .one(self.db())
-            .await?
-            .map(|_| ())
-            .ok_or(MailError::NotFound)
+        super::actions::mailbox_of(self.db(), user_id, id).await
     }
 
     /// Rows to summaries, with their labels in one query.

@@ -1,15 +1,15 @@
 //! HTTP routes of the mail store under `/api/v1/mail`: mailboxes and labels with counts,
 //! message pages (cursor pagination), threads, a message's view, raw and attachment
 //! downloads, and the actions (read, star, important, move, archive, trash, spam, delete
-//! for good, empty Trash, labels), one by one or in bulk. It turns requests into
-//! [`MailService`] and [`TagService`] calls; it holds no SQL and no business rule.
+//! for good, empty Trash, labels), one by one or in bulk, and a mailbox's changes after a
+//! MODSEQ (changed messages and expunged UIDs). It turns requests into [`MailService`]
+//! calls; it holds no SQL and no business rule.
 //!
 //! Invariants: every route takes a [`CurrentUser`] and passes its id down; another user's
 //! ids are "not found"; downloads are served as attachments with `nosniff` and a sandbox
 //! CSP, so a hostile attachment can never run as this origin.
 //!
 //! [`MailService`]: crate::domains::mail::MailService
-//! [`TagService`]: crate::domains::tags::TagService
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -24,16 +24,18 @@ use super::error::{ApiPath, ApiQuery};
 use super::error::{ErrorBody, ErrorDetail};
 use super::{ApiJson, AppError, CurrentUser, HttpState};
 use crate::domains::mail::actions::FlagChange;
+use crate::domains::mail::changes::{ChangedUid, ExpungedUid, MailboxChanges};
+use crate::domains::mail::labels::LabelInfo;
 use crate::domains::mail::store::Target;
 use crate::domains::mail::view::{AttachmentInfo, MailboxInfo, MessageView, Page, Scope, Summary};
 use crate::domains::mail::{Address, MailError, Role};
-use crate::domains::tags::{LabelInfo, TagError};
 
 /// The mail routes, relative to `/api/v1`.
 pub fn routes() -> Router<HttpState> {
     Router::new()
         .route("/mail/mailboxes", get(list_mailboxes).post(create_mailbox))
         .route("/mail/mailboxes/{id}", patch(rename_mailbox).delete(delete_mailbox))
+        .route("/mail/mailboxes/{id}/changes", get(mailbox_changes))
         .route("/mail/labels", get(list_labels).post(create_label))
         .route("/mail/labels/{id}", patch(update_label).delete(delete_label))
         .route("/mail/messages", get(list_messages))
@@ -51,19 +53,9 @@ impl From<MailError> for AppError {
             MailError::NotFound => AppError::not_found("message or mailbox"),
             MailError::Invalid(m) => AppError::bad_request(m),
             MailError::Exists => AppError::new(StatusCode::CONFLICT, "exists", "a mailbox with that name exists"),
+            MailError::LabelExists => AppError::new(StatusCode::CONFLICT, "exists", "a label with that name exists"),
             MailError::Closed => AppError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "shutting down"),
             e @ (MailError::Db(_) | MailError::Blob(_)) => AppError::internal(e),
-        }
-    }
-}
-
-impl From<TagError> for AppError {
-    fn from(e: TagError) -> Self {
-        match e {
-            TagError::NotFound => AppError::not_found("label or message"),
-            TagError::Invalid(m) => AppError::bad_request(m),
-            TagError::Exists => AppError::new(StatusCode::CONFLICT, "exists", "a label with that name exists"),
-            e @ TagError::Db(_) => AppError::internal(e),
         }
     }
 }
@@ -124,6 +116,27 @@ async fn delete_mailbox(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Which changes of a mailbox to show.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ChangesQuery {
+    /// The MODSEQ the caller has seen (0 or absent: everything).
+    #[serde(default)]
+    pub since: i64,
+}
+
+#[utoipa::path(get, path = "/api/v1/mail/mailboxes/{id}/changes", tag = "mail",
+    params(("id" = i64, Path), ChangesQuery),
+    description = "What changed in one of the caller's mailboxes after a MODSEQ (RFC 7162): messages added or changed, and UIDs expunged (deleted or moved away), each with its MODSEQ.",
+    responses((status = 200, body = MailboxChanges), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn mailbox_changes(
+    State(s): State<HttpState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(q): ApiQuery<ChangesQuery>,
+) -> Result<Json<MailboxChanges>, AppError> {
+    Ok(Json(s.mail.changes_since(user.user_id, id, q.since).await?))
+}
+
 /// A new label.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewLabel {
@@ -151,7 +164,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 #[utoipa::path(get, path = "/api/v1/mail/labels", tag = "mail",
     responses((status = 200, body = [LabelInfo]), (status = 401, body = ErrorBody)))]
 async fn list_labels(State(s): State<HttpState>, user: CurrentUser) -> Result<Json<Vec<LabelInfo>>, AppError> {
-    Ok(Json(s.tags.list(user.user_id).await?))
+    Ok(Json(s.mail.labels(user.user_id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/mail/labels", tag = "mail", request_body = NewLabel,
@@ -161,7 +174,7 @@ async fn create_label(
     user: CurrentUser,
     ApiJson(body): ApiJson<NewLabel>,
 ) -> Result<(StatusCode, Json<LabelInfo>), AppError> {
-    let label = s.tags.create(user.user_id, &body.name, body.color.as_deref()).await?;
+    let label = s.mail.create_label(user.user_id, &body.name, body.color.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(label)))
 }
 
@@ -174,7 +187,7 @@ async fn update_label(
     ApiJson(body): ApiJson<LabelChange>,
 ) -> Result<StatusCode, AppError> {
     let color = body.color.as_ref().map(|c| c.as_deref());
-    s.tags.update(user.user_id, id, body.name.as_deref(), color).await?;
+    s.mail.update_label(user.user_id, id, body.name.as_deref(), color).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -185,7 +198,7 @@ async fn delete_label(
     user: CurrentUser,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, AppError> {
-    s.tags.delete(user.user_id, id).await?;
+    s.mail.delete_label(user.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -399,7 +412,7 @@ async fn bulk_action(
         }
         Action::Label | Action::Unlabel => {
             let label = body.label_id.ok_or_else(|| AppError::bad_request("label needs label_id"))?;
-            s.tags.set(uid, label, &ids, body.action == Action::Label).await?
+            mail.set_label(uid, label, &ids, body.action == Action::Label).await?
         }
         Action::Delete => {
             mail.delete_forever(uid, &ids).await?;
@@ -422,6 +435,7 @@ async fn empty_trash(State(s): State<HttpState>, user: CurrentUser) -> Result<Js
         create_mailbox,
         rename_mailbox,
         delete_mailbox,
+        mailbox_changes,
         list_labels,
         create_label,
         update_label,
@@ -439,6 +453,9 @@ async fn empty_trash(State(s): State<HttpState>, user: CurrentUser) -> Result<Js
         MailboxInfo,
         MailboxName,
         Created,
+        MailboxChanges,
+        ChangedUid,
+        ExpungedUid,
         LabelInfo,
         NewLabel,
         LabelChange,

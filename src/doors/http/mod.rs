@@ -34,7 +34,6 @@ use crate::domains::mail::outbound::OutboundQueue;
 use crate::domains::prefs::PrefsService;
 use crate::domains::profile::ProfileService;
 use crate::domains::stream::StreamService;
-use crate::domains::tags::TagService;
 use crate::platform::config::Config;
 pub use error::{ApiJson, AppError};
 pub use meta::Probe;
@@ -54,8 +53,6 @@ pub struct HttpState {
     pub stream: StreamService,
     /// The mail store.
     pub mail: MailService,
-    /// Labels.
-    pub tags: TagService,
     /// Contact books and groups.
     pub contacts: ContactsService,
     /// The outbound queue.
