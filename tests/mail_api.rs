@@ -267,4 +267,6 @@ async fn deleting_through_the_api_fills_the_expunge_log_with_its_modseq() {
     assert_eq!(status, 404, "another user's mailbox: {v}");
     let (status, v) = ada.json(Method::GET, &format!("/api/v1/mail/mailboxes/{inbox_id}/changes?since=x"), None).await;
     assert_eq!(status, 400, "{v}");
+    let doc = ada.ok(Method::GET, "/api/v1/openapi.json", None).await;
+    assert!(doc["paths"].get("/api/v1/mail/mailboxes/{id}/changes").is_some(), "the route is documented");
 }

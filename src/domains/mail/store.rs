@@ -272,7 +272,7 @@ async fn write_rows(txn: &DatabaseTransaction, copies: &[Placed<'_>]) -> Result<
     ids.extend(pending.flush(txn).await?);
     let mut stored = Vec::with_capacity(copies.len());
     for (c, thread_id) in copies.iter().zip(threads) {
-        let id = ids.get(&(c.mailbox_id, c.uid)).copied().ok_or(MailError::NotFound)?;
+        let id = ids.get(&(c.mailbox_id, c.uid)).copied().ok_or(DbErr::RecordNotInserted)?;
         stored.push(Stored { id, user_id: c.new.user_id, mailbox_id: c.mailbox_id, uid: c.uid, thread_id });
     }
     for (c, s) in copies.iter().zip(&stored) {

@@ -210,3 +210,28 @@ async fn unparseable_mail_is_stored_and_shown_raw_and_html_is_cleaned() {
     let allowed = f.mail.message(f.ada, d.stored[0].id, true).await.unwrap();
     assert!(allowed.html.unwrap().contains("track.example") && !allowed.remote_images_blocked);
 }
+
+#[tokio::test]
+async fn one_batch_threads_a_reply_to_a_message_of_the_same_batch() {
+    let f = fixture().await;
+    let put = |raw: Vec<u8>| {
+        let meta = Arc::new(parse::meta(&raw));
+        f.mail.store(bytes::Bytes::from(raw), meta, vec![store::NewMessage::new(f.ada, Target::Role(Role::Inbox))])
+    };
+    let (first, by_ref, by_subject, stranger) = tokio::join!(
+        put(mail("b1@c", "Plans", "")),
+        put(mail("b2@c", "Something else", "In-Reply-To: <b1@c>\r\n")),
+        put(mail("b3@c", "Re: plans", "")),
+        put(b"From: dan@d.test\r\nTo: ada@localhost\r\nSubject: Plans\r\n\r\nhi\r\n".to_vec()),
+    );
+    let [first, by_ref, by_subject, stranger] = [first, by_ref, by_subject, stranger].map(|s| s.unwrap()[0]);
+    let mut modseqs = Vec::new();
+    for s in [first, by_ref, by_subject, stranger] {
+        modseqs.push(f.mail.row(f.ada, s.id).await.unwrap().modseq);
+    }
+    assert!(modseqs.iter().all(|m| *m == modseqs[0]), "one batch, one MODSEQ: {modseqs:?}");
+    assert_eq!([by_ref.uid, by_subject.uid, stranger.uid], [first.uid + 1, first.uid + 2, first.uid + 3]);
+    assert_eq!(by_ref.thread_id, first.thread_id, "by reference, within the batch");
+    assert_eq!(by_subject.thread_id, first.thread_id, "by subject and people, within the batch");
+    assert_ne!(stranger.thread_id, first.thread_id);
+}

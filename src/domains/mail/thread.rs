@@ -2,12 +2,11 @@
 //! (References, In-Reply-To), else a recent thread with the same normalised subject and a
 //! shared participant, else starts a new one.
 
+use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
 };
-
-use sea_orm::sea_query::{Expr, Func};
 
 use super::entities::{message, thread};
 use super::parse::Meta;
