@@ -40,6 +40,12 @@ pub enum Event {
         message_id: i64,
         /// The mailbox it landed in.
         mailbox_id: i64,
+        /// Its IMAP UID there (0 in events written before UIDs were carried).
+        #[serde(default)]
+        uid: i64,
+        /// The mailbox's MODSEQ that the arrival gave it (0 in events written before).
+        #[serde(default)]
+        modseq: i64,
     },
     /// A user sent a message (web compose or SMTP submission): it is in Sent and on its way.
     MailSent {

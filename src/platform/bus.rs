@@ -114,6 +114,9 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + std::fmt::Debug + '
 /// Attempts before an event that keeps failing goes to the dead letters for a subscriber.
 const MAX_ATTEMPTS: u32 = 8;
 
+/// The most events one outbox insert carries.
+pub const PUBLISH_CHUNK: usize = 200;
+
 /// How many live events a slow listener may fall behind before it misses some.
 const LIVE_BACKLOG: usize = 4096;
 
@@ -187,9 +190,23 @@ impl<E: BusEvent> Bus<E> {
     /// Writes `event` to the outbox on `conn`, normally the caller's open transaction, so
     /// the event exists exactly when the data does. Call [`Bus::wake`] after the commit.
     pub async fn publish<C: ConnectionTrait>(conn: &C, event: &E) -> Result<(), DbErr> {
-        let json = serde_json::to_string(event).map_err(|e| DbErr::Custom(e.to_string()))?;
-        let row = outbox::ActiveModel { id: NotSet, event: Set(json), created_at: Set(now()) };
-        outbox::Entity::insert(row).exec(conn).await?;
+        Self::publish_many(conn, std::slice::from_ref(event)).await
+    }
+
+    /// [`Bus::publish`] for several events, in order, with one multi-row insert per
+    /// [`PUBLISH_CHUNK`] events.
+    pub async fn publish_many<C: ConnectionTrait>(conn: &C, events: &[E]) -> Result<(), DbErr> {
+        let at = now();
+        for chunk in events.chunks(PUBLISH_CHUNK) {
+            let rows = chunk
+                .iter()
+                .map(|event| {
+                    let json = serde_json::to_string(event).map_err(|e| DbErr::Custom(e.to_string()))?;
+                    Ok(outbox::ActiveModel { id: NotSet, event: Set(json), created_at: Set(at) })
+                })
+                .collect::<Result<Vec<_>, DbErr>>()?;
+            outbox::Entity::insert_many(rows).exec_without_returning(conn).await?;
+        }
         Ok(())
     }
 
@@ -432,9 +449,8 @@ mod tests {
         let txn = db.begin().await.unwrap();
         Bus::publish(&txn, &Event::UserDisabled { user_id: 1 }).await.unwrap();
         txn.rollback().await.unwrap();
-        for id in 2..5 {
-            Bus::publish(&db, &Event::UserDisabled { user_id: id }).await.unwrap();
-        }
+        let later: Vec<Event> = (2..5).map(|user_id| Event::UserDisabled { user_id }).collect();
+        Bus::publish_many(&db, &later).await.unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
         let task = bus.subscribe("t", recorder(tx), stop_rx);

@@ -251,7 +251,7 @@ fn kinds(events: &[Event]) -> Vec<(&'static str, i64, i64)> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::MailStored { mailbox_id, .. } => Some(("stored", *mailbox_id, 0)),
+            Event::MailStored { mailbox_id, modseq, .. } => Some(("stored", *mailbox_id, *modseq)),
             Event::MailFlagsChanged { mailbox_id, modseq, .. } => Some(("flags", *mailbox_id, *modseq)),
             Event::MailLabelsChanged { mailbox_id, modseq, .. } => Some(("labels", *mailbox_id, *modseq)),
             Event::MailMoved { to_mailbox_id, modseq, .. } => Some(("moved", *to_mailbox_id, *modseq)),
@@ -282,6 +282,9 @@ async fn change_events_carry_the_modseq_and_reach_a_live_listener_within_a_secon
     let archive = f.mail.role_mailbox(f.ada, Role::Archive).await.unwrap();
     let names: Vec<&str> = kinds(&got).iter().map(|k| k.0).collect();
     assert_eq!(names, ["stored", "stored", "flags", "labels", "moved", "expunged", "created", "renamed", "deleted"]);
+    let Event::MailStored { message_id, uid, modseq: stored_at, .. } = &got[1] else { unreachable!() };
+    assert_eq!(*message_id, b);
+    assert!(*uid > 0 && *stored_at > 1, "the arrival carries its UID and MODSEQ");
     let Event::MailFlagsChanged { messages, modseq, .. } = &got[2] else { unreachable!() };
     assert_eq!((messages[0].message_id, messages[0].flags & Flags::SEEN), (a, Flags::SEEN));
     let Event::MailMoved { from_mailbox_id, to_mailbox_id, modseq: moved_at, messages, .. } = &got[4] else {

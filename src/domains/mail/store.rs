@@ -279,14 +279,15 @@ async fn write_rows(txn: &DatabaseTransaction, copies: &[Placed<'_>]) -> Result<
         Blobs::add_ref_in(txn, c.blob, &blob_owner(s.id)).await?;
     }
     link_labels(txn, copies, &stored).await?;
+    let mut events = Vec::with_capacity(copies.len());
     for (c, s) in copies.iter().zip(&stored) {
-        let event = Event::MailStored { user_id: s.user_id, message_id: s.id, mailbox_id: s.mailbox_id };
-        Bus::publish(txn, &event).await?;
+        let (user_id, message_id, mailbox_id) = (s.user_id, s.id, s.mailbox_id);
+        events.push(Event::MailStored { user_id, message_id, mailbox_id, uid: s.uid, modseq: c.modseq });
         if let Some(recipients) = &c.new.sent_to {
-            let event = Event::MailSent { user_id: s.user_id, message_id: s.id, recipients: recipients.clone() };
-            Bus::publish(txn, &event).await?;
+            events.push(Event::MailSent { user_id, message_id, recipients: recipients.clone() });
         }
     }
+    Bus::publish_many(txn, &events).await?;
     Ok(stored)
 }
 
