@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use common::dns::DnsStandIn;
 use common::{Server, authed};
+use postcast::config::Config;
 use postcast::domains::auth::ClientInfo;
 use postcast::domains::mail::authn::{InboundAuth, Outcome};
+use postcast::domains::mail::config::DnsConfig;
 use postcast::domains::mail::dns::Dns;
 use postcast::domains::mail::outbound::dkim::key_path;
-use postcast::platform::config::{Config, DnsConfig};
 use reqwest::Method;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

@@ -14,6 +14,7 @@
 pub mod actions;
 pub mod authn;
 pub mod compose;
+pub mod config;
 pub mod deliver;
 pub mod dns;
 pub mod entities;

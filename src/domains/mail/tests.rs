@@ -11,9 +11,9 @@ use super::deliver::Envelope;
 use super::store::Target;
 use super::view::Scope;
 use super::*;
+use crate::config::Config;
 use crate::domains::prefs::{Expect, PrefsService};
 use crate::platform::bus::outbox;
-use crate::platform::config::Config;
 
 /// A mail service over a temporary SQLite file and blob store, with users ada and bob.
 pub(crate) struct Fixture {

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::SourceMetadata;
+use super::config::RenditionConfig;
 use super::playlist::{self, MediaPlaylist, PlaylistSegment, Variant};
 use crate::platform::blobs::BlobId;
-use crate::platform::config::RenditionConfig;
 
 /// Where a stream is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -598,7 +598,7 @@ mod tests {
     use super::*;
 
     fn ladder() -> Vec<RenditionConfig> {
-        crate::platform::config::StreamConfig::default().ladder
+        crate::domains::stream::config::StreamConfig::default().ladder
     }
 
     fn stream() -> LiveStream {

@@ -5,6 +5,7 @@
 //! speaks RTMP or HTTP.
 
 pub mod chunker;
+pub mod config;
 pub mod entities;
 mod keys;
 pub mod live;
@@ -25,10 +26,10 @@ use serde::{Deserialize, Serialize};
 use crate::domains::auth::AuthService;
 use crate::events::{Bus, Event};
 use crate::platform::blobs::{BlobId, Blobs};
-use crate::platform::config::StreamConfig;
 use crate::platform::db::{Db, now};
-use crate::platform::jobs::{JobPool, PoolSettings};
+use crate::platform::jobs::JobPool;
 use chunker::{Chunker, MediaTag, SourceChunk, TagKind};
+use config::StreamConfig;
 use entities::{stream, stream_chunk, stream_segment};
 use live::{ChunkFacts, LiveStream, Outcome, Phase, Segment, StreamHead};
 pub use live::{PlaylistKind, RenditionStatus};
@@ -175,14 +176,15 @@ pub struct StreamService {
 }
 
 impl StreamService {
-    /// Builds the service; a missing ffmpeg is logged once here and refused per publish.
+    /// Builds the service, whose transcodes run in `jobs`; a missing ffmpeg is logged once
+    /// here and refused per publish.
     pub fn new(
         db: Db,
         blobs: Blobs,
         bus: Bus,
         auth: AuthService,
         cfg: StreamConfig,
-        workers: usize,
+        jobs: JobPool,
         data: PathBuf,
     ) -> Self {
         let ffmpeg = match Ffmpeg::locate(&cfg.ffmpeg) {
@@ -195,13 +197,6 @@ impl StreamService {
                 Err(e.to_string())
             }
         };
-        let jobs = JobPool::start(PoolSettings {
-            workers,
-            queue: 4096,
-            timeout: Duration::from_secs(cfg.transcode_timeout_seconds.max(1)),
-            retries: 2,
-            backoff: Duration::from_millis(100),
-        });
         let workdir = data.join("tmp").join("transcode");
         let _ = std::fs::create_dir_all(&workdir);
         let segments = moka::future::Cache::builder()
@@ -737,7 +732,7 @@ impl StreamService {
 /// What is stored with a stream to rebuild its master playlist later.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct SavedRenditions {
-    ladder: Vec<crate::platform::config::RenditionConfig>,
+    ladder: Vec<config::RenditionConfig>,
     source: SourceMetadata,
 }
 
@@ -831,7 +826,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::config::Config;
+    use crate::config::Config;
 
     async fn service(dir: &std::path::Path) -> (StreamService, i64) {
         let url = format!("sqlite://{}?mode=rwc", dir.join("s.db").display());
@@ -846,7 +841,8 @@ mod tests {
         let auth = AuthService::new(db.clone(), bus.clone(), &config).unwrap();
         let user =
             auth.create_user("rita", "correct horse battery", &crate::domains::auth::ClientInfo::local("t")).await;
-        let svc = StreamService::new(db, blobs, bus, auth, config.stream.clone(), 1, dir.to_owned());
+        let jobs = JobPool::start(crate::platform::jobs::PoolSettings::from_config(&config.jobs));
+        let svc = StreamService::new(db, blobs, bus, auth, config.stream.clone(), jobs, dir.to_owned());
         (svc, user.unwrap().id)
     }
 

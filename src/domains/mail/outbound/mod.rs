@@ -17,6 +17,7 @@
 //!   the attempt; recipients already marked delivered are never sent again.
 //! - **No bounce of a bounce**: mail with the null reverse-path never produces a DSN.
 
+pub mod config;
 mod delivery;
 pub mod dkim;
 pub mod dsn;
@@ -36,12 +37,12 @@ use sea_orm::{
 };
 use tokio::sync::{Notify, OnceCell};
 
+use self::config::OutboundConfig;
 use self::delivery::Deliverer;
 use self::dkim::{DkimError, DkimKey};
 use self::entities::{message, recipient};
 use super::dns::Dns;
 use crate::platform::blobs::{BlobError, BlobId, Blobs};
-use crate::platform::config::OutboundConfig;
 use crate::platform::db::{Db, now};
 
 /// Message states.

@@ -16,9 +16,11 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::config::OutboundConfig;
 use super::dkim::test_key;
 use super::{BounceSink, OutboundQueue, QueueError, QueueSettings, QueuedMessage};
 use crate::domains::mail::authn::{InboundAuth, Outcome};
+use crate::domains::mail::config::DnsConfig;
 use crate::domains::mail::dns::Dns;
 use crate::domains::mail::dns::standin::DnsStandIn;
 use crate::doors::smtp::{
@@ -26,7 +28,6 @@ use crate::doors::smtp::{
     run_session,
 };
 use crate::platform::blobs::{BlobId, Blobs};
-use crate::platform::config::{DnsConfig, OutboundConfig};
 use crate::platform::db::{self, Db};
 
 const DOMAIN: &str = "postcast.test";
