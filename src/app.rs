@@ -19,6 +19,7 @@ use crate::domains::mail::MailService;
 use crate::domains::mail::authn::InboundAuth;
 use crate::domains::mail::dns::Dns;
 use crate::domains::mail::outbound::{OutboundQueue, QueueSettings};
+use crate::domains::mail::scan::Scanners;
 use crate::domains::prefs::PrefsService;
 use crate::domains::profile::ProfileService;
 use crate::domains::stream::StreamService;
@@ -115,6 +116,7 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         bus.clone(),
         auth.clone(),
         prefs.clone(),
+        Scanners::default(),
         Some(authn),
         &config.server.domain,
     );

@@ -191,14 +191,17 @@ struct Inner {
 }
 
 impl MailService {
-    /// Builds the service and starts its committer task. `authn` checks SPF, DKIM and DMARC
-    /// of mail from other servers (None: not checked, e.g. in unit tests).
+    /// Builds the service and starts its committer task. `scanners` fill the virus and spam
+    /// slots of delivery; `authn` checks SPF, DKIM and DMARC of mail from other servers
+    /// (None: not checked, e.g. in unit tests).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: Db,
         blobs: Blobs,
         bus: Bus,
         auth: AuthService,
         prefs: PrefsService,
+        scanners: scan::Scanners,
         authn: Option<authn::InboundAuth>,
         domain: &str,
     ) -> Self {
@@ -209,7 +212,7 @@ impl MailService {
             auth,
             prefs,
             store,
-            scanners: scan::Scanners::default(),
+            scanners,
             authn,
             outbound: std::sync::OnceLock::new(),
             domain: domain.to_ascii_lowercase(),

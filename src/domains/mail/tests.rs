@@ -40,7 +40,7 @@ pub(crate) async fn fixture() -> Fixture {
     let bob = auth.create_user("bob", "correct horse battery", &client).await.unwrap().id;
     let blobs = Blobs::open(dir.path().join("blobs"), db.clone()).unwrap();
     let prefs = PrefsService::new(db.clone(), blobs.clone(), bus.clone(), Default::default());
-    let mail = MailService::new(db.clone(), blobs, bus, auth, prefs.clone(), None, "localhost");
+    let mail = MailService::new(db.clone(), blobs, bus, auth, prefs.clone(), Default::default(), None, "localhost");
     Fixture { dir, mail, prefs, db, ada, bob }
 }
 
