@@ -288,7 +288,7 @@ async fn queue_command(config: Config, action: QueueAction) -> anyhow::Result<()
             let now = postcast::platform::db::now();
             for m in messages {
                 let owner = m.owner.map(|u| format!("user {u}")).unwrap_or_else(|| "server".into());
-                let when = if m.status == "queued" {
+                let when = if m.status == postcast::domains::mail::outbound::MessageStatus::Queued {
                     format!("next try in {} s", (m.next_attempt_at - now).max(0))
                 } else {
                     String::new()

@@ -20,6 +20,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 
@@ -31,8 +32,8 @@ use crate::platform::jobs::JobPool;
 use chunker::{Chunker, MediaTag, SourceChunk, TagKind};
 use config::StreamConfig;
 use entities::{stream, stream_chunk, stream_segment};
-use live::{ChunkFacts, LiveStream, Outcome, Phase, Segment, StreamHead};
-pub use live::{PlaylistKind, RenditionStatus};
+use live::{ChunkFacts, LiveStream, Outcome, Segment, StreamHead};
+pub use live::{Phase, PlaylistKind, RenditionStatus};
 use transcode::Ffmpeg;
 
 /// What the stream domain refuses, and why.
@@ -92,8 +93,8 @@ pub struct StreamSummary {
     pub title: String,
     /// Whether it is live (a publisher is connected or may reconnect).
     pub live: bool,
-    /// `live`, `reconnecting` or `ended`.
-    pub state: String,
+    /// Where it is in its life.
+    pub state: Phase,
     /// Unix seconds.
     pub started_at: i64,
     /// Unix seconds.
@@ -242,9 +243,9 @@ impl StreamService {
     /// Marks streams left live by a previous run as ended: their segments are the recording.
     pub async fn recover(&self) -> Result<u64, StreamError> {
         let res = stream::Entity::update_many()
-            .col_expr(stream::Column::State, Phase::Ended.as_str().into())
+            .col_expr(stream::Column::State, Expr::value(Phase::Ended))
             .col_expr(stream::Column::EndedAt, now().into())
-            .filter(stream::Column::State.ne(Phase::Ended.as_str()))
+            .filter(stream::Column::State.ne(Phase::Ended))
             .exec(&self.inner.db)
             .await?;
         Ok(res.rows_affected)
@@ -355,7 +356,7 @@ impl StreamService {
             id: Set(id.clone()),
             user_id: Set(user_id),
             title: Set(title.clone()),
-            state: Set(Phase::Live.as_str().into()),
+            state: Set(Phase::Live),
             started_at: Set(started_at),
             ended_at: Set(None),
             renditions: Set(serde_json::to_string(&SavedRenditions {
@@ -384,7 +385,7 @@ impl StreamService {
 
     async fn set_state(&self, id: &str, phase: Phase, ended_at: Option<i64>) -> Result<(), StreamError> {
         stream::Entity::update_many()
-            .col_expr(stream::Column::State, phase.as_str().into())
+            .col_expr(stream::Column::State, Expr::value(phase))
             .col_expr(stream::Column::EndedAt, ended_at.into())
             .filter(stream::Column::Id.eq(id))
             .exec(&self.inner.db)
@@ -492,7 +493,7 @@ impl StreamService {
             let saved = SavedRenditions { ladder: live.renditions().to_vec(), source: live.metadata() };
             let renditions = serde_json::to_string(&saved).unwrap_or_default();
             let res = stream::Entity::update_many()
-                .col_expr(stream::Column::State, Phase::Ended.as_str().into())
+                .col_expr(stream::Column::State, Expr::value(Phase::Ended))
                 .col_expr(stream::Column::EndedAt, live.ended_at().into())
                 .col_expr(stream::Column::Renditions, renditions.into())
                 .filter(stream::Column::Id.eq(live.id.as_str()))
@@ -553,7 +554,7 @@ impl StreamService {
             username: live.username.clone(),
             title: live.title.clone(),
             live: phase != Phase::Ended,
-            state: phase.as_str().into(),
+            state: phase,
             started_at: live.started_at,
             ended_at: live.ended_at(),
             duration_ms: f.duration_ms,
@@ -627,7 +628,7 @@ impl StreamService {
                         username,
                         title: row.title.clone(),
                         live: false,
-                        state: Phase::Ended.as_str().into(),
+                        state: Phase::Ended,
                         started_at: row.started_at,
                         ended_at: row.ended_at,
                         duration_ms: durations.get(&row.id).copied().unwrap_or(0),
@@ -715,7 +716,7 @@ impl StreamService {
         let rows = stream::Entity::find().all(&self.inner.db).await?;
         for row in rows {
             if cfg.recording_retention_days > 0
-                && row.state == Phase::Ended.as_str()
+                && row.state == Phase::Ended
                 && row.ended_at.is_some_and(|e| e < at - (cfg.recording_retention_days * 86_400) as i64)
             {
                 let live = self.get(&row.id).await?;
@@ -853,7 +854,7 @@ mod tests {
             id: Set(id.into()),
             user_id: Set(user),
             title: Set("t".into()),
-            state: Set("ended".into()),
+            state: Set(Phase::Ended),
             started_at: Set(ended_at - 60),
             ended_at: Set(Some(ended_at)),
             renditions: Set(serde_json::to_string(&saved).unwrap()),
@@ -909,7 +910,7 @@ mod tests {
         assert!(matches!(svc.begin_publish("live", &key, peer).await, Err(StreamError::AlreadyLive)));
         publisher.finish().await;
         assert_eq!(events.recv().await.unwrap(), Event::StreamEnded { stream_id: id.clone() });
-        assert_eq!(svc.status(&id).await.unwrap().summary.state, "ended");
+        assert_eq!(svc.status(&id).await.unwrap().summary.state, Phase::Ended);
         svc.revoke_key(user).await.unwrap();
         assert!(matches!(svc.begin_publish("live", &key, peer).await, Err(StreamError::InvalidKey)));
     }
