@@ -3,8 +3,8 @@
 //! authenticated request. Run with `cargo bench --bench auth`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use postcast::domains::auth::config::AuthConfig;
 use postcast::domains::auth::password::{Hasher, fingerprint, random_token};
-use postcast::platform::config::AuthConfig;
 
 fn argon2(c: &mut Criterion) {
     let cfg = AuthConfig::default();

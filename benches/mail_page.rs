@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use postcast::config::Config;
 use postcast::domains::auth::ClientInfo;
 use postcast::domains::mail::store::{NewMessage, Target};
 use postcast::domains::mail::view::Scope;
 use postcast::domains::mail::{Role, parse};
-use postcast::platform::config::Config;
 
 fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

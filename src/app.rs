@@ -12,12 +12,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::config::Config;
 use crate::domains::auth::AuthService;
 use crate::domains::contacts::ContactsService;
 use crate::domains::mail::MailService;
 use crate::domains::mail::authn::InboundAuth;
 use crate::domains::mail::dns::Dns;
 use crate::domains::mail::outbound::{OutboundQueue, QueueSettings};
+use crate::domains::mail::scan::Scanners;
 use crate::domains::prefs::PrefsService;
 use crate::domains::profile::ProfileService;
 use crate::domains::stream::StreamService;
@@ -26,7 +28,6 @@ use crate::doors::rtmp::{self, RtmpLimits};
 use crate::doors::smtp::{self, DoorSettings, MailDoor, SessionKind};
 use crate::events::{Bus, Event, Handler};
 use crate::platform::blobs::Blobs;
-use crate::platform::config::Config;
 use crate::platform::db::{self, Db};
 use crate::platform::jobs::{JobPool, PoolSettings};
 
@@ -91,13 +92,7 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
             .await?;
     let blobs = Blobs::open(data.join("blobs"), db.clone())?;
     let bus = Bus::new(db.clone());
-    let jobs = JobPool::start(PoolSettings {
-        workers: config.job_workers(),
-        queue: config.jobs.queue,
-        timeout: Duration::from_secs(config.jobs.timeout_seconds),
-        retries: config.jobs.retries,
-        backoff: Duration::from_millis(config.jobs.backoff_ms),
-    });
+    let jobs = JobPool::start(PoolSettings::from_config(&config.jobs));
     let auth = AuthService::new(db.clone(), bus.clone(), &config).map_err(|e| StartError::Service(e.to_string()))?;
     let profile = ProfileService::new(db.clone(), blobs.clone(), config.profile.clone());
     let prefs = PrefsService::new(db.clone(), blobs.clone(), bus.clone(), config.prefs.clone());
@@ -107,7 +102,7 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         bus.clone(),
         auth.clone(),
         config.stream.clone(),
-        config.job_workers(),
+        jobs.clone(),
         data.clone(),
     );
     let dns = Dns::new(&config.dns).map_err(|e| StartError::Service(e.to_string()))?;
@@ -118,6 +113,7 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         bus.clone(),
         auth.clone(),
         prefs.clone(),
+        Scanners::default(),
         Some(authn),
         &config.server.domain,
     );
@@ -283,12 +279,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tracing::warn!(error = %e, "no DKIM key: outgoing mail cannot be queued");
     }
     tasks.push(services.outbound.start(stop_rx.clone()));
+    let ingest = &services.config.stream;
     let limits = RtmpLimits {
-        handshake_timeout: Duration::from_secs(10),
-        read_timeout: Duration::from_secs(30),
-        max_message_bytes: services.config.stream.max_message_bytes,
-        max_connections: 256,
-        connections_per_ip: 16,
+        handshake_timeout: Duration::from_secs(ingest.rtmp_handshake_seconds),
+        read_timeout: Duration::from_secs(ingest.rtmp_read_timeout_seconds),
+        max_message_bytes: ingest.max_message_bytes,
+        max_connections: ingest.rtmp_max_connections,
+        connections_per_ip: ingest.rtmp_connections_per_ip,
     };
     tasks.push(tokio::spawn(rtmp::serve(rtmp_listener, services.stream.clone(), limits, stop_rx.clone())));
     let mail_door = Arc::new(MailDoor::new(services.auth.clone(), services.mail.clone()));

@@ -3,6 +3,7 @@
 //! (storage, cache, bus, jobs).
 
 pub mod app;
+pub mod config;
 pub mod domains;
 pub mod doors;
 pub mod events;

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use postcast::app;
+use postcast::config::Config;
 use postcast::domains::auth::ClientInfo;
-use postcast::platform::config::Config;
 
 /// One binary for self-hosted mail and live streaming.
 #[derive(Parser, Debug)]
@@ -35,7 +35,8 @@ struct Cli {
     /// SMTP submission over implicit TLS listen address [default: 127.0.0.1:2465].
     #[arg(long, global = true, env = "POSTCAST_SUBMISSIONS", value_name = "ADDR")]
     submissions: Option<SocketAddr>,
-    /// IMAP listen address [default: 127.0.0.1:1143].
+    /// IMAP listen address, reserved for the IMAP door: checked, not served yet
+    /// [default: 127.0.0.1:1143].
     #[arg(long, global = true, env = "POSTCAST_IMAP", value_name = "ADDR")]
     imap: Option<SocketAddr>,
     /// RTMP listen address [default: 127.0.0.1:1935].
@@ -287,7 +288,7 @@ async fn queue_command(config: Config, action: QueueAction) -> anyhow::Result<()
             let now = postcast::platform::db::now();
             for m in messages {
                 let owner = m.owner.map(|u| format!("user {u}")).unwrap_or_else(|| "server".into());
-                let when = if m.status == "queued" {
+                let when = if m.status == postcast::domains::mail::outbound::MessageStatus::Queued {
                     format!("next try in {} s", (m.next_attempt_at - now).max(0))
                 } else {
                     String::new()

@@ -14,11 +14,13 @@ use std::time::Duration;
 
 use common::dns::DnsStandIn;
 use common::{Server, authed};
+use postcast::config::Config;
 use postcast::domains::auth::ClientInfo;
 use postcast::domains::mail::authn::{InboundAuth, Outcome};
+use postcast::domains::mail::config::DnsConfig;
 use postcast::domains::mail::dns::Dns;
+use postcast::domains::mail::outbound::RecipientStatus;
 use postcast::domains::mail::outbound::dkim::key_path;
-use postcast::platform::config::{Config, DnsConfig};
 use reqwest::Method;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -177,7 +179,7 @@ async fn the_real_server_resumes_the_queue_delivers_signed_mail_and_keeps_queues
     let _ = stop.send(true);
     worker.await.unwrap();
     let listed = services.outbound.list(None).await.unwrap();
-    assert_eq!(listed[0].recipients[0].status, "queued", "{listed:?}");
+    assert_eq!(listed[0].recipients[0].status, RecipientStatus::Queued, "{listed:?}");
     assert!(listed[0].recipients[0].reply.as_deref().unwrap_or("").starts_with("451 4.3.0"), "{listed:?}");
     assert!(sink.received().is_empty());
     services.db.clone().close().await.unwrap();

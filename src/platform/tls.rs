@@ -13,7 +13,7 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::platform::config::Config;
+use crate::config::Config;
 
 /// Why the doors' TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]

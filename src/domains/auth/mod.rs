@@ -5,6 +5,7 @@
 //! speaks HTTP: the door maps [`AuthError`] to replies.
 
 mod app_passwords;
+pub mod config;
 pub mod entities;
 mod factors;
 pub mod limits;
@@ -21,10 +22,11 @@ use sea_orm::{ActiveModelTrait, ActiveValue::NotSet, EntityTrait, QueryFilter, Q
 use sea_orm::{ColumnTrait, ConnectionTrait};
 use serde::Serialize;
 
+use crate::config::Config;
 use crate::events::Bus;
 use crate::platform::cache::Cache;
-use crate::platform::config::{AuthConfig, Config, SmsConfig};
 use crate::platform::db::{Db, now};
+use config::{AuthConfig, SmsConfig};
 use entities::{security_event, user};
 use limits::Limiter;
 use password::Hasher;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::platform::config::SmsConfig;
+use super::config::SmsConfig;
 
 /// A delivery failure.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use futures::future::BoxFuture;
 use super::password::Hasher;
 use super::sms::{SmsError, SmsSender};
 use super::*;
-use crate::platform::config::Config;
+use crate::config::Config;
 
 /// Keeps every text "sent".
 #[derive(Default)]

@@ -189,7 +189,7 @@ impl MailService {
             let content_type = if valid_mime(&a.content_type) { a.content_type.clone() } else { octet_stream() };
             builder = builder.attachment(content_type, a.name.clone(), bytes.to_vec());
         }
-        let raw = builder.write_to_vec().map_err(|e| SendError::Queue(e.to_string()))?;
+        let raw = builder.write_to_vec().map_err(SendError::Build)?;
         let recipients = to.into_iter().chain(cc).chain(bcc).map(|(_, a)| a).collect();
         Ok((raw, recipients))
     }

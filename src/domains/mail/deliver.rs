@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::filters::{self, Actions};
 use super::parse::{self, Meta};
-use super::scan::{ScanInput, VirusVerdict};
+use super::scan::{ScanError, ScanInput, VirusVerdict};
 use super::store::{NewMessage, Stored, Target};
 use super::{Flags, MailError, MailService, Role, SpamVerdict};
 use crate::platform::db::now;
@@ -63,6 +63,9 @@ pub enum DeliverError {
     /// The virus slot found malware (the name of what was found).
     #[error("message refused: malware found ({0})")]
     Infected(String),
+    /// A scanner gave no verdict: the sender should try again later.
+    #[error("message not scanned: {0}")]
+    Scan(#[from] ScanError),
     /// Storage failed: the sender should try again later.
     #[error(transparent)]
     Store(#[from] MailError),
@@ -127,7 +130,7 @@ impl MailService {
         recipients.dedup();
         if let Some(&first) = recipients.first() {
             let input = ScanInput { raw: &raw, meta: &meta, user_id: first, auth: verdict.as_ref() };
-            if let VirusVerdict::Infected(name) = scanners.virus.scan(&input).await {
+            if let VirusVerdict::Infected(name) = scanners.virus.scan(&input).await? {
                 return Err(DeliverError::Infected(name));
             }
         }
@@ -135,7 +138,7 @@ impl MailService {
         let mut forwards = Vec::new();
         for user_id in recipients {
             let input = ScanInput { raw: &raw, meta: &meta, user_id, auth: verdict.as_ref() };
-            let spam = scanners.spam.judge(&input).await;
+            let spam = scanners.spam.judge(&input).await?;
             let actions = self.filter_actions(user_id, &meta).await;
             if !envelope.forwarded && !spam.is_spam {
                 forwards.extend(actions.forward.iter().map(|a| (user_id, a.clone())));

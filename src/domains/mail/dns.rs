@@ -11,7 +11,7 @@ use mail_auth::common::cache::NoCache;
 use mail_auth::hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use mail_auth::{IpLookupStrategy, RecordSet};
 
-use crate::platform::config::DnsConfig;
+use super::config::DnsConfig;
 
 /// Why the resolver could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -20,6 +20,7 @@ pub mod actions;
 pub mod authn;
 pub mod changes;
 pub mod compose;
+pub mod config;
 pub mod deliver;
 pub mod dns;
 pub mod entities;
@@ -203,14 +204,17 @@ struct Inner {
 }
 
 impl MailService {
-    /// Builds the service and starts its committer task. `authn` checks SPF, DKIM and DMARC
-    /// of mail from other servers (None: not checked, e.g. in unit tests).
+    /// Builds the service and starts its committer task. `scanners` fill the virus and spam
+    /// slots of delivery; `authn` checks SPF, DKIM and DMARC of mail from other servers
+    /// (None: not checked, e.g. in unit tests).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: Db,
         blobs: Blobs,
         bus: Bus,
         auth: AuthService,
         prefs: PrefsService,
+        scanners: scan::Scanners,
         authn: Option<authn::InboundAuth>,
         domain: &str,
     ) -> Self {
@@ -222,7 +226,7 @@ impl MailService {
             auth,
             prefs,
             store,
-            scanners: scan::Scanners::default(),
+            scanners,
             authn,
             outbound: std::sync::OnceLock::new(),
             domain: domain.to_ascii_lowercase(),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::deliver::{DeliverError, Envelope};
+use super::outbound::{BounceError, QueueError};
 use super::parse;
 use super::store::{NewMessage, Stored, Target};
 use super::{Flags, MailError, MailService, Role};
@@ -28,9 +29,15 @@ pub enum SendError {
     /// A local recipient does not exist.
     #[error("no such local user: {0}")]
     UnknownLocalUser(String),
-    /// Remote recipients cannot be queued (no outbound queue).
+    /// No outbound queue is wired for the remote recipients.
+    #[error("remote delivery failed: no outbound queue")]
+    NoQueue,
+    /// The outbound queue refused the message for the remote recipients.
     #[error("remote delivery failed: {0}")]
-    Queue(String),
+    Queue(#[from] QueueError),
+    /// The message could not be built from the draft.
+    #[error("the message could not be built: {0}")]
+    Build(#[source] std::io::Error),
     /// Local delivery or storage failed.
     #[error(transparent)]
     Deliver(#[from] DeliverError),
@@ -114,9 +121,8 @@ impl MailService {
         let queued = if remote.is_empty() {
             None
         } else {
-            let queue = self.inner.outbound.get().ok_or_else(|| SendError::Queue("no outbound queue".into()))?;
-            let id = queue.enqueue(Some(sub.user_id), &sub.envelope_from, &remote, &data).await;
-            Some(id.map_err(|e| SendError::Queue(e.to_string()))?)
+            let queue = self.inner.outbound.get().ok_or(SendError::NoQueue)?;
+            Some(queue.enqueue(Some(sub.user_id), &sub.envelope_from, &remote, &data).await?)
         };
         let mut copy = NewMessage::new(sub.user_id, Target::Role(Role::Sent));
         copy.flags = Flags(Flags::SEEN);
@@ -148,19 +154,20 @@ impl MailService {
 impl super::outbound::BounceSink for MailService {
     /// A delivery status notification for `to`: delivered locally when `to` is ours,
     /// queued with the null sender otherwise (never bounced again).
-    fn deliver_bounce(&self, to: &str, raw: Vec<u8>) -> futures::future::BoxFuture<'_, Result<(), String>> {
+    fn deliver_bounce(&self, to: &str, raw: Vec<u8>) -> futures::future::BoxFuture<'_, Result<(), BounceError>> {
         let to = to.to_owned();
         Box::pin(async move {
             if self.is_local_address(&to) {
-                let Some(user) = self.local_user(&to).await.map_err(|e| e.to_string())? else {
+                let Some(user) = self.local_user(&to).await? else {
                     tracing::warn!(%to, "bounce for an unknown local user dropped");
                     return Ok(());
                 };
-                self.deliver(&Envelope::internal(vec![user]), raw).await.map(|_| ()).map_err(|e| e.to_string())
+                self.deliver(&Envelope::internal(vec![user]), raw).await?;
             } else {
-                let queue = self.inner.outbound.get().ok_or("no outbound queue")?;
-                queue.enqueue(None, "", &[to], &raw).await.map(|_| ()).map_err(|e| e.to_string())
+                let queue = self.inner.outbound.get().ok_or(BounceError::NoQueue)?;
+                queue.enqueue(None, "", &[to], &raw).await.map_err(|e| BounceError::Queue(Box::new(e)))?;
             }
+            Ok(())
         })
     }
 }

@@ -11,9 +11,9 @@ use super::deliver::Envelope;
 use super::store::Target;
 use super::view::Scope;
 use super::*;
+use crate::config::Config;
 use crate::domains::prefs::{Expect, PrefsService};
 use crate::platform::bus::outbox;
-use crate::platform::config::Config;
 
 /// A mail service over a temporary SQLite file and blob store, with users ada and bob.
 pub(crate) struct Fixture {
@@ -41,7 +41,8 @@ pub(crate) async fn fixture() -> Fixture {
     let bob = auth.create_user("bob", "correct horse battery", &client).await.unwrap().id;
     let blobs = Blobs::open(dir.path().join("blobs"), db.clone()).unwrap();
     let prefs = PrefsService::new(db.clone(), blobs.clone(), bus.clone(), Default::default());
-    let mail = MailService::new(db.clone(), blobs, bus.clone(), auth, prefs.clone(), None, "localhost");
+    let mail =
+        MailService::new(db.clone(), blobs, bus.clone(), auth, prefs.clone(), Default::default(), None, "localhost");
     Fixture { dir, mail, prefs, db, bus, ada, bob }
 }
 

@@ -6,6 +6,7 @@
 //! HTTP (ETags and media types of requests are the door's business).
 
 mod attachments;
+pub mod config;
 mod document;
 mod entity;
 
@@ -18,8 +19,8 @@ use serde_json::Value;
 
 use crate::events::{Bus, Event};
 use crate::platform::blobs::{BlobError, BlobId, Blobs};
-use crate::platform::config::PrefsConfig;
 use crate::platform::db::{Db, now};
+use config::PrefsConfig;
 use entity::{attachment, document as doc_row};
 
 /// How often a write is retried when another write to the same document won the race.

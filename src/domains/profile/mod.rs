@@ -5,6 +5,7 @@
 //! reads another domain's tables (usernames come from its callers) and knows no HTTP.
 
 mod avatar;
+pub mod config;
 mod entity;
 mod fields;
 
@@ -19,8 +20,8 @@ use avatar::ImageType;
 
 use crate::events::Event;
 use crate::platform::blobs::{BlobError, BlobId, Blobs};
-use crate::platform::config::ProfileConfig;
 use crate::platform::db::{Db, now};
+use config::ProfileConfig;
 
 /// Default time zone of a new profile.
 pub const DEFAULT_TIME_ZONE: &str = "UTC";

@@ -39,8 +39,8 @@ pub mod stream {
         pub user_id: i64,
         /// Title shown to viewers.
         pub title: String,
-        /// `live`, `reconnecting` or `ended`.
-        pub state: String,
+        /// Where it is in its life.
+        pub state: super::super::live::Phase,
         /// Unix seconds.
         pub started_at: i64,
         /// Unix seconds.

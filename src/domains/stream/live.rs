@@ -10,34 +10,31 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use sea_orm::sea_query::StringLen;
 use serde::Serialize;
 
 use super::SourceMetadata;
+use super::config::RenditionConfig;
 use super::playlist::{self, MediaPlaylist, PlaylistSegment, Variant};
 use crate::platform::blobs::BlobId;
-use crate::platform::config::RenditionConfig;
 
-/// Where a stream is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Where a stream is in its life; stored (the `streams.state` column) and shown as its
+/// lowercase name.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema, sea_orm::EnumIter, sea_orm::DeriveActiveEnum,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// A publisher is sending.
+    #[sea_orm(string_value = "live")]
     Live,
     /// The publisher is gone; it may come back within the grace period.
+    #[sea_orm(string_value = "reconnecting")]
     Reconnecting,
     /// Over: the playlists end and the stream is a recording.
+    #[sea_orm(string_value = "ended")]
     Ended,
-}
-
-impl Phase {
-    /// The name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Live => "live",
-            Phase::Reconnecting => "reconnecting",
-            Phase::Ended => "ended",
-        }
-    }
 }
 
 /// Which playlist of a rendition.
@@ -598,7 +595,7 @@ mod tests {
     use super::*;
 
     fn ladder() -> Vec<RenditionConfig> {
-        crate::platform::config::StreamConfig::default().ladder
+        crate::domains::stream::config::StreamConfig::default().ladder
     }
 
     fn stream() -> LiveStream {

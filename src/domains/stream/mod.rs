@@ -5,6 +5,7 @@
 //! speaks RTMP or HTTP.
 
 pub mod chunker;
+pub mod config;
 pub mod entities;
 mod keys;
 pub mod live;
@@ -19,19 +20,20 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 
 use crate::domains::auth::AuthService;
 use crate::events::{Bus, Event};
 use crate::platform::blobs::{BlobId, Blobs};
-use crate::platform::config::StreamConfig;
 use crate::platform::db::{Db, now};
-use crate::platform::jobs::{JobPool, PoolSettings};
+use crate::platform::jobs::JobPool;
 use chunker::{Chunker, MediaTag, SourceChunk, TagKind};
+use config::StreamConfig;
 use entities::{stream, stream_chunk, stream_segment};
-use live::{ChunkFacts, LiveStream, Outcome, Phase, Segment, StreamHead};
-pub use live::{PlaylistKind, RenditionStatus};
+use live::{ChunkFacts, LiveStream, Outcome, Segment, StreamHead};
+pub use live::{Phase, PlaylistKind, RenditionStatus};
 use transcode::Ffmpeg;
 
 /// What the stream domain refuses, and why.
@@ -91,8 +93,8 @@ pub struct StreamSummary {
     pub title: String,
     /// Whether it is live (a publisher is connected or may reconnect).
     pub live: bool,
-    /// `live`, `reconnecting` or `ended`.
-    pub state: String,
+    /// Where it is in its life.
+    pub state: Phase,
     /// Unix seconds.
     pub started_at: i64,
     /// Unix seconds.
@@ -175,14 +177,15 @@ pub struct StreamService {
 }
 
 impl StreamService {
-    /// Builds the service; a missing ffmpeg is logged once here and refused per publish.
+    /// Builds the service, whose transcodes run in `jobs`; a missing ffmpeg is logged once
+    /// here and refused per publish.
     pub fn new(
         db: Db,
         blobs: Blobs,
         bus: Bus,
         auth: AuthService,
         cfg: StreamConfig,
-        workers: usize,
+        jobs: JobPool,
         data: PathBuf,
     ) -> Self {
         let ffmpeg = match Ffmpeg::locate(&cfg.ffmpeg) {
@@ -195,13 +198,6 @@ impl StreamService {
                 Err(e.to_string())
             }
         };
-        let jobs = JobPool::start(PoolSettings {
-            workers,
-            queue: 4096,
-            timeout: Duration::from_secs(cfg.transcode_timeout_seconds.max(1)),
-            retries: 2,
-            backoff: Duration::from_millis(100),
-        });
         let workdir = data.join("tmp").join("transcode");
         let _ = std::fs::create_dir_all(&workdir);
         let segments = moka::future::Cache::builder()
@@ -247,9 +243,9 @@ impl StreamService {
     /// Marks streams left live by a previous run as ended: their segments are the recording.
     pub async fn recover(&self) -> Result<u64, StreamError> {
         let res = stream::Entity::update_many()
-            .col_expr(stream::Column::State, Phase::Ended.as_str().into())
+            .col_expr(stream::Column::State, Expr::value(Phase::Ended))
             .col_expr(stream::Column::EndedAt, now().into())
-            .filter(stream::Column::State.ne(Phase::Ended.as_str()))
+            .filter(stream::Column::State.ne(Phase::Ended))
             .exec(&self.inner.db)
             .await?;
         Ok(res.rows_affected)
@@ -360,7 +356,7 @@ impl StreamService {
             id: Set(id.clone()),
             user_id: Set(user_id),
             title: Set(title.clone()),
-            state: Set(Phase::Live.as_str().into()),
+            state: Set(Phase::Live),
             started_at: Set(started_at),
             ended_at: Set(None),
             renditions: Set(serde_json::to_string(&SavedRenditions {
@@ -389,7 +385,7 @@ impl StreamService {
 
     async fn set_state(&self, id: &str, phase: Phase, ended_at: Option<i64>) -> Result<(), StreamError> {
         stream::Entity::update_many()
-            .col_expr(stream::Column::State, phase.as_str().into())
+            .col_expr(stream::Column::State, Expr::value(phase))
             .col_expr(stream::Column::EndedAt, ended_at.into())
             .filter(stream::Column::Id.eq(id))
             .exec(&self.inner.db)
@@ -497,7 +493,7 @@ impl StreamService {
             let saved = SavedRenditions { ladder: live.renditions().to_vec(), source: live.metadata() };
             let renditions = serde_json::to_string(&saved).unwrap_or_default();
             let res = stream::Entity::update_many()
-                .col_expr(stream::Column::State, Phase::Ended.as_str().into())
+                .col_expr(stream::Column::State, Expr::value(Phase::Ended))
                 .col_expr(stream::Column::EndedAt, live.ended_at().into())
                 .col_expr(stream::Column::Renditions, renditions.into())
                 .filter(stream::Column::Id.eq(live.id.as_str()))
@@ -558,7 +554,7 @@ impl StreamService {
             username: live.username.clone(),
             title: live.title.clone(),
             live: phase != Phase::Ended,
-            state: phase.as_str().into(),
+            state: phase,
             started_at: live.started_at,
             ended_at: live.ended_at(),
             duration_ms: f.duration_ms,
@@ -632,7 +628,7 @@ impl StreamService {
                         username,
                         title: row.title.clone(),
                         live: false,
-                        state: Phase::Ended.as_str().into(),
+                        state: Phase::Ended,
                         started_at: row.started_at,
                         ended_at: row.ended_at,
                         duration_ms: durations.get(&row.id).copied().unwrap_or(0),
@@ -720,7 +716,7 @@ impl StreamService {
         let rows = stream::Entity::find().all(&self.inner.db).await?;
         for row in rows {
             if cfg.recording_retention_days > 0
-                && row.state == Phase::Ended.as_str()
+                && row.state == Phase::Ended
                 && row.ended_at.is_some_and(|e| e < at - (cfg.recording_retention_days * 86_400) as i64)
             {
                 let live = self.get(&row.id).await?;
@@ -737,7 +733,7 @@ impl StreamService {
 /// What is stored with a stream to rebuild its master playlist later.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct SavedRenditions {
-    ladder: Vec<crate::platform::config::RenditionConfig>,
+    ladder: Vec<config::RenditionConfig>,
     source: SourceMetadata,
 }
 
@@ -831,7 +827,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::config::Config;
+    use crate::config::Config;
 
     async fn service(dir: &std::path::Path) -> (StreamService, i64) {
         let url = format!("sqlite://{}?mode=rwc", dir.join("s.db").display());
@@ -846,7 +842,8 @@ mod tests {
         let auth = AuthService::new(db.clone(), bus.clone(), &config).unwrap();
         let user =
             auth.create_user("rita", "correct horse battery", &crate::domains::auth::ClientInfo::local("t")).await;
-        let svc = StreamService::new(db, blobs, bus, auth, config.stream.clone(), 1, dir.to_owned());
+        let jobs = JobPool::start(crate::platform::jobs::PoolSettings::from_config(&config.jobs));
+        let svc = StreamService::new(db, blobs, bus, auth, config.stream.clone(), jobs, dir.to_owned());
         (svc, user.unwrap().id)
     }
 
@@ -857,7 +854,7 @@ mod tests {
             id: Set(id.into()),
             user_id: Set(user),
             title: Set("t".into()),
-            state: Set("ended".into()),
+            state: Set(Phase::Ended),
             started_at: Set(ended_at - 60),
             ended_at: Set(Some(ended_at)),
             renditions: Set(serde_json::to_string(&saved).unwrap()),
@@ -913,7 +910,7 @@ mod tests {
         assert!(matches!(svc.begin_publish("live", &key, peer).await, Err(StreamError::AlreadyLive)));
         publisher.finish().await;
         assert_eq!(events.recv().await.unwrap(), Event::StreamEnded { stream_id: id.clone() });
-        assert_eq!(svc.status(&id).await.unwrap().summary.state, "ended");
+        assert_eq!(svc.status(&id).await.unwrap().summary.state, Phase::Ended);
         svc.revoke_key(user).await.unwrap();
         assert!(matches!(svc.begin_publish("live", &key, peer).await, Err(StreamError::InvalidKey)));
     }

@@ -24,7 +24,7 @@ use ffmpeg_sidecar::command::FfmpegCommand;
 use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
 use tokio::io::AsyncWriteExt as _;
 
-use crate::platform::config::RenditionConfig;
+use super::config::RenditionConfig;
 
 /// How many of ffmpeg's last error lines a [`TranscodeError::Failed`] keeps.
 const MAX_ERROR_LINES: usize = 8;
@@ -371,7 +371,7 @@ mod tests {
     }
 
     fn ladder() -> Vec<RenditionConfig> {
-        crate::platform::config::StreamConfig::default().ladder
+        crate::domains::stream::config::StreamConfig::default().ladder
     }
 
     fn system_ffmpeg() -> Ffmpeg {

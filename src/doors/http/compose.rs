@@ -42,7 +42,7 @@ impl From<SendError> for AppError {
             SendError::Store(e) => e.into(),
             SendError::Deliver(crate::domains::mail::deliver::DeliverError::Store(e)) => e.into(),
             SendError::Deliver(e) => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", e.to_string()),
-            SendError::Queue(_) => AppError::internal(msg),
+            SendError::Queue(_) | SendError::NoQueue | SendError::Build(_) => AppError::internal(msg),
         }
     }
 }

@@ -125,7 +125,7 @@ mod tests {
 
     use super::Probe;
     use crate::app;
-    use crate::platform::config::Config;
+    use crate::config::Config;
 
     /// A dependency that answers or not, as told.
     struct Fixed(&'static str, bool);

@@ -27,6 +27,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::config::Config;
 use crate::domains::auth::AuthService;
 use crate::domains::contacts::ContactsService;
 use crate::domains::mail::MailService;
@@ -34,7 +35,6 @@ use crate::domains::mail::outbound::OutboundQueue;
 use crate::domains::prefs::PrefsService;
 use crate::domains::profile::ProfileService;
 use crate::domains::stream::StreamService;
-use crate::platform::config::Config;
 pub use error::{ApiJson, AppError};
 pub use meta::Probe;
 pub use session::CurrentUser;

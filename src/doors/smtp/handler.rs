@@ -7,6 +7,7 @@
 use crate::domains::auth::{AuthService, ClientInfo};
 use crate::domains::mail::MailService;
 use crate::domains::mail::deliver::{DeliverError, Envelope};
+use crate::domains::mail::scan::ScanError;
 use crate::domains::mail::send::{SendError, Submission};
 
 use super::{AuthMechanism, MessageVerdict, RcptVerdict, SessionContext, SessionKind, SmtpHandler};
@@ -31,6 +32,13 @@ fn client(ctx: &SessionContext) -> ClientInfo {
 
 fn rejected(code: u16, enhanced: &str, text: impl Into<String>) -> MessageVerdict {
     MessageVerdict::Rejected(code, enhanced.into(), text.into())
+}
+
+/// A scanner gave no verdict: the sender tries again later, the message never passes
+/// unscanned (README, "Mail").
+fn not_scanned(e: &ScanError) -> MessageVerdict {
+    tracing::warn!(error = %e, "message not scanned; deferred");
+    rejected(451, "4.7.1", "Message could not be scanned, try again later")
 }
 
 impl SmtpHandler for MailDoor {
@@ -104,6 +112,7 @@ impl MailDoor {
             Err(DeliverError::Infected(name)) => {
                 rejected(554, "5.7.1", format!("Message refused: malware found ({name})"))
             }
+            Err(DeliverError::Scan(e)) => not_scanned(&e),
             Err(DeliverError::Store(e)) => {
                 tracing::error!(error = %e, "storing a received message failed");
                 MessageVerdict::TemporaryFailure
@@ -144,6 +153,7 @@ impl MailDoor {
             Err(SendError::Deliver(DeliverError::Infected(name))) => {
                 rejected(554, "5.7.1", format!("Message refused: malware found ({name})"))
             }
+            Err(SendError::Deliver(DeliverError::Scan(e))) => not_scanned(&e),
             Err(e) => {
                 tracing::error!(error = %e, "sending a submitted message failed");
                 MessageVerdict::TemporaryFailure

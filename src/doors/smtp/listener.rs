@@ -26,8 +26,8 @@ use super::{
     AuthMechanism, MessageVerdict, RcptVerdict, Session, SessionConfig, SessionContext, SessionKind, SmtpError,
     SmtpHandler, TlsUpgrade, run_session,
 };
+use crate::config::Config;
 use crate::doors::accept::{self, AcceptSettings, Door, Refusal};
-use crate::platform::config::Config;
 
 /// How long open sessions may go on after shutdown before they are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

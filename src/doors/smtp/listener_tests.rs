@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::*;
-use crate::platform::config::Config;
+use crate::config::Config;
 
 /// The longest any single step may take before the test gives up (a hang guard only).
 const WAIT: Duration = Duration::from_secs(10);

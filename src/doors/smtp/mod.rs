@@ -29,6 +29,7 @@
 //! and `server.submissions` with implicit TLS, sharing one `platform::tls::server_config`
 //! and one [`MailDoor`] handler over the auth and mail services.
 
+pub mod config;
 mod handler;
 mod listener;
 #[cfg(test)]

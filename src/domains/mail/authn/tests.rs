@@ -5,10 +5,10 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::{AuthVerdict, DmarcPolicy, InboundAuth, Outcome};
+use crate::domains::mail::config::DnsConfig;
 use crate::domains::mail::dns::Dns;
 use crate::domains::mail::dns::standin::DnsStandIn;
 use crate::domains::mail::outbound::dkim::{DkimKey, test_key};
-use crate::platform::config::DnsConfig;
 
 const ALLOWED: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const STRANGER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));

@@ -23,8 +23,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::config::OutboundConfig;
 use crate::domains::mail::dns::{Dns, LookupError};
-use crate::platform::config::OutboundConfig;
 
 /// The most recipients sent in one transaction (RFC 5321 §4.5.3.1.8 guarantees 100).
 const RCPTS_PER_TRANSACTION: usize = 100;

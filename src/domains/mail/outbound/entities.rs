@@ -1,10 +1,61 @@
 //! The outbound queue's tables as sea-orm entities: `outbound_messages` (one row per
 //! queued message) and `outbound_recipients` (one row per recipient with its own state).
-//! Only the outbound queue reads or writes them.
+//! Only the outbound queue reads or writes them. States are enums stored as their
+//! lowercase names.
+
+use sea_orm::entity::prelude::*;
+
+/// Where a queued message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, serde::Serialize, utoipa::ToSchema)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    /// Rows written, blob not yet durable: invisible and not delivered.
+    #[sea_orm(string_value = "new")]
+    New,
+    /// Some recipients still wait (or a bounce is still to be handed over).
+    #[sea_orm(string_value = "queued")]
+    Queued,
+    /// Every recipient is delivered or failed and bounced.
+    #[sea_orm(string_value = "done")]
+    Done,
+}
+
+/// Where one recipient of a queued message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, serde::Serialize, utoipa::ToSchema)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "lowercase")]
+pub enum RecipientStatus {
+    /// It still waits.
+    #[sea_orm(string_value = "queued")]
+    Queued,
+    /// A server took it.
+    #[sea_orm(string_value = "delivered")]
+    Delivered,
+    /// Refused for good, or given up.
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}
+
+/// The stored name, also shown by `postcast queue list`.
+impl std::fmt::Display for MessageStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&self.to_value())
+    }
+}
+
+/// The stored name, also shown by `postcast queue list`.
+impl std::fmt::Display for RecipientStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&self.to_value())
+    }
+}
 
 /// A queued message.
 pub mod message {
     use sea_orm::entity::prelude::*;
+
+    use super::MessageStatus;
 
     /// One message on its way to other servers.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -23,8 +74,8 @@ pub mod message {
         pub subject: String,
         /// Size of the signed message in bytes.
         pub size: i64,
-        /// `new` (being enqueued), `queued` or `done`.
-        pub status: String,
+        /// Where it is.
+        pub status: MessageStatus,
         /// Delivery attempts made.
         pub attempts: i32,
         /// When it was queued (Unix seconds).
@@ -60,6 +111,8 @@ pub mod message {
 pub mod recipient {
     use sea_orm::entity::prelude::*;
 
+    use super::RecipientStatus;
+
     /// One recipient of one queued message.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "outbound_recipients")]
@@ -73,8 +126,8 @@ pub mod recipient {
         pub address: String,
         /// Its domain, lowercase.
         pub domain: String,
-        /// `queued`, `delivered` or `failed`.
-        pub status: String,
+        /// Where it is.
+        pub status: RecipientStatus,
         /// The last reply or error.
         pub reply: Option<String>,
         /// The server that gave the last reply.

@@ -17,6 +17,7 @@
 //!   the attempt; recipients already marked delivered are never sent again.
 //! - **No bounce of a bounce**: mail with the null reverse-path never produces a DSN.
 
+pub mod config;
 mod delivery;
 pub mod dkim;
 pub mod dsn;
@@ -36,39 +37,44 @@ use sea_orm::{
 };
 use tokio::sync::{Notify, OnceCell};
 
+use self::config::OutboundConfig;
 use self::delivery::Deliverer;
 use self::dkim::{DkimError, DkimKey};
+pub use self::entities::{MessageStatus, RecipientStatus};
 use self::entities::{message, recipient};
 use super::dns::Dns;
 use crate::platform::blobs::{BlobError, BlobId, Blobs};
-use crate::platform::config::OutboundConfig;
 use crate::platform::db::{Db, now};
-
-/// Message states.
-pub(crate) mod status {
-    /// Rows written, blob not yet durable: invisible and not delivered.
-    pub const NEW: &str = "new";
-    /// Some recipients still wait (or a bounce is still to be handed over).
-    pub const QUEUED: &str = "queued";
-    /// Every recipient is delivered or failed and bounced.
-    pub const DONE: &str = "done";
-    /// A recipient that still waits.
-    pub const RCPT_QUEUED: &str = "queued";
-    /// A recipient a server took.
-    pub const RCPT_DELIVERED: &str = "delivered";
-    /// A recipient refused for good or given up.
-    pub const RCPT_FAILED: &str = "failed";
-}
 
 /// The longest accepted address (RFC 5321 §4.5.3.1.3: a path of 256 octets with its brackets).
 const MAX_ADDRESS: usize = 254;
 
-/// Where bounces go: the lead wires it to the mail store, which files the DSN in the
-/// sender's inbox.
+/// Where bounces go: `app.rs` wires it to the mail service, which files the DSN in a
+/// local sender's inbox or queues it for a remote one.
 pub trait BounceSink: Send + Sync {
-    /// Delivers the DSN `raw` to the local address `to`. An error is retried later.
-    fn deliver_bounce(&self, to: &str, raw: Vec<u8>) -> BoxFuture<'_, Result<(), String>>;
+    /// Delivers the DSN `raw` to `to`. An error is retried later.
+    fn deliver_bounce(&self, to: &str, raw: Vec<u8>) -> BoxFuture<'_, Result<(), BounceError>>;
 }
+
+/// Why a bounce could not be handed over; the worker tries again later.
+#[derive(Debug, thiserror::Error)]
+pub enum BounceError {
+    /// The sender's account could not be looked up.
+    #[error("bounce recipient lookup: {0}")]
+    Lookup(#[from] super::MailError),
+    /// The local sender's mailbox could not take it.
+    #[error("bounce not delivered: {0}")]
+    Deliver(#[from] super::deliver::DeliverError),
+    /// It could not be queued for a remote sender.
+    #[error("bounce not queued: {0}")]
+    Queue(#[source] Box<QueueError>),
+    /// No outbound queue is wired for a remote sender.
+    #[error("no outbound queue for the bounce")]
+    NoQueue,
+}
+
+/// A failure that is not the caller's fault, with its cause.
+pub type InternalError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What the queue refuses, and why.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +96,7 @@ pub enum QueueError {
     Finished,
     /// The DKIM key cannot be loaded or made.
     #[error("{0}")]
-    Dkim(String),
+    Dkim(#[source] DkimError),
     /// Database failure.
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
@@ -99,7 +105,7 @@ pub enum QueueError {
     Blob(#[from] BlobError),
     /// Anything else that is not the caller's fault.
     #[error("{0}")]
-    Internal(String),
+    Internal(#[source] InternalError),
 }
 
 /// One recipient of a queued message as shown to its owner.
@@ -107,8 +113,8 @@ pub enum QueueError {
 pub struct RecipientState {
     /// The address.
     pub address: String,
-    /// `queued`, `delivered` or `failed`.
-    pub status: String,
+    /// Where it is.
+    pub status: RecipientStatus,
     /// The last reply or error.
     pub reply: Option<String>,
     /// The server that answered last.
@@ -131,8 +137,8 @@ pub struct QueuedMessage {
     pub subject: String,
     /// Size in bytes, signature included.
     pub size: i64,
-    /// `queued` or `done`.
-    pub status: String,
+    /// Where it is: `queued` or `done`.
+    pub status: MessageStatus,
     /// Attempts made.
     pub attempts: i32,
     /// When it was queued.
@@ -226,7 +232,7 @@ impl OutboundQueue {
             settings.config.helo_name.clone()
         };
         let deliverer =
-            Deliverer::new(dns, settings.config.clone(), helo).map_err(|e| QueueError::Internal(e.to_string()))?;
+            Deliverer::new(dns, settings.config.clone(), helo).map_err(|e| QueueError::Internal(e.into()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -264,9 +270,9 @@ impl OutboundQueue {
                 let (dir, domain, selector) = (inner.data_dir.clone(), inner.domain.clone(), inner.selector.clone());
                 tokio::task::spawn_blocking(move || DkimKey::load_or_create(&dir, &domain, &selector))
                     .await
-                    .map_err(|e| QueueError::Internal(e.to_string()))?
+                    .map_err(|e| QueueError::Internal(e.into()))?
                     .map(Arc::new)
-                    .map_err(|e| QueueError::Dkim(e.to_string()))
+                    .map_err(QueueError::Dkim)
             })
             .await
             .cloned()
@@ -308,7 +314,7 @@ impl OutboundQueue {
         let signed = match key.sign(raw) {
             Ok(s) => s,
             Err(DkimError::Sign(e)) => return Err(QueueError::InvalidMessage(e)),
-            Err(e) => return Err(QueueError::Dkim(e.to_string())),
+            Err(e) => return Err(QueueError::Dkim(e)),
         };
         let blob = BlobId::of(&signed);
         let t = now();
@@ -319,7 +325,7 @@ impl OutboundQueue {
             blob_id: Set(blob.to_string()),
             subject: Set(subject_of(raw)),
             size: Set(signed.len() as i64),
-            status: Set(status::NEW.into()),
+            status: Set(MessageStatus::New),
             attempts: Set(0),
             created_at: Set(t),
             next_attempt_at: Set(t),
@@ -331,7 +337,7 @@ impl OutboundQueue {
             message_id: Set(row.id),
             address: Set(a.clone()),
             domain: Set(a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default()),
-            status: Set(status::RCPT_QUEUED.into()),
+            status: Set(RecipientStatus::Queued),
             notified: Set(false),
             updated_at: Set(t),
             ..Default::default()
@@ -343,7 +349,7 @@ impl OutboundQueue {
             return Err(e.into());
         }
         message::Entity::update_many()
-            .col_expr(message::Column::Status, Expr::value(status::QUEUED))
+            .col_expr(message::Column::Status, Expr::value(MessageStatus::Queued))
             .filter(message::Column::Id.eq(row.id))
             .exec(&self.inner.db)
             .await?;
@@ -354,7 +360,7 @@ impl OutboundQueue {
 
     /// The messages of `owner` (None: everybody's), newest first, with their recipients.
     pub async fn list(&self, owner: Option<i64>) -> Result<Vec<QueuedMessage>, QueueError> {
-        let mut q = message::Entity::find().filter(message::Column::Status.ne(status::NEW));
+        let mut q = message::Entity::find().filter(message::Column::Status.ne(MessageStatus::New));
         if let Some(user) = owner {
             q = q.filter(message::Column::UserId.eq(user));
         }
@@ -399,7 +405,7 @@ impl OutboundQueue {
     /// The message `id` if `owner` (None: anybody) may see it.
     async fn find(&self, owner: Option<i64>, id: i64) -> Result<message::Model, QueueError> {
         let m = message::Entity::find_by_id(id).one(&self.inner.db).await?.ok_or(QueueError::NotFound)?;
-        if m.status == status::NEW || owner.is_some_and(|o| m.user_id != Some(o)) {
+        if m.status == MessageStatus::New || owner.is_some_and(|o| m.user_id != Some(o)) {
             return Err(QueueError::NotFound);
         }
         Ok(m)
@@ -408,7 +414,7 @@ impl OutboundQueue {
     /// Makes a queued message due now and wakes the worker.
     pub async fn retry_now(&self, owner: Option<i64>, id: i64) -> Result<(), QueueError> {
         let m = self.find(owner, id).await?;
-        if m.status != status::QUEUED {
+        if m.status != MessageStatus::Queued {
             return Err(QueueError::Finished);
         }
         message::Entity::update_many()
@@ -444,6 +450,9 @@ impl OutboundQueue {
     /// Queued messages, for the gauge.
     async fn queued_count(&self) -> Result<u64, QueueError> {
         use sea_orm::PaginatorTrait;
-        Ok(message::Entity::find().filter(message::Column::Status.eq(status::QUEUED)).count(&self.inner.db).await?)
+        Ok(message::Entity::find()
+            .filter(message::Column::Status.eq(MessageStatus::Queued))
+            .count(&self.inner.db)
+            .await?)
     }
 }

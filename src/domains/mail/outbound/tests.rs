@@ -16,9 +16,13 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::config::OutboundConfig;
 use super::dkim::test_key;
-use super::{BounceSink, OutboundQueue, QueueError, QueueSettings, QueuedMessage};
+use super::{
+    BounceError, BounceSink, MessageStatus, OutboundQueue, QueueError, QueueSettings, QueuedMessage, RecipientStatus,
+};
 use crate::domains::mail::authn::{InboundAuth, Outcome};
+use crate::domains::mail::config::DnsConfig;
 use crate::domains::mail::dns::Dns;
 use crate::domains::mail::dns::standin::DnsStandIn;
 use crate::doors::smtp::{
@@ -26,7 +30,6 @@ use crate::doors::smtp::{
     run_session,
 };
 use crate::platform::blobs::{BlobId, Blobs};
-use crate::platform::config::{DnsConfig, OutboundConfig};
 use crate::platform::db::{self, Db};
 
 const DOMAIN: &str = "postcast.test";
@@ -93,7 +96,7 @@ async fn start_receiver(receiver: Arc<Receiver>) -> u16 {
 struct Bounces(Mutex<Vec<(String, Vec<u8>)>>);
 
 impl BounceSink for Bounces {
-    fn deliver_bounce(&self, to: &str, raw: Vec<u8>) -> BoxFuture<'_, Result<(), String>> {
+    fn deliver_bounce(&self, to: &str, raw: Vec<u8>) -> BoxFuture<'_, Result<(), BounceError>> {
         if let Ok(mut b) = self.0.lock() {
             b.push((to.to_owned(), raw));
         }
@@ -211,8 +214,8 @@ async fn delivers_through_the_mx_record_with_a_valid_dkim_signature() {
         .enqueue(None, &from, &rcpts(&["bob@remote.test", "carl@remote.test"]), &mail("bob@remote.test"))
         .await
         .expect("enqueue");
-    let m = f.wait_for(id, "done", |m| m.status == "done").await;
-    assert!(m.recipients.iter().all(|r| r.status == "delivered"), "{m:?}");
+    let m = f.wait_for(id, "done", |m| m.status == MessageStatus::Done).await;
+    assert!(m.recipients.iter().all(|r| r.status == RecipientStatus::Delivered), "{m:?}");
     assert_eq!(m.subject, "Hello there");
     assert_eq!(m.recipients[0].remote_mta.as_deref(), Some("mx.remote.test"));
     let got = receiver.received();
@@ -247,7 +250,7 @@ async fn mx_override_takes_precedence_over_dns() {
     let (stop, stop_rx) = watch::channel(false);
     let worker = f.queue.start(stop_rx);
     let id = f.queue.enqueue(None, "ann@postcast.test", &rcpts(&["dan@override.test"]), &mail("dan")).await.unwrap();
-    f.wait_for(id, "done", |m| m.status == "done").await;
+    f.wait_for(id, "done", |m| m.status == MessageStatus::Done).await;
     assert_eq!(receiver.received().len(), 1);
     assert_eq!(f.dns.queries(), 0, "no DNS look-up for an overridden domain");
     let _ = stop.send(true);
@@ -265,8 +268,8 @@ async fn a_smarthost_takes_every_domain_in_one_transaction() {
     let worker = f.queue.start(stop_rx);
     let to = rcpts(&["a@one.test", "b@two.test"]);
     let id = f.queue.enqueue(None, "ann@postcast.test", &to, &mail("a")).await.unwrap();
-    let m = f.wait_for(id, "done", |m| m.status == "done").await;
-    assert!(m.recipients.iter().all(|r| r.status == "delivered"), "{m:?}");
+    let m = f.wait_for(id, "done", |m| m.status == MessageStatus::Done).await;
+    assert!(m.recipients.iter().all(|r| r.status == RecipientStatus::Delivered), "{m:?}");
     let got = receiver.received();
     assert_eq!(got.len(), 1, "one transaction through the smarthost");
     assert_eq!(got[0].1, to);
@@ -287,8 +290,8 @@ async fn a_451_is_retried_with_back_off_until_it_succeeds() {
     let id = f.queue.enqueue(None, "ann@postcast.test", &rcpts(&["eve@remote.test"]), &mail("eve")).await.unwrap();
 
     let m = f.wait_for(id, "first attempt", |m| m.attempts == 1).await;
-    assert_eq!(m.status, "queued");
-    assert_eq!(m.recipients[0].status, "queued");
+    assert_eq!(m.status, MessageStatus::Queued);
+    assert_eq!(m.recipients[0].status, RecipientStatus::Queued);
     assert!(m.recipients[0].reply.as_deref().unwrap_or("").starts_with("451"), "{m:?}");
     assert!(m.last_error.as_deref().unwrap_or("").starts_with("451"), "{m:?}");
     let last = m.last_attempt_at.expect("tried");
@@ -301,8 +304,8 @@ async fn a_451_is_retried_with_back_off_until_it_succeeds() {
 
     receiver.answer("eve@remote.test", RcptVerdict::Local);
     f.queue.retry_now(None, id).await.unwrap();
-    let m = f.wait_for(id, "delivery", |m| m.status == "done").await;
-    assert_eq!((m.attempts, m.recipients[0].status.as_str()), (3, "delivered"));
+    let m = f.wait_for(id, "delivery", |m| m.status == MessageStatus::Done).await;
+    assert_eq!((m.attempts, m.recipients[0].status), (3, RecipientStatus::Delivered));
     assert_eq!(receiver.received().len(), 1);
     assert!(f.bounces.all().is_empty());
     assert!(matches!(f.queue.retry_now(None, id).await, Err(QueueError::Finished)));
@@ -321,9 +324,9 @@ async fn a_550_recipient_gets_exactly_one_dsn() {
     let worker = f.queue.start(stop_rx);
     let to = rcpts(&["bob@remote.test", "nobody@remote.test"]);
     let id = f.queue.enqueue(None, "ann@postcast.test", &to, &mail("bob")).await.unwrap();
-    let m = f.wait_for(id, "done", |m| m.status == "done").await;
-    let status: Vec<&str> = m.recipients.iter().map(|r| r.status.as_str()).collect();
-    assert_eq!(status, ["delivered", "failed"]);
+    let m = f.wait_for(id, "done", |m| m.status == MessageStatus::Done).await;
+    let status: Vec<RecipientStatus> = m.recipients.iter().map(|r| r.status).collect();
+    assert_eq!(status, [RecipientStatus::Delivered, RecipientStatus::Failed]);
     assert!(m.recipients[1].reply.as_deref().unwrap_or("").starts_with("550 5.1.1"), "{m:?}");
     // Nothing more happens to a finished message, however often the worker looks.
     f.queue.inner.wake.notify_one();
@@ -356,11 +359,11 @@ async fn giving_up_bounces_but_never_a_bounce() {
     let worker = f.queue.start(stop_rx);
     let id = f.queue.enqueue(None, "ann@postcast.test", &rcpts(&["zed@remote.test"]), &mail("zed")).await.unwrap();
     let bounce = f.queue.enqueue(None, "", &rcpts(&["zed@remote.test"]), &mail("zed")).await.unwrap();
-    let m = f.wait_for(id, "give-up", |m| m.status == "done").await;
-    assert_eq!(m.recipients[0].status, "failed");
+    let m = f.wait_for(id, "give-up", |m| m.status == MessageStatus::Done).await;
+    assert_eq!(m.recipients[0].status, RecipientStatus::Failed);
     assert!(m.recipients[0].reply.as_deref().unwrap_or("").starts_with("gave up after 0 h"), "{m:?}");
-    let b = f.wait_for(bounce, "give-up of the bounce", |m| m.status == "done").await;
-    assert_eq!(b.recipients[0].status, "failed");
+    let b = f.wait_for(bounce, "give-up of the bounce", |m| m.status == MessageStatus::Done).await;
+    assert_eq!(b.recipients[0].status, RecipientStatus::Failed);
     let bounces = f.bounces.all();
     assert_eq!(bounces.len(), 1, "the null sender gets no DSN: {bounces:?}");
     assert!(bounces[0].1.contains("Final-Recipient: rfc822; zed@remote.test"));
@@ -375,7 +378,7 @@ async fn a_domain_that_does_not_exist_fails_at_once() {
     let (stop, stop_rx) = watch::channel(false);
     let worker = f.queue.start(stop_rx);
     let id = f.queue.enqueue(None, "ann@postcast.test", &rcpts(&["x@nowhere.test"]), &mail("x")).await.unwrap();
-    let m = f.wait_for(id, "failure", |m| m.status == "done").await;
+    let m = f.wait_for(id, "failure", |m| m.status == MessageStatus::Done).await;
     assert!(m.recipients[0].reply.as_deref().unwrap_or("").starts_with("550 5.1.2"), "{m:?}");
     assert_eq!(f.bounces.all().len(), 1);
     let _ = stop.send(true);
@@ -391,7 +394,7 @@ async fn an_mx_pointing_back_at_this_machine_is_refused() {
     let (stop, stop_rx) = watch::channel(false);
     let worker = f.queue.start(stop_rx);
     let id = f.queue.enqueue(None, "ann@postcast.test", &rcpts(&["bob@remote.test"]), &mail("bob")).await.unwrap();
-    let m = f.wait_for(id, "refusal", |m| m.status == "done").await;
+    let m = f.wait_for(id, "refusal", |m| m.status == MessageStatus::Done).await;
     assert!(m.recipients[0].reply.as_deref().unwrap_or("").starts_with("554 5.4.6"), "{m:?}");
     assert!(receiver.received().is_empty());
     let _ = stop.send(true);
@@ -420,7 +423,7 @@ async fn a_restart_resumes_the_queue() {
     let again = queue_on(&f.dir, &f.db, &f.blobs, &f.dns, cfg, f.bounces.clone());
     let (stop, stop_rx) = watch::channel(false);
     let worker = again.start(stop_rx);
-    f.wait_for(id, "delivery after the restart", |m| m.status == "done").await;
+    f.wait_for(id, "delivery after the restart", |m| m.status == MessageStatus::Done).await;
     assert_eq!(receiver.received().len(), 1);
     let _ = stop.send(true);
     worker.await.unwrap();
@@ -459,7 +462,7 @@ async fn bad_envelopes_are_refused_and_owners_are_respected() {
     assert!(matches!(q.cancel(Some(1), id).await, Err(QueueError::NotFound)));
     assert!(q.list(Some(1)).await.unwrap().is_empty());
     let blob = f.message(id).await;
-    assert_eq!(blob.status, "queued");
+    assert_eq!(blob.status, MessageStatus::Queued);
     q.cancel(None, id).await.unwrap();
     assert!(q.list(None).await.unwrap().is_empty());
     assert!(matches!(q.cancel(None, id).await, Err(QueueError::NotFound)));
@@ -561,8 +564,8 @@ async fn starttls_is_used_when_offered_and_a_failed_handshake_falls_back_to_plai
         let (stop, stop_rx) = watch::channel(false);
         let worker = f.queue.start(stop_rx);
         let id = f.queue.enqueue(None, "ann@postcast.test", &rcpts(&["tom@remote.test"]), &mail("tom")).await.unwrap();
-        let m = f.wait_for(id, "delivery", |m| m.status == "done").await;
-        assert_eq!(m.recipients[0].status, "delivered", "{m:?}");
+        let m = f.wait_for(id, "delivery", |m| m.status == MessageStatus::Done).await;
+        assert_eq!(m.recipients[0].status, RecipientStatus::Delivered, "{m:?}");
         let got = log.lock().expect("lock").clone();
         assert_eq!(got.len(), 1, "broken = {broken}");
         assert_eq!(got[0].0, !broken, "over TLS unless the handshake failed");

@@ -16,7 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::delivery::{Outcome, Route};
 use super::dsn::{self, FailedRecipient};
 use super::entities::{message, recipient};
-use super::{OutboundQueue, QueueError, status};
+use super::{MessageStatus, OutboundQueue, QueueError, RecipientStatus};
 use crate::platform::blobs::{BlobError, BlobId};
 use crate::platform::db::now;
 
@@ -103,7 +103,7 @@ impl OutboundQueue {
         let due = message::Entity::find()
             .select_only()
             .column(message::Column::Id)
-            .filter(message::Column::Status.eq(status::QUEUED))
+            .filter(message::Column::Status.eq(MessageStatus::Queued))
             .filter(message::Column::NextAttemptAt.lte(now()))
             .filter(message::Column::Id.is_not_in(busy))
             .order_by_asc(message::Column::NextAttemptAt)
@@ -128,7 +128,7 @@ impl OutboundQueue {
         let next = message::Entity::find()
             .select_only()
             .column(message::Column::NextAttemptAt)
-            .filter(message::Column::Status.eq(status::QUEUED))
+            .filter(message::Column::Status.eq(MessageStatus::Queued))
             .filter(message::Column::Id.is_not_in(busy))
             .order_by_asc(message::Column::NextAttemptAt)
             .into_tuple::<i64>()
@@ -161,11 +161,11 @@ impl OutboundQueue {
     pub(super) async fn attempt(&self, id: i64) -> Result<(), QueueError> {
         let db = &self.inner.db;
         let Some(msg) = message::Entity::find_by_id(id).one(db).await? else { return Ok(()) };
-        if msg.status != status::QUEUED {
+        if msg.status != MessageStatus::Queued {
             return Ok(());
         }
         let rcpts = recipient::Entity::find().filter(recipient::Column::MessageId.eq(id)).all(db).await?;
-        let waiting: Vec<&recipient::Model> = rcpts.iter().filter(|r| r.status == status::RCPT_QUEUED).collect();
+        let waiting: Vec<&recipient::Model> = rcpts.iter().filter(|r| r.status == RecipientStatus::Queued).collect();
         if !waiting.is_empty() {
             let outcomes = self.deliver(&msg, &waiting).await?;
             self.record(&msg, outcomes).await?;
@@ -180,8 +180,7 @@ impl OutboundQueue {
         msg: &message::Model,
         waiting: &[&recipient::Model],
     ) -> Result<Vec<(i64, Outcome)>, QueueError> {
-        let blob =
-            BlobId::try_from(msg.blob_id.clone()).map_err(|_| QueueError::Internal("bad stored blob id".into()))?;
+        let blob = BlobId::try_from(msg.blob_id.clone()).map_err(|e| QueueError::Internal(e.into()))?;
         let raw = match self.inner.blobs.get(&blob).await {
             Ok(raw) => raw,
             Err(BlobError::NotFound) => {
@@ -215,15 +214,15 @@ impl OutboundQueue {
         let txn = self.inner.db.begin().await?;
         for (rid, outcome) in outcomes {
             let (state, reply, remote, result) = match outcome {
-                Outcome::Delivered { reply, remote } => (status::RCPT_DELIVERED, reply, Some(remote), "delivered"),
-                Outcome::Failed { reply, remote } => (status::RCPT_FAILED, reply, remote, "failed"),
+                Outcome::Delivered { reply, remote } => (RecipientStatus::Delivered, reply, Some(remote), "delivered"),
+                Outcome::Failed { reply, remote } => (RecipientStatus::Failed, reply, remote, "failed"),
                 Outcome::Deferred { reply, remote } if give_up => {
                     let hours = self.inner.config.give_up_hours;
-                    (status::RCPT_FAILED, format!("{GAVE_UP} {hours} h; last error: {reply}"), remote, "gave_up")
+                    (RecipientStatus::Failed, format!("{GAVE_UP} {hours} h; last error: {reply}"), remote, "gave_up")
                 }
                 Outcome::Deferred { reply, remote } => {
                     last_error.get_or_insert_with(|| reply.clone());
-                    (status::RCPT_QUEUED, reply, remote, "deferred")
+                    (RecipientStatus::Queued, reply, remote, "deferred")
                 }
             };
             metrics::counter!("outbound_deliveries_total", "result" => result).increment(1);
@@ -233,7 +232,7 @@ impl OutboundQueue {
                 .col_expr(recipient::Column::Reply, Expr::value(reply))
                 .col_expr(recipient::Column::RemoteMta, Expr::value(remote))
                 // The null sender gets no bounce: nothing to notify.
-                .col_expr(recipient::Column::Notified, Expr::value(state != status::RCPT_FAILED || silent))
+                .col_expr(recipient::Column::Notified, Expr::value(state != RecipientStatus::Failed || silent))
                 .col_expr(recipient::Column::UpdatedAt, Expr::value(t))
                 .filter(recipient::Column::Id.eq(rid))
                 .exec(&txn)
@@ -257,7 +256,7 @@ impl OutboundQueue {
         let db = &self.inner.db;
         let failed = recipient::Entity::find()
             .filter(recipient::Column::MessageId.eq(msg.id))
-            .filter(recipient::Column::Status.eq(status::RCPT_FAILED))
+            .filter(recipient::Column::Status.eq(RecipientStatus::Failed))
             .filter(recipient::Column::Notified.eq(false))
             .all(db)
             .await?;
@@ -292,11 +291,9 @@ impl OutboundQueue {
                 failed: &list,
                 original: &original,
             };
-            let raw = dsn::build(&report).map_err(|e| QueueError::Internal(e.to_string()))?;
+            let raw = dsn::build(&report).map_err(|e| QueueError::Internal(e.into()))?;
             let Some(sink) = self.sink() else { return Err(QueueError::Internal("bounce sink unavailable".into())) };
-            sink.deliver_bounce(&msg.envelope_from, raw)
-                .await
-                .map_err(|e| QueueError::Internal(format!("bounce not delivered: {e}")))?;
+            sink.deliver_bounce(&msg.envelope_from, raw).await.map_err(|e| QueueError::Internal(e.into()))?;
             metrics::counter!("outbound_bounces_total").increment(1);
             tracing::info!(queue_id = msg.id, recipients = ids.len(), "bounce handed over");
         }
@@ -311,24 +308,23 @@ impl OutboundQueue {
     /// Marks the message done and lets its blob go once nothing is left to do.
     async fn finish_if_done(&self, msg: &message::Model) -> Result<(), QueueError> {
         let db = &self.inner.db;
-        let open = recipient::Entity::find()
-            .filter(recipient::Column::MessageId.eq(msg.id))
-            .filter(
-                recipient::Column::Status
-                    .eq(status::RCPT_QUEUED)
-                    .or(recipient::Column::Status.eq(status::RCPT_FAILED).and(recipient::Column::Notified.eq(false))),
-            )
-            .one(db)
-            .await?;
+        let open =
+            recipient::Entity::find()
+                .filter(recipient::Column::MessageId.eq(msg.id))
+                .filter(recipient::Column::Status.eq(RecipientStatus::Queued).or(
+                    recipient::Column::Status.eq(RecipientStatus::Failed).and(recipient::Column::Notified.eq(false)),
+                ))
+                .one(db)
+                .await?;
         if open.is_some() {
             return Ok(());
         }
         let done = message::Entity::update_many()
-            .col_expr(message::Column::Status, Expr::value(status::DONE))
+            .col_expr(message::Column::Status, Expr::value(MessageStatus::Done))
             .col_expr(message::Column::FinishedAt, Expr::value(now()))
             .col_expr(message::Column::LastError, Expr::value(Option::<String>::None))
             .filter(message::Column::Id.eq(msg.id))
-            .filter(message::Column::Status.eq(status::QUEUED))
+            .filter(message::Column::Status.eq(MessageStatus::Queued))
             .exec(db)
             .await?;
         if done.rows_affected > 0 {
@@ -344,10 +340,10 @@ impl OutboundQueue {
         let old = message::Entity::find()
             .filter(
                 message::Column::Status
-                    .eq(status::DONE)
+                    .eq(MessageStatus::Done)
                     .and(message::Column::FinishedAt.lt(t - KEEP_FINISHED_SECONDS))
                     .or(message::Column::Status
-                        .eq(status::NEW)
+                        .eq(MessageStatus::New)
                         .and(message::Column::CreatedAt.lt(t - ABANDONED_SECONDS))),
             )
             .all(db)
@@ -355,7 +351,7 @@ impl OutboundQueue {
         match old {
             Ok(rows) => {
                 for m in rows {
-                    if message::Entity::delete_by_id(m.id).exec(db).await.is_ok() && m.status == status::NEW {
+                    if message::Entity::delete_by_id(m.id).exec(db).await.is_ok() && m.status == MessageStatus::New {
                         // A done message's blob went when it finished.
                         self.release_blob(&m).await;
                     }

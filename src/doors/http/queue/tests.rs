@@ -7,10 +7,10 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::app;
+use crate::config::Config;
 use crate::domains::auth::{ClientInfo, LoginOutcome};
 use crate::domains::mail::outbound::dkim::test_key;
 use crate::doors::http::{HttpState, router};
-use crate::platform::config::Config;
 
 async fn call(state: &HttpState, method: Method, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
     let mut req = Request::builder().method(method).uri(uri);

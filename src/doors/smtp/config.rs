@@ -1,0 +1,65 @@
+//! The SMTP doors' configuration, `[smtp]`: the announced host name, message limits,
+//! session caps and timeouts. Types, defaults and range checks only; the doors read them,
+//! the application's `Config` names them.
+
+use serde::Deserialize;
+
+use crate::platform::config::ConfigError;
+
+/// `[smtp]`: the SMTP doors (inbound MX, submission, submissions).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// The name in the greeting and EHLO reply; empty means `server.domain`.
+    pub hostname: String,
+    /// Largest message accepted, in bytes (advertised as SIZE).
+    pub max_message_bytes: usize,
+    /// Most recipients of one message.
+    pub max_recipients: usize,
+    /// Open sessions allowed from one IP address, per door.
+    pub sessions_per_ip: usize,
+    /// Open sessions allowed in all, per door.
+    pub max_sessions: usize,
+    /// Seconds a client may stay silent before it is told 421 and disconnected.
+    pub idle_seconds: u64,
+    /// Seconds a TLS handshake (STARTTLS or implicit TLS) may take.
+    pub tls_handshake_seconds: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            hostname: String::new(),
+            max_message_bytes: 25 << 20,
+            max_recipients: 100,
+            sessions_per_ip: 20,
+            max_sessions: 1000,
+            idle_seconds: 300,
+            tls_handshake_seconds: 10,
+        }
+    }
+}
+
+impl SmtpConfig {
+    /// The name the SMTP doors announce: `hostname`, or the mail domain when it is empty.
+    pub fn hostname_or<'a>(&'a self, domain: &'a str) -> &'a str {
+        if self.hostname.is_empty() { domain } else { &self.hostname }
+    }
+
+    /// Rejects limits and timeouts that would refuse every session.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.max_message_bytes < 1024 || self.max_recipients == 0 {
+            return Err(ConfigError::Invalid("smtp.max_message_bytes must be at least 1024, max_recipients 1".into()));
+        }
+        if self.sessions_per_ip == 0 || self.max_sessions == 0 {
+            return Err(ConfigError::Invalid("smtp.sessions_per_ip and smtp.max_sessions must be at least 1".into()));
+        }
+        if self.idle_seconds == 0 || self.tls_handshake_seconds == 0 {
+            return Err(ConfigError::Invalid("smtp.idle_seconds and tls_handshake_seconds must be at least 1".into()));
+        }
+        if self.hostname.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::Invalid(format!("smtp.hostname {:?}", self.hostname)));
+        }
+        Ok(())
+    }
+}
