@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domains::auth::config::{AuthConfig, SmsConfig};
 use crate::domains::mail::config::DnsConfig;
@@ -19,7 +19,7 @@ pub use crate::platform::config::ConfigError;
 use crate::platform::config::{self, CacheConfig, DbConfig, HttpConfig, JobsConfig, ServerConfig, TlsConfig};
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Listen addresses, data folder and mail domain.
