@@ -264,7 +264,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         submission: smtp_listeners[1].1,
         submissions: smtp_listeners[2].1,
     };
-    let tls = crate::platform::tls::server_config(&config).map_err(|e| StartError::Service(format!("TLS: {e}")))?;
+    let tls = config.server_tls().map_err(|e| StartError::Service(format!("TLS: {e}")))?;
     let services = build(config).await?;
     services.stream.set_ingest_addr(rtmp_addr);
     let (stop_tx, stop_rx) = watch::channel(false);

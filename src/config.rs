@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domains::auth::config::{AuthConfig, SmsConfig};
 use crate::domains::mail::config::DnsConfig;
@@ -19,7 +19,7 @@ pub use crate::platform::config::ConfigError;
 use crate::platform::config::{self, CacheConfig, DbConfig, HttpConfig, JobsConfig, ServerConfig, TlsConfig};
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Listen addresses, data folder and mail domain.
@@ -55,6 +55,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// The doors' TLS: the `[tls]` certificate, or the self-signed one in the data folder
+    /// for the SMTP host name and the mail domain.
+    pub fn server_tls(&self) -> Result<std::sync::Arc<rustls::ServerConfig>, crate::platform::tls::TlsError> {
+        let domain = self.server.domain.as_str();
+        crate::platform::tls::server_config(&self.tls, &self.server.data_dir, &[self.smtp.hostname_or(domain), domain])
+    }
+
     /// Reads a TOML file; keys it leaves out keep their defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let cfg: Config = config::load(path)?;

@@ -1,6 +1,6 @@
 //! Tests of the configuration schema against the shipped `config.toml`: it equals the
-//! defaults, bad values are refused, and every key in it is read into `Config` and used by
-//! some code outside the configuration files.
+//! defaults and documents every field, bad values are refused, and every key in it is read
+//! into `Config` and used by some code outside the configuration files.
 
 use std::path::{Path, PathBuf};
 
@@ -103,6 +103,24 @@ fn changed(v: &toml::Value) -> toml::Value {
         }
         Value::Datetime(_) => panic!("config.toml holds no dates"),
     }
+}
+
+#[test]
+fn config_toml_documents_every_field_of_the_config() {
+    let doc: toml::Table = SHIPPED.parse().expect("config.toml is TOML");
+    let schema = match toml::Value::try_from(Config::default()) {
+        Ok(toml::Value::Table(t)) => t,
+        other => panic!("the defaults serialise to a table: {other:?}"),
+    };
+    let names = |table: &toml::Table| {
+        let mut paths = vec![];
+        leaves(table, &[], &mut paths);
+        paths.iter().map(|p| dotted(p)).collect::<std::collections::BTreeSet<String>>()
+    };
+    let (shipped, fields) = (names(&doc), names(&schema));
+    let undocumented: Vec<&String> = fields.difference(&shipped).collect();
+    assert!(undocumented.is_empty(), "fields missing from config.toml: {undocumented:?}");
+    assert_eq!(shipped, fields);
 }
 
 #[test]

@@ -8,8 +8,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// Errors while reading or checking the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,7 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
 }
 
 /// `[server]`: where postcast listens and keeps its data.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Folder for the SQLite database, blobs and generated keys.
@@ -74,7 +74,7 @@ pub struct ServerConfig {
 }
 
 /// `[db]`: the database.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DbConfig {
     /// Database URL; empty means `sqlite://DATA_DIR/postcast.db`.
@@ -86,7 +86,7 @@ pub struct DbConfig {
 }
 
 /// `[jobs]`: the one worker pool of the process.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobsConfig {
     /// Workers; 0 means one per CPU core.
@@ -105,7 +105,7 @@ pub struct JobsConfig {
 }
 
 /// `[http]`: request limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Largest JSON body, in bytes.
@@ -115,7 +115,7 @@ pub struct HttpConfig {
 }
 
 /// `[cache]`: moka cache sizes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// Sessions kept in memory.
@@ -126,7 +126,7 @@ pub struct CacheConfig {
 
 /// `[tls]`: the certificate for the doors' TLS. Both paths empty: a self-signed
 /// certificate is made on first start and kept in `DATA_DIR/tls/`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM file with the certificate chain, leaf first.

@@ -1,8 +1,8 @@
 //! Server TLS for the doors (SMTP STARTTLS and implicit TLS; IMAP later): builds one rustls
 //! `ServerConfig` from the PEM certificate chain and key named in `[tls]`, or, when none is
-//! named, from a self-signed certificate (rcgen) made on first start for the SMTP host
-//! name, the mail domain and `localhost`, kept in `DATA_DIR/tls/` and reused on later
-//! starts. It knows nothing of the protocols that use it and does blocking file I/O, so it
+//! named, from a self-signed certificate (rcgen) made on first start for the names the
+//! caller gives (the SMTP host name and the mail domain) and `localhost`, kept in
+//! `DATA_DIR/tls/` and reused on later starts. It knows nothing of the protocols that use it and does blocking file I/O, so it
 //! is called once at start-up. The private key is written with mode 0600 and never logged.
 
 use std::io::Write;
@@ -13,7 +13,7 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::Config;
+use super::config::TlsConfig;
 
 /// Why the doors' TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -59,16 +59,17 @@ pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// The TLS configuration of the doors: the `[tls]` certificate when set, else the
-/// self-signed one (made now if it does not exist yet). No client authentication.
-pub fn server_config(config: &Config) -> Result<Arc<ServerConfig>, TlsError> {
-    let (cert_path, key_path) = if config.tls.cert.as_os_str().is_empty() {
-        let (cert, key) = self_signed_paths(&config.server.data_dir);
+/// self-signed one under `data_dir` (made now for `names` and `localhost` if it does not
+/// exist yet). No client authentication.
+pub fn server_config(tls: &TlsConfig, data_dir: &Path, names: &[&str]) -> Result<Arc<ServerConfig>, TlsError> {
+    let (cert_path, key_path) = if tls.cert.as_os_str().is_empty() {
+        let (cert, key) = self_signed_paths(data_dir);
         if !(cert.exists() && key.exists()) {
-            generate(&certificate_names(config), &cert, &key)?;
+            generate(&certificate_names(names), &cert, &key)?;
         }
         (cert, key)
     } else {
-        (config.tls.cert.clone(), config.tls.key.clone())
+        (tls.cert.clone(), tls.key.clone())
     };
     let chain = load_chain(&cert_path)?;
     let key = load_key(&key_path)?;
@@ -82,12 +83,11 @@ pub fn server_config(config: &Config) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(server))
 }
 
-/// The names a self-signed certificate is made for: the SMTP host name, the mail domain
-/// and `localhost`, without repeats.
-fn certificate_names(config: &Config) -> Vec<String> {
+/// The names a self-signed certificate is made for: `wanted` and `localhost`, without
+/// empty names or repeats.
+fn certificate_names(wanted: &[&str]) -> Vec<String> {
     let mut names = Vec::new();
-    let domain = config.server.domain.as_str();
-    for name in [config.smtp.hostname_or(domain), domain, "localhost"] {
+    for &name in wanted.iter().chain(&["localhost"]) {
         if !name.is_empty() && !names.iter().any(|n: &String| n.eq_ignore_ascii_case(name)) {
             names.push(name.to_string());
         }
@@ -162,18 +162,16 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 mod tests {
     use super::*;
 
-    fn config_in(dir: &Path) -> Config {
-        let mut config = Config::default();
-        config.server.data_dir = dir.to_owned();
-        config.server.domain = "example.test".into();
-        config
+    /// The doors' TLS for a server with its data in `dir` and the mail domain `example.test`.
+    fn server_config(tls: &TlsConfig, dir: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+        super::server_config(tls, dir, &["mx.example.test", "example.test"])
     }
 
     #[test]
     fn generates_once_then_reuses() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        let config = config_in(dir.path());
-        server_config(&config)?;
+        let config = TlsConfig::default();
+        server_config(&config, dir.path())?;
         let (cert, key) = self_signed_paths(dir.path());
         let first = (std::fs::read(&cert)?, std::fs::read(&key)?);
         assert!(String::from_utf8_lossy(&first.0).starts_with("-----BEGIN CERTIFICATE-----"));
@@ -182,9 +180,10 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&key)?.permissions().mode() & 0o777, 0o600);
         }
-        server_config(&config)?;
+        server_config(&config, dir.path())?;
         assert_eq!((std::fs::read(&cert)?, std::fs::read(&key)?), first);
         let leaf = load_chain(&cert)?.remove(0);
+        assert!(leaf.windows(b"mx.example.test".len()).any(|w| w == b"mx.example.test"));
         assert!(leaf.windows(b"example.test".len()).any(|w| w == b"example.test"));
         assert!(leaf.windows(b"localhost".len()).any(|w| w == b"localhost"));
         Ok(())
@@ -193,13 +192,11 @@ mod tests {
     #[test]
     fn configured_files_are_used() -> anyhow::Result<()> {
         let made = tempfile::tempdir()?;
-        server_config(&config_in(made.path()))?;
+        server_config(&TlsConfig::default(), made.path())?;
         let (cert, key) = self_signed_paths(made.path());
         let dir = tempfile::tempdir()?;
-        let mut config = config_in(dir.path());
-        config.tls.cert = cert;
-        config.tls.key = key;
-        server_config(&config)?;
+        let config = TlsConfig { cert, key };
+        server_config(&config, dir.path())?;
         assert!(!self_signed_paths(dir.path()).0.exists(), "nothing is generated when [tls] is set");
         Ok(())
     }
@@ -209,9 +206,8 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let cert = dir.path().join("cert.pem");
         let key = dir.path().join("key.pem");
-        let mut config = config_in(dir.path());
-        config.tls.cert = cert.clone();
-        config.tls.key = key.clone();
+        let config = TlsConfig { cert: cert.clone(), key: key.clone() };
+        let server_config = |config: &TlsConfig| server_config(config, dir.path());
         assert!(matches!(server_config(&config), Err(TlsError::Read { path, .. }) if path == cert));
 
         std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n")?;
@@ -225,9 +221,9 @@ mod tests {
 
         // A good certificate with a key of another pair.
         let other = tempfile::tempdir()?;
-        server_config(&config_in(other.path()))?;
+        super::server_config(&TlsConfig::default(), other.path(), &[])?;
         let again = tempfile::tempdir()?;
-        server_config(&config_in(again.path()))?;
+        super::server_config(&TlsConfig::default(), again.path(), &[])?;
         std::fs::copy(self_signed_paths(other.path()).0, &cert)?;
         std::fs::copy(self_signed_paths(again.path()).1, &key)?;
         let refused = server_config(&config);

@@ -2,12 +2,12 @@
 //! `[sms]` (where second-factor codes are sent). Types and defaults only; the domain reads
 //! them, the application's `Config` names them.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::platform::config::ConfigError;
 
 /// `[auth]`: passwords, sessions and abuse limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Whether anyone may register through the web (else only `postcast user add`).
@@ -33,7 +33,7 @@ pub struct AuthConfig {
 }
 
 /// `[sms]`: the SMS sender used for second-factor codes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmsConfig {
     /// `log` (code goes to the server log), `webhook` or `twilio`.

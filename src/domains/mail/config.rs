@@ -4,12 +4,12 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::platform::config::ConfigError;
 
 /// `[dns]`: the resolver used for MX look-ups and for SPF, DKIM and DMARC checks.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DnsConfig {
     /// Name servers as `"ip:port"`, asked over UDP and TCP; empty means the system's

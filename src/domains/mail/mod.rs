@@ -207,7 +207,7 @@ impl MailService {
     /// Builds the service and starts its committer task. `scanners` fill the virus and spam
     /// slots of delivery; `authn` checks SPF, DKIM and DMARC of mail from other servers
     /// (None: not checked, e.g. in unit tests).
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments, reason = "app.rs hands each service in by name")]
     pub fn new(
         db: Db,
         blobs: Blobs,

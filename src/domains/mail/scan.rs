@@ -118,6 +118,7 @@ mod tests {
     use crate::domains::mail::MailService;
     use crate::domains::mail::deliver::{DeliverError, Envelope};
     use crate::domains::mail::entities::message;
+    use crate::domains::mail::send::{SendError, Submission};
     use crate::domains::mail::tests::{Fixture, fixture};
     use crate::events::Bus;
     use crate::platform::blobs::{Blobs, blob_ref};
@@ -166,6 +167,16 @@ mod tests {
     async fn a_failing_scanner_refuses_the_message_for_now_and_stores_nothing() {
         let f = fixture().await;
         let raw = b"From: carol@c.test\r\nTo: ada@localhost\r\nSubject: hi\r\n\r\nhello\r\n".to_vec();
+        let sent = b"From: ada@localhost\r\nTo: bob@localhost\r\nSubject: hi\r\n\r\nhello\r\n".to_vec();
+        let submission = Submission {
+            user_id: f.ada,
+            username: "ada".into(),
+            envelope_from: "ada@localhost".into(),
+            recipients: vec!["bob@localhost".into()],
+            peer: None,
+            helo: String::new(),
+            protocol: "ESMTPSA",
+        };
         let before = counts(&f).await;
         let failing = [
             Scanners { virus: Arc::new(ClamdDown), spam: Arc::new(NoSpamFilter) },
@@ -176,10 +187,16 @@ mod tests {
             let err = mail.deliver(&Envelope::internal(vec![f.ada]), raw.clone()).await.unwrap_err();
             assert!(matches!(err, DeliverError::Scan(_)), "{err:?}");
             assert_eq!(counts(&f).await, before, "nothing stored after: {err}");
+            let err = mail.submit(&submission, sent.clone()).await.unwrap_err();
+            assert!(matches!(err, SendError::Deliver(DeliverError::Scan(_))), "{err:?}");
+            assert_eq!(counts(&f).await, before, "no Sent copy after: {err}");
         }
         // The same message with scanners that answer is stored: the counts can change.
         let mail = with_scanners(&f, Scanners::default());
         mail.deliver(&Envelope::internal(vec![f.ada]), raw).await.expect("delivered");
-        assert_ne!(counts(&f).await, before);
+        let delivered = counts(&f).await;
+        assert_ne!(delivered, before);
+        mail.submit(&submission, sent).await.expect("sent");
+        assert_ne!(counts(&f).await, delivered);
     }
 }

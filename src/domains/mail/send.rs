@@ -1,7 +1,9 @@
 //! Sending (ARCHITECTURE.md, "Sending mail"): a message a user submits (SMTP submission
-//! or web compose) is checked to come from their own address, copied into their Sent
-//! mailbox together with the `MailSent` event, delivered directly to local recipients
-//! through the delivery pipeline, and queued for remote ones.
+//! or web compose) is checked to come from their own address, delivered directly to local
+//! recipients through the delivery pipeline, queued for remote ones, and copied into the
+//! sender's Sent mailbox together with the `MailSent` event. Local delivery comes first,
+//! so a message it refuses (malware, a scanner without a verdict) is neither queued nor
+//! kept in Sent.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -118,20 +120,8 @@ impl MailService {
                 remote.push(r.clone());
             }
         }
-        let queued = if remote.is_empty() {
-            None
-        } else {
-            let queue = self.inner.outbound.get().ok_or(SendError::NoQueue)?;
-            Some(queue.enqueue(Some(sub.user_id), &sub.envelope_from, &remote, &data).await?)
-        };
-        let mut copy = NewMessage::new(sub.user_id, Target::Role(Role::Sent));
-        copy.flags = Flags(Flags::SEEN);
-        copy.sent_to = Some(recipients);
-        let sent_copy = self
-            .store(Bytes::from(data.clone()), Arc::new(meta), vec![copy])
-            .await?
-            .pop()
-            .ok_or(MailError::NotFound)?;
+        // Local recipients first: a message their delivery refuses (malware, or a scanner
+        // that gave no verdict) must leave no queued or Sent copy behind.
         let local = if local_users.is_empty() {
             Vec::new()
         } else {
@@ -145,8 +135,19 @@ impl MailService {
                 check_auth: false,
                 forwarded: false,
             };
-            self.deliver(&envelope, data).await?.stored
+            self.deliver(&envelope, data.clone()).await?.stored
         };
+        let queued = if remote.is_empty() {
+            None
+        } else {
+            let queue = self.inner.outbound.get().ok_or(SendError::NoQueue)?;
+            Some(queue.enqueue(Some(sub.user_id), &sub.envelope_from, &remote, &data).await?)
+        };
+        let mut copy = NewMessage::new(sub.user_id, Target::Role(Role::Sent));
+        copy.flags = Flags(Flags::SEEN);
+        copy.sent_to = Some(recipients);
+        let sent_copy =
+            self.store(Bytes::from(data), Arc::new(meta), vec![copy]).await?.pop().ok_or(MailError::NotFound)?;
         Ok(Sent { sent_copy, local, queued })
     }
 }

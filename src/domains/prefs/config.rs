@@ -1,10 +1,10 @@
 //! The preferences domain's configuration, `[prefs]`: document and attachment limits.
 //! Types and defaults only; the domain reads them, the application's `Config` names them.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[prefs]`: preference document limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PrefsConfig {
     /// Largest preference document, in bytes of JSON.

@@ -1,10 +1,10 @@
 //! The profile domain's configuration, `[profile]`: avatar limits. Types and defaults
 //! only; the domain reads them, the application's `Config` names them.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[profile]`: profile limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProfileConfig {
     /// Largest avatar upload in bytes.

@@ -3,12 +3,12 @@
 //! range checks only; the domain and the RTMP door read them, the application's `Config`
 //! names them.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::platform::config::ConfigError;
 
 /// `[stream]`: live streaming.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamConfig {
     /// Target length of a source chunk (and so of an HLS segment), in seconds. Chunks are
@@ -43,7 +43,7 @@ pub struct StreamConfig {
 }
 
 /// One `[[stream.ladder]]` entry.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RenditionConfig {
     /// Name used in URLs, e.g. `480p`; `source` copies the broadcaster's video.

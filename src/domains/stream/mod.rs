@@ -34,7 +34,7 @@ use config::StreamConfig;
 use entities::{stream, stream_chunk, stream_segment};
 use live::{ChunkFacts, LiveStream, Outcome, Segment, StreamHead};
 pub use live::{Phase, PlaylistKind, RenditionStatus};
-use transcode::Ffmpeg;
+use transcode::{Ffmpeg, TranscodeError};
 
 /// What the stream domain refuses, and why.
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +159,7 @@ pub(crate) struct Inner {
     bus: Bus,
     auth: AuthService,
     cfg: StreamConfig,
-    ffmpeg: Result<Arc<Ffmpeg>, String>,
+    ffmpeg: Result<Arc<Ffmpeg>, TranscodeError>,
     jobs: JobPool,
     workdir: PathBuf,
     /// Streams in memory: live ones, and recordings loaded for viewers.
@@ -195,7 +195,7 @@ impl StreamService {
             }
             Err(e) => {
                 tracing::error!("{e}; live streaming will refuse publishers until it is installed");
-                Err(e.to_string())
+                Err(e)
             }
         };
         let workdir = data.join("tmp").join("transcode");
@@ -236,8 +236,8 @@ impl StreamService {
     }
 
     /// Whether ffmpeg was found (else the reason).
-    pub fn ffmpeg_status(&self) -> Result<(), String> {
-        self.inner.ffmpeg.as_ref().map(|_| ()).map_err(Clone::clone)
+    pub fn ffmpeg_status(&self) -> Result<(), &TranscodeError> {
+        self.inner.ffmpeg.as_ref().map(|_| ())
     }
 
     /// Marks streams left live by a previous run as ended: their segments are the recording.
@@ -333,7 +333,7 @@ impl StreamService {
         if app != "live" {
             return Err(StreamError::UnknownApp(app.chars().take(64).collect()));
         }
-        let ffmpeg = self.inner.ffmpeg.clone().map_err(StreamError::FfmpegMissing)?;
+        let ffmpeg = self.inner.ffmpeg.as_ref().map_err(|e| StreamError::FfmpegMissing(e.to_string()))?.clone();
         let user_id = self.key_owner(key).await?.ok_or(StreamError::InvalidKey)?;
         let mut by_user = self.inner.by_user.lock().await;
         if let Some(id) = by_user.get(&user_id).cloned()
@@ -587,7 +587,7 @@ impl StreamService {
             warnings.push(format!("{} segment(s) could not be transcoded and were filled or skipped", f.failures));
         }
         if let Err(e) = &self.inner.ffmpeg {
-            warnings.push(e.clone());
+            warnings.push(e.to_string());
         }
         Ok(StreamStatus {
             summary: self.summary(&live),

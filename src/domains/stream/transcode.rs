@@ -388,7 +388,7 @@ mod tests {
         }
     }
 
-    /// The 6 s test source of the streaming issue, as an FLV file.
+    /// A 6 s 720p30 test pattern with a tone, as an FLV file.
     fn make_source_flv(dir: &Path) -> Vec<u8> {
         let path = dir.join("source.flv");
         let path_str = path.to_string_lossy().into_owned();

@@ -41,6 +41,10 @@ impl From<SendError> for AppError {
             }
             SendError::Store(e) => e.into(),
             SendError::Deliver(crate::domains::mail::deliver::DeliverError::Store(e)) => e.into(),
+            // A scanner gave no verdict: nothing was sent or kept; the user may try again.
+            SendError::Deliver(crate::domains::mail::deliver::DeliverError::Scan(_)) => {
+                AppError::new(StatusCode::SERVICE_UNAVAILABLE, "not_scanned", msg)
+            }
             SendError::Deliver(e) => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", e.to_string()),
             SendError::Queue(_) | SendError::NoQueue | SendError::Build(_) => AppError::internal(msg),
         }

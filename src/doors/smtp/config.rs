@@ -2,12 +2,12 @@
 //! session caps and timeouts. Types, defaults and range checks only; the doors read them,
 //! the application's `Config` names them.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::platform::config::ConfigError;
 
 /// `[smtp]`: the SMTP doors (inbound MX, submission, submissions).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmtpConfig {
     /// The name in the greeting and EHLO reply; empty means `server.domain`.

@@ -161,3 +161,17 @@ impl MailDoor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scanner_without_a_verdict_is_a_temporary_451_4_7_1() {
+        let down = ScanError::Failed { scanner: "clamd", reason: "no answer".into() };
+        let MessageVerdict::Rejected(code, enhanced, _) = not_scanned(&down) else {
+            panic!("a scanner failure must not be accepted");
+        };
+        assert_eq!((code, enhanced.as_str()), (451, "4.7.1"));
+    }
+}

@@ -91,7 +91,7 @@ async fn start(
     let mut config = Config::default();
     config.server.data_dir = data.path().to_owned();
     config.server.domain = "example.test".into();
-    let tls = crate::platform::tls::server_config(&config)?;
+    let tls = config.server_tls()?;
     let cert = CertificateDer::from_pem_file(crate::platform::tls::self_signed_paths(data.path()).0)?;
     let mut settings = DoorSettings::from_config(&config, kind, implicit_tls);
     tweak(&mut settings);

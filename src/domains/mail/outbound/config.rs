@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::platform::config::ConfigError;
 
 /// `[dkim]`: the key outgoing mail is signed with.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DkimConfig {
     /// The selector: the key is published at `SELECTOR._domainkey.DOMAIN` and stored as
@@ -37,7 +37,7 @@ impl DkimConfig {
 }
 
 /// `[outbound]`: delivery of outgoing mail to other servers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutboundConfig {
     /// A smarthost `"host:port"` that takes all outgoing mail; empty means deliver to each

@@ -27,16 +27,33 @@ pub const SIGNED_HEADERS: [&str; 10] =
 pub enum DkimError {
     /// Reading or writing the key file failed.
     #[error("DKIM key file {0}: {1}")]
-    Io(PathBuf, std::io::Error),
+    Io(PathBuf, #[source] std::io::Error),
     /// The key file does not hold a usable RSA key.
     #[error("DKIM key file {0}: {1}")]
-    BadKey(PathBuf, String),
+    BadKey(PathBuf, #[source] KeyError),
     /// Making a new key failed.
     #[error("cannot generate the DKIM key: {0}")]
-    Generate(String),
+    Generate(#[source] KeyError),
     /// The message cannot be signed (no headers to sign).
     #[error("cannot sign the message: {0}")]
-    Sign(String),
+    Sign(#[source] mail_auth::Error),
+}
+
+/// Why key material could not be made, read or encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// PKCS#8 encoding or decoding.
+    #[error("PKCS#8: {0}")]
+    Pkcs8(#[from] rsa::pkcs8::Error),
+    /// The public key's encoding.
+    #[error("public key: {0}")]
+    PublicKey(#[from] rsa::pkcs8::spki::Error),
+    /// Key generation.
+    #[error("RSA: {0}")]
+    Rsa(#[from] rsa::Error),
+    /// The signer refused the key.
+    #[error("signer: {0}")]
+    Signer(#[from] mail_auth::Error),
 }
 
 /// The domain's signing key.
@@ -78,12 +95,11 @@ impl DkimKey {
     }
 
     /// A key from PKCS#8 PEM text.
-    pub fn from_pem(pem: &str, domain: &str, selector: &str) -> Result<Self, String> {
-        let private = rsa::RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| e.to_string())?;
-        let public_der = private.to_public_key().to_public_key_der().map_err(|e| e.to_string())?;
-        let der = private.to_pkcs8_der().map_err(|e| e.to_string())?;
-        let key = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der.as_bytes())))
-            .map_err(|e| e.to_string())?;
+    pub fn from_pem(pem: &str, domain: &str, selector: &str) -> Result<Self, KeyError> {
+        let private = rsa::RsaPrivateKey::from_pkcs8_pem(pem)?;
+        let public_der = private.to_public_key().to_public_key_der()?;
+        let der = private.to_pkcs8_der()?;
+        let key = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der.as_bytes())))?;
         let signer = DkimSigner::from_key(key)
             .domain(domain)
             .selector(selector)
@@ -125,7 +141,7 @@ impl DkimKey {
 
     /// `message` with a `DKIM-Signature:` header prepended.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, DkimError> {
-        let signature = self.signer.sign(message).map_err(|e| DkimError::Sign(e.to_string()))?;
+        let signature = self.signer.sign(message).map_err(DkimError::Sign)?;
         let mut out = signature.to_header().into_bytes();
         out.extend_from_slice(message);
         Ok(out)
@@ -134,8 +150,8 @@ impl DkimKey {
 
 fn generate_pem() -> Result<String, DkimError> {
     let mut rng = rand::rngs::OsRng;
-    let key = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| DkimError::Generate(e.to_string()))?;
-    let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| DkimError::Generate(e.to_string()))?;
+    let key = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| DkimError::Generate(e.into()))?;
+    let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| DkimError::Generate(e.into()))?;
     Ok(pem.to_string())
 }
 

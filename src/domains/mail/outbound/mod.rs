@@ -313,7 +313,7 @@ impl OutboundQueue {
         let key = self.dkim_key().await?;
         let signed = match key.sign(raw) {
             Ok(s) => s,
-            Err(DkimError::Sign(e)) => return Err(QueueError::InvalidMessage(e)),
+            Err(DkimError::Sign(e)) => return Err(QueueError::InvalidMessage(e.to_string())),
             Err(e) => return Err(QueueError::Dkim(e)),
         };
         let blob = BlobId::of(&signed);
