@@ -46,9 +46,18 @@ pub enum StartError {
     /// A listen address is taken or not allowed.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
-    /// A domain service could not be built.
-    #[error("{0}")]
-    Service(String),
+    /// The account service could not be built (e.g. bad Argon2 parameters).
+    #[error("accounts: {0}")]
+    Auth(#[from] crate::domains::auth::AuthError),
+    /// The DNS resolver could not be set up.
+    #[error("DNS: {0}")]
+    Dns(#[from] crate::domains::mail::dns::DnsSetupError),
+    /// The outbound queue could not be set up (e.g. its DKIM key).
+    #[error("outbound queue: {0}")]
+    Outbound(#[from] crate::domains::mail::outbound::QueueError),
+    /// The doors' TLS certificate could not be loaded or made.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::platform::tls::TlsError),
 }
 
 /// Every domain service plus the platform handles they share.
@@ -93,7 +102,7 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
     let blobs = Blobs::open(data.join("blobs"), db.clone())?;
     let bus = Bus::new(db.clone());
     let jobs = JobPool::start(PoolSettings::from_config(&config.jobs));
-    let auth = AuthService::new(db.clone(), bus.clone(), &config).map_err(|e| StartError::Service(e.to_string()))?;
+    let auth = AuthService::new(db.clone(), bus.clone(), &config)?;
     let profile = ProfileService::new(db.clone(), blobs.clone(), config.profile.clone());
     let prefs = PrefsService::new(db.clone(), blobs.clone(), bus.clone(), config.prefs.clone());
     let stream = StreamService::new(
@@ -105,7 +114,7 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         jobs.clone(),
         data.clone(),
     );
-    let dns = Dns::new(&config.dns).map_err(|e| StartError::Service(e.to_string()))?;
+    let dns = Dns::new(&config.dns)?;
     let authn = InboundAuth::new(dns.clone(), config.smtp.hostname_or(&config.server.domain).to_owned());
     let mail = MailService::new(
         db.clone(),
@@ -129,8 +138,7 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
             config: config.outbound.clone(),
         },
         Arc::new(mail.clone()),
-    )
-    .map_err(|e| StartError::Service(e.to_string()))?;
+    )?;
     mail.set_outbound(outbound.clone());
     Ok(Arc::new(Services {
         config: Arc::new(config),
@@ -264,7 +272,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         submission: smtp_listeners[1].1,
         submissions: smtp_listeners[2].1,
     };
-    let tls = config.server_tls().map_err(|e| StartError::Service(format!("TLS: {e}")))?;
+    let tls = config.server_tls()?;
     let services = build(config).await?;
     services.stream.set_ingest_addr(rtmp_addr);
     let (stop_tx, stop_rx) = watch::channel(false);
