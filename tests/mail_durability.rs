@@ -1,6 +1,7 @@
 //! "A message acknowledged with 250 survives `kill -9`": several SMTP sessions deliver to
 //! the real binary while it is killed with SIGKILL at a random moment; after a restart on
-//! the same data folder every message that got its 250 is there exactly once.
+//! the same data folder every message that got its 250 is there exactly once, and its raw
+//! message (the blob behind the row) reads back whole through the HTTP API.
 
 mod common;
 
@@ -60,6 +61,7 @@ async fn every_acknowledged_message_survives_sigkill_exactly_once() {
     let bob = server.login("bob", PW).await;
     let client = server.user(&bob);
     let mut stored = Vec::new();
+    let mut ids = std::collections::HashMap::new();
     let mut cursor: Option<String> = None;
     loop {
         let mut url = server.url("/api/v1/mail/messages?role=inbox&limit=200");
@@ -68,7 +70,9 @@ async fn every_acknowledged_message_survives_sigkill_exactly_once() {
         }
         let page: serde_json::Value = client.get(url).send().await.unwrap().json().await.unwrap();
         for m in page["messages"].as_array().unwrap() {
-            stored.push(m["subject"].as_str().unwrap().to_owned());
+            let subject = m["subject"].as_str().unwrap().to_owned();
+            ids.insert(subject.clone(), m["id"].as_i64().unwrap());
+            stored.push(subject);
         }
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
@@ -84,5 +88,17 @@ async fn every_acknowledged_message_survives_sigkill_exactly_once() {
     unique.dedup();
     assert_eq!(unique.len(), stored.len(), "no message is stored twice");
     assert!(stored.len() <= acked.len() + SESSIONS, "at most one unacknowledged message per session");
+    // The row is not enough: the raw message behind every acknowledged one must read back.
+    for subject in &acked {
+        let url = server.url(&format!("/api/v1/mail/messages/{}/raw", ids[subject]));
+        let response = client.get(url).send().await.unwrap();
+        assert!(response.status().is_success(), "raw of {subject}: {}", response.status());
+        let raw = response.bytes().await.unwrap();
+        let n: usize = subject.rsplit('-').next().unwrap().parse().unwrap();
+        let size = 1000 + (n * 997) % 9000;
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.contains(&format!("Message-ID: <{subject}@load.test>")), "raw of {subject} has its header");
+        assert!(text.contains(&format!("\r\n\r\n{}\r\n", "x".repeat(size))), "raw of {subject} has its whole body");
+    }
     eprintln!("killed after {} acknowledged messages; {} stored", acked.len(), stored.len());
 }

@@ -1,8 +1,10 @@
 //! The blob store: immutable byte strings addressed by their SHA-256, on local disk through
 //! object_store (S3 later, same trait). Writes are atomic and durable (temp file, fsync,
-//! rename, fsync of the folder) and deduplicated; each stored blob carries the set of
-//! owners that reference it (`blob_refs`) and is deleted when the last owner lets go.
-//! It knows nothing of what the bytes mean.
+//! rename, fsync of the folder; or one `syncfs` for a batch) and deduplicated; each stored
+//! blob carries the set of owners that reference it (`blob_refs`) and is deleted when the
+//! last owner lets go. Writers share the reference lock, so batches are written and synced
+//! side by side; only a release (which may delete a file) takes it alone. It knows nothing
+//! of what the bytes mean.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
 use super::db::Db;
 
@@ -108,9 +110,10 @@ pub struct Blobs {
     root: PathBuf,
     store: Arc<dyn ObjectStore>,
     db: Db,
-    /// Serialises reference changes with file creation and deletion, so a blob being
-    /// re-added is never deleted under its new owner.
-    refs_lock: Arc<Mutex<()>>,
+    /// Writers and new references hold it shared (from the file check until their
+    /// reference is committed); a release holds it alone, so a blob being re-added is never
+    /// deleted under its new owner, while writers never wait for each other's fsync.
+    refs_lock: Arc<RwLock<()>>,
 }
 
 impl Blobs {
@@ -118,14 +121,14 @@ impl Blobs {
     pub fn open(root: PathBuf, db: Db) -> Result<Self, BlobError> {
         std::fs::create_dir_all(root.join("tmp")).map_err(|e| BlobError::Io(e.to_string()))?;
         let store = LocalFileSystem::new_with_prefix(&root).map_err(|e| BlobError::Io(e.to_string()))?;
-        Ok(Self { root, store: Arc::new(store), db, refs_lock: Arc::new(Mutex::new(())) })
+        Ok(Self { root, store: Arc::new(store), db, refs_lock: Arc::new(RwLock::new(())) })
     }
 
     /// Stores `bytes` durably for `owner` and returns its id. Storing bytes that are
     /// already there writes nothing and only adds the reference.
     pub async fn put(&self, bytes: Bytes, owner: &str) -> Result<BlobId, BlobError> {
         let id = BlobId::of(&bytes);
-        let _guard = self.refs_lock.lock().await;
+        let _guard = self.refs_lock.read().await;
         self.write_file(&id, bytes).await?;
         self.add_ref(&id, owner).await?;
         Ok(id)
@@ -133,7 +136,7 @@ impl Blobs {
 
     /// Adds `owner` as a holder of an existing blob.
     pub async fn retain(&self, id: &BlobId, owner: &str) -> Result<(), BlobError> {
-        let _guard = self.refs_lock.lock().await;
+        let _guard = self.refs_lock.read().await;
         if !self.exists(id).await? {
             return Err(BlobError::NotFound);
         }
@@ -142,7 +145,7 @@ impl Blobs {
 
     /// Drops `owner`'s reference; deletes the blob once nobody holds it.
     pub async fn release(&self, id: &BlobId, owner: &str) -> Result<(), BlobError> {
-        let _guard = self.refs_lock.lock().await;
+        let _guard = self.refs_lock.write().await;
         blob_ref::Entity::delete_many()
             .filter(blob_ref::Column::BlobId.eq(id.as_str()))
             .filter(blob_ref::Column::Owner.eq(owner))
@@ -206,30 +209,22 @@ impl Blobs {
             .map_err(|e| BlobError::Io(e.to_string()))
     }
 
-    /// Writes many blobs durably at once, for group commit. On Linux the files are written
-    /// and renamed into place, then one `syncfs` makes all of them (data, names and
+    /// Writes many blobs durably at once, for group commit. On Linux the new files are
+    /// written and renamed into place, then one `syncfs` makes all of them (data, names and
     /// folders) durable in a single journal commit; elsewhere each file and folder is
-    /// fsynced. Returns their ids and the reference lock: the caller adds its references
+    /// fsynced. Hashing, the existence checks and the writes run on one blocking thread.
+    /// Returns their ids and a share of the reference lock: the caller adds its references
     /// with [`Blobs::add_ref_in`] inside its transaction and drops the guard after the
     /// commit, so no release can delete a blob between its write and the new reference.
+    /// Other batches write and sync meanwhile; only releases wait.
     pub async fn write_many(&self, items: &[Bytes]) -> Result<(Vec<BlobId>, RefsGuard), BlobError> {
-        let guard = RefsGuard(self.refs_lock.clone().lock_owned().await);
-        let ids: Vec<BlobId> = items.iter().map(|b| BlobId::of(b)).collect();
-        let mut seen = std::collections::HashSet::new();
-        let mut todo = Vec::new();
-        for (id, bytes) in ids.iter().zip(items) {
-            let dest = self.root.join(id.object_path().as_ref());
-            if seen.insert(id.clone()) && !tokio::fs::try_exists(&dest).await.unwrap_or(false) {
-                todo.push((dest, bytes.clone()));
-            }
-        }
-        if !todo.is_empty() {
-            let root = self.root.clone();
-            tokio::task::spawn_blocking(move || write_batch(&root, &todo))
-                .await
-                .map_err(|e| BlobError::Io(e.to_string()))?
-                .map_err(|e| BlobError::Io(e.to_string()))?;
-        }
+        let guard = RefsGuard(self.refs_lock.clone().read_owned().await);
+        let root = self.root.clone();
+        let items = items.to_vec();
+        let ids = tokio::task::spawn_blocking(move || write_batch(&root, &items))
+            .await
+            .map_err(|e| BlobError::Io(e.to_string()))?
+            .map_err(|e| BlobError::Io(e.to_string()))?;
         Ok((ids, guard))
     }
 
@@ -243,11 +238,29 @@ impl Blobs {
 
 /// The blob store's reference lock, held from [`Blobs::write_many`] until the caller's
 /// references are committed.
-pub struct RefsGuard(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>);
+pub struct RefsGuard(#[allow(dead_code)] OwnedRwLockReadGuard<()>);
 
-/// Writes a batch of new blobs and makes them durable (see [`Blobs::write_many`]).
+/// Hashes a batch, writes the blobs not stored yet and makes them durable (see
+/// [`Blobs::write_many`]); the ids in the order of `items`.
+fn write_batch(root: &std::path::Path, items: &[Bytes]) -> std::io::Result<Vec<BlobId>> {
+    let ids: Vec<BlobId> = items.iter().map(|b| BlobId::of(b)).collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut todo = Vec::new();
+    for (id, bytes) in ids.iter().zip(items) {
+        let dest = root.join(id.object_path().as_ref());
+        if seen.insert(id) && !dest.try_exists().unwrap_or(false) {
+            todo.push((dest, bytes));
+        }
+    }
+    if !todo.is_empty() {
+        write_new(root, &todo)?;
+    }
+    Ok(ids)
+}
+
+/// Writes new blobs, then one `syncfs` makes them durable.
 #[cfg(target_os = "linux")]
-fn write_batch(root: &std::path::Path, todo: &[(PathBuf, Bytes)]) -> std::io::Result<()> {
+fn write_new(root: &std::path::Path, todo: &[(PathBuf, &Bytes)]) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let tmp_dir = root.join("tmp");
     for (dest, bytes) in todo {
@@ -262,9 +275,9 @@ fn write_batch(root: &std::path::Path, todo: &[(PathBuf, Bytes)]) -> std::io::Re
     if unsafe { libc::syncfs(fs.as_raw_fd()) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
-/// Writes a batch of new blobs and makes them durable (see [`Blobs::write_many`]).
+/// Writes new blobs, each file and folder fsynced.
 #[cfg(not(target_os = "linux"))]
-fn write_batch(root: &std::path::Path, todo: &[(PathBuf, Bytes)]) -> std::io::Result<()> {
+fn write_new(root: &std::path::Path, todo: &[(PathBuf, &Bytes)]) -> std::io::Result<()> {
     let tmp_dir = root.join("tmp");
     let mut folders = std::collections::BTreeSet::new();
     for (dest, bytes) in todo {
@@ -293,6 +306,8 @@ fn sync_parent(path: &std::path::Path) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     async fn store() -> (tempfile::TempDir, Blobs) {
@@ -319,6 +334,30 @@ mod tests {
         blobs.release(&a, "two").await.unwrap();
         assert!(!blobs.exists(&a).await.unwrap());
         assert!(matches!(blobs.get(&a).await, Err(BlobError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn batches_share_the_lock_and_a_release_waits_for_their_references() {
+        let (_dir, blobs) = store().await;
+        let id = blobs.put(Bytes::from_static(b"shared"), "old").await.unwrap();
+        let (ids, first) = blobs.write_many(&[Bytes::from_static(b"shared")]).await.unwrap();
+        assert_eq!(ids, vec![id.clone()]);
+        // A second batch is written and synced while the first still holds its share.
+        let other = [Bytes::from_static(b"other")];
+        let second = tokio::time::timeout(Duration::from_secs(10), blobs.write_many(&other));
+        let (_, second) = second.await.expect("not blocked").unwrap();
+        // The old owner lets go meanwhile: the release waits for the batches to commit.
+        let release = tokio::spawn({
+            let (blobs, id) = (blobs.clone(), id.clone());
+            async move { blobs.release(&id, "old").await }
+        });
+        let mut release = std::pin::pin!(release);
+        assert!(tokio::time::timeout(Duration::from_millis(200), &mut release).await.is_err(), "release must wait");
+        Blobs::add_ref_in(&blobs.db, &id, "new").await.unwrap();
+        drop((first, second));
+        release.await.unwrap().unwrap();
+        assert!(blobs.exists(&id).await.unwrap(), "the new owner's blob survives the old owner's release");
+        assert!(blobs.is_held_by(&id, "new").await.unwrap());
     }
 
     #[test]

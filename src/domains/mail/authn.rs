@@ -1,19 +1,22 @@
 //! Authentication of received mail: SPF for the envelope sender (RFC 7208), every DKIM
 //! signature (RFC 6376) and the DMARC policy of the author's domain (RFC 7489), checked
-//! with mail-auth over the shared [`Dns`] resolver. The result is the
+//! with mail-auth over the shared [`Dns`] resolver and its caches, on the parse the delivery
+//! pipeline already made (or on the raw bytes). The result is the
 //! `Authentication-Results:` header line to prepend (RFC 8601) and the outcomes as plain
 //! values for the spam filter. It decides nothing about the message (that is the spam
 //! filter's and the store's job) and never fails: input mail-auth cannot parse gets
 //! `none`/`permerror` results, and a panic inside the checks is caught.
 
 use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
 
+use futures::FutureExt;
 use mail_auth::dmarc::Policy;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator, SpfResult,
-    dmarc::verify::DmarcParameters,
+    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, SpfResult, dmarc::verify::DmarcParameters,
 };
+use mail_parser::Message;
 
 use super::dns::Dns;
 
@@ -106,26 +109,51 @@ pub struct InboundAuth {
     hostname: String,
 }
 
+/// Who handed the message over: the client's address, its EHLO name and its MAIL FROM
+/// (empty for the null sender).
+#[derive(Debug, Clone, Copy)]
+pub struct Sender<'a> {
+    /// The client's address.
+    pub peer: IpAddr,
+    /// The name it gave in EHLO/HELO.
+    pub helo: &'a str,
+    /// The reverse-path.
+    pub mail_from: &'a str,
+}
+
 impl InboundAuth {
     /// A checker over `dns` that names itself `hostname` (the `authserv-id`).
     pub fn new(dns: Dns, hostname: impl Into<String>) -> Self {
         Self { dns, hostname: hostname.into() }
     }
 
-    /// Checks a message received from `peer`, which said `helo` and `MAIL FROM:<mail_from>`
-    /// (empty for the null sender). Never fails and never panics.
+    /// Checks a raw message from `peer`, which said `helo` and `MAIL FROM:<mail_from>`
+    /// (empty for the null sender), reading its headers itself. Never fails and never panics.
     pub async fn check(&self, raw: &[u8], peer: IpAddr, helo: &str, mail_from: &str) -> AuthVerdict {
-        let auth = self.dns.clone();
-        let hostname = self.hostname.clone();
-        let (raw, helo, mail_from) = (raw.to_vec(), helo.to_owned(), mail_from.to_owned());
-        let task =
-            tokio::spawn(
-                async move { run_checks(auth.authenticator(), &hostname, &raw, peer, &helo, &mail_from).await },
-            );
-        match task.await {
+        let message = std::panic::catch_unwind(AssertUnwindSafe(|| AuthenticatedMessage::parse(raw))).ok().flatten();
+        self.check_message(message.as_ref(), Sender { peer, helo, mail_from }).await
+    }
+
+    /// Checks a message the delivery pipeline already parsed with mail-parser (`parsed` is
+    /// that parse of `raw`), so its headers are not read a second time. Never fails and never
+    /// panics.
+    pub async fn check_parsed(&self, parsed: &Message<'_>, raw: &[u8], sender: Sender<'_>) -> AuthVerdict {
+        let message = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            (!parsed.root_part().headers.is_empty()).then(|| AuthenticatedMessage::from_parsed(parsed, raw, true))
+        }))
+        .ok()
+        .flatten();
+        self.check_message(message.as_ref(), sender).await
+    }
+
+    /// The checks over `message` (None: nothing readable), with a panic inside mail-auth
+    /// recorded as permerror.
+    async fn check_message(&self, message: Option<&AuthenticatedMessage<'_>>, sender: Sender<'_>) -> AuthVerdict {
+        let checks = AssertUnwindSafe(run_checks(&self.dns, &self.hostname, message, sender));
+        match checks.catch_unwind().await {
             Ok(verdict) => verdict,
-            Err(e) => {
-                tracing::warn!(error = %e, %peer, "authentication checks crashed; recording permerror");
+            Err(_) => {
+                tracing::warn!(peer = %sender.peer, "authentication checks crashed; recording permerror");
                 let header = format!(
                     "Authentication-Results: {};\r\n\tspf=permerror;\r\n\tdkim=permerror;\r\n\tdmarc=permerror\r\n",
                     self.hostname
@@ -144,28 +172,27 @@ impl InboundAuth {
     }
 }
 
-/// The checks themselves, on owned inputs inside their own task.
+/// The checks themselves, every look-up through the shared caches of `dns`.
 async fn run_checks(
-    auth: &MessageAuthenticator,
+    dns: &Dns,
     hostname: &str,
-    raw: &[u8],
-    peer: IpAddr,
-    helo: &str,
-    mail_from: &str,
+    message: Option<&AuthenticatedMessage<'_>>,
+    sender: Sender<'_>,
 ) -> AuthVerdict {
+    let (auth, peer, mail_from) = (dns.authenticator(), sender.peer, sender.mail_from);
     // RFC 7208 §2.4: for the null sender the HELO identity is checked instead.
-    let helo_domain = if helo.is_empty() { "unknown" } else { helo };
+    let helo_domain = if sender.helo.is_empty() { "unknown" } else { sender.helo };
     let spf_out = if mail_from.is_empty() {
-        auth.verify_spf(SpfParameters::verify_ehlo(peer, helo_domain, hostname)).await
+        auth.verify_spf(dns.cached(SpfParameters::verify_ehlo(peer, helo_domain, hostname))).await
     } else {
-        auth.verify_spf(SpfParameters::verify_mail_from(peer, helo_domain, hostname, mail_from)).await
+        auth.verify_spf(dns.cached(SpfParameters::verify_mail_from(peer, helo_domain, hostname, mail_from))).await
     };
     let spf = spf_outcome(spf_out.result());
     let mail_from_domain = mail_from.rsplit_once('@').map(|(_, d)| d).unwrap_or(helo_domain);
     let spf_part =
         AuthenticationResults::new(hostname).with_spf_mailfrom_result(&spf_out, peer, mail_from, helo_domain);
 
-    let Some(message) = AuthenticatedMessage::parse(raw) else {
+    let Some(message) = message else {
         // Nothing to verify a signature or an author domain on.
         let header = format!("Authentication-Results: {spf_part};\r\n\tdkim=none;\r\n\tdmarc=permerror\r\n");
         return AuthVerdict {
@@ -178,14 +205,15 @@ async fn run_checks(
             from_domain: String::new(),
         };
     };
-    let dkim_out = auth.verify_dkim(&message).await;
+    let dkim_out = auth.verify_dkim(dns.cached(message)).await;
     let dkim_domains: Vec<String> = dkim_out
         .iter()
         .filter(|o| o.result() == &DkimResult::Pass)
         .filter_map(|o| o.signature().map(|s| s.d.to_ascii_lowercase()))
         .collect();
     let dkim = dkim_outcome(dkim_out.iter().map(|o| o.result()));
-    let dmarc_out = auth.verify_dmarc(DmarcParameters::new(&message, &dkim_out, mail_from_domain, &spf_out)).await;
+    let dmarc_params = DmarcParameters::new(message, &dkim_out, mail_from_domain, &spf_out);
+    let dmarc_out = auth.verify_dmarc(dns.cached(dmarc_params)).await;
     let dmarc = dmarc_outcome(dmarc_out.spf_result(), dmarc_out.dkim_result(), dmarc_out.dmarc_record().is_some());
     let dmarc_policy = match dmarc_out.policy() {
         Policy::None => DmarcPolicy::None,

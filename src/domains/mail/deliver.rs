@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::authn::{AuthVerdict, Sender};
 use super::filters::{self, Actions};
 use super::parse::{self, Meta};
 use super::scan::{ScanError, ScanInput, VirusVerdict};
@@ -106,24 +107,15 @@ impl MailService {
 
     /// Runs the pipeline and stores one copy per recipient; returns once all are durable.
     pub async fn deliver(&self, envelope: &Envelope, data: Vec<u8>) -> Result<Delivered, DeliverError> {
+        let data = Bytes::from(data);
+        let (meta, verdict) = self.read(envelope, &data).await;
         let mut envelope = envelope.clone();
-        let verdict = match (&self.inner.authn, envelope.peer) {
-            (Some(authn), Some(peer)) if envelope.check_auth => {
-                Some(authn.check(&data, peer, &envelope.helo, &envelope.mail_from).await)
-            }
-            _ => None,
-        };
         if let Some(v) = &verdict {
             envelope.trace.insert(0, v.header.trim_end().to_owned());
         }
         let envelope = &envelope;
         let raw = Bytes::from(self.with_trace(envelope, &data));
-        let meta = Arc::new(if raw.len() > PARSE_INLINE_BYTES {
-            let raw = raw.clone();
-            tokio::task::spawn_blocking(move || parse::meta(&raw)).await.unwrap_or_default()
-        } else {
-            parse::meta(&raw)
-        });
+        let meta = Arc::new(meta);
         let scanners = &self.inner.scanners;
         let mut recipients = envelope.recipients.clone();
         recipients.sort_unstable();
@@ -151,6 +143,35 @@ impl MailService {
             self.forward(*user_id, to, &raw).await;
         }
         Ok(Delivered { stored, forwards })
+    }
+
+    /// Reads a message once: its metadata for the store and, for mail from other servers
+    /// (`check_auth`), the SPF/DKIM/DMARC verdict over the same parse. A large message is
+    /// parsed on a blocking thread; its checks then read the headers themselves.
+    async fn read(&self, envelope: &Envelope, data: &Bytes) -> (Meta, Option<AuthVerdict>) {
+        let checks = match (&self.inner.authn, envelope.peer) {
+            (Some(authn), Some(peer)) if envelope.check_auth => {
+                Some((authn, Sender { peer, helo: &envelope.helo, mail_from: &envelope.mail_from }))
+            }
+            _ => None,
+        };
+        if data.len() > PARSE_INLINE_BYTES {
+            let bytes = data.clone();
+            let meta = tokio::task::spawn_blocking(move || parse::meta(&bytes)).await.unwrap_or_default();
+            let verdict = match checks {
+                Some((authn, s)) => Some(authn.check(data, s.peer, s.helo, s.mail_from).await),
+                None => None,
+            };
+            return (meta, verdict);
+        }
+        let parsed = parse::message(data);
+        let meta = parsed.as_ref().map(parse::meta_of).unwrap_or_default();
+        let verdict = match (checks, &parsed) {
+            (Some((authn, sender)), Some(parsed)) => Some(authn.check_parsed(parsed, data, sender).await),
+            (Some((authn, s)), None) => Some(authn.check(data, s.peer, s.helo, s.mail_from).await),
+            (None, _) => None,
+        };
+        (meta, verdict)
     }
 
     /// Sends a copy of a stored message on, as a filter asked: to another local user

@@ -1,9 +1,10 @@
 //! What the store keeps of a message besides its raw bytes: the metadata a list, a thread
-//! and an IMAP ENVELOPE need, read once with mail-parser at delivery. A message mail-parser
+//! and an IMAP ENVELOPE need, read once with mail-parser at delivery (the same parse feeds
+//! the authentication checks, see [`message`]). A message mail-parser
 //! cannot make sense of still yields metadata (taken from whatever headers it finds, or
 //! empty) and `parsed: false`, so nothing is ever refused for being malformed.
 
-use mail_parser::{Address, HeaderValue, MessageParser};
+use mail_parser::{Address, HeaderValue, Message, MessageParser};
 
 /// The longest snippet kept, in characters.
 const SNIPPET_CHARS: usize = 160;
@@ -53,9 +54,17 @@ impl Meta {
 
 /// Reads the metadata of a raw message; never fails.
 pub fn meta(raw: &[u8]) -> Meta {
-    let Some(msg) = MessageParser::default().parse(raw) else {
-        return Meta::default();
-    };
+    message(raw).map(|msg| meta_of(&msg)).unwrap_or_default()
+}
+
+/// Parses a raw message with mail-parser, once, for [`meta_of`] and the authentication
+/// checks to share; None for input mail-parser returns nothing for (e.g. empty).
+pub fn message(raw: &[u8]) -> Option<Message<'_>> {
+    MessageParser::default().parse(raw)
+}
+
+/// The metadata of a parsed message.
+pub fn meta_of(msg: &Message<'_>) -> Meta {
     // mail-parser returns a message for any bytes; it understood one only if it found
     // at least one header of the message itself (trace headers are ours).
     let parsed = msg.from().is_some()

@@ -1,14 +1,17 @@
 //! Tests of the inbound authentication checks against the loopback DNS stand-in: garbage
 //! gets none/permerror without panicking, a signed message from an authorised address
-//! passes SPF, DKIM and DMARC, and a tampered one from elsewhere fails them.
+//! passes SPF, DKIM and DMARC, a tampered one from elsewhere fails them, the delivery's
+//! parse gives the same verdict as the raw bytes, and repeated look-ups (positive or
+//! NXDOMAIN) are answered from the caches.
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{AuthVerdict, DmarcPolicy, InboundAuth, Outcome};
+use super::{AuthVerdict, DmarcPolicy, InboundAuth, Outcome, Sender};
 use crate::domains::mail::config::DnsConfig;
 use crate::domains::mail::dns::Dns;
 use crate::domains::mail::dns::standin::DnsStandIn;
 use crate::domains::mail::outbound::dkim::{DkimKey, test_key};
+use crate::domains::mail::parse;
 
 const ALLOWED: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const STRANGER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
@@ -96,4 +99,41 @@ async fn a_tampered_message_from_elsewhere_fails() {
     assert!(v.dkim_domains.is_empty());
     assert_eq!(v.dmarc, Outcome::Fail, "{v:?}");
     assert!(v.header.contains("dmarc=fail"), "{}", v.header);
+}
+
+#[tokio::test]
+async fn the_delivery_parse_gives_the_raw_verdict_and_repeats_ask_no_more_dns() {
+    let dns = DnsStandIn::start();
+    let key = DkimKey::from_pem(test_key::pem(), "sender.test", "postcast").expect("key");
+    publish(&dns, &key);
+    let auth = checker(&dns);
+    let mut tampered = signed_message(&key);
+    let at = tampered.len() - 3;
+    tampered[at] = b'!';
+    for (raw, peer) in [(signed_message(&key), ALLOWED), (tampered, STRANGER)] {
+        let parsed = parse::message(&raw).expect("mail-parser reads it");
+        let sender = Sender { peer, helo: "mx.sender.test", mail_from: "ann@sender.test" };
+        let from_parse = auth.check_parsed(&parsed, &raw, sender).await;
+        let asked = dns.queries();
+        let from_bytes = auth.check(&raw, peer, "mx.sender.test", "ann@sender.test").await;
+        assert_eq!(from_parse, from_bytes);
+        assert_eq!(dns.queries(), asked, "the second check is answered from the caches");
+        let expected = if peer == ALLOWED { Outcome::Pass } else { Outcome::Fail };
+        assert_eq!((from_parse.spf, from_parse.dmarc), (expected, expected), "{from_parse:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_sender_domain_is_asked_about_once() {
+    let dns = DnsStandIn::start();
+    let auth = checker(&dns);
+    let raw = b"From: <load@remote.example>\r\nTo: bob@postcast.test\r\nSubject: hi\r\n\r\nbody\r\n";
+    let first = auth.check(raw, STRANGER, "client.example", "load@remote.example").await;
+    let asked = dns.queries();
+    assert!(asked > 0, "the first message asks");
+    for _ in 0..20 {
+        let again = auth.check(raw, STRANGER, "client.example", "load@remote.example").await;
+        assert_eq!(again, first);
+    }
+    assert_eq!(dns.queries(), asked, "NXDOMAIN answers are kept like positive ones");
 }
