@@ -155,17 +155,16 @@ impl MailService {
             }
             _ => None,
         };
-        if data.len() > PARSE_INLINE_BYTES {
-            let bytes = data.clone();
-            let meta = tokio::task::spawn_blocking(move || parse::meta(&bytes)).await.unwrap_or_default();
-            let verdict = match checks {
-                Some((authn, s)) => Some(authn.check(data, s.peer, s.helo, s.mail_from).await),
-                None => None,
-            };
-            return (meta, verdict);
-        }
-        let parsed = parse::message(data);
-        let meta = parsed.as_ref().map(parse::meta_of).unwrap_or_default();
+        let large = data.len() > PARSE_INLINE_BYTES;
+        let parsed = if large { None } else { parse::message(data) };
+        let meta = match &parsed {
+            Some(parsed) => parse::meta_of(parsed),
+            None if large => {
+                let bytes = data.clone();
+                tokio::task::spawn_blocking(move || parse::meta(&bytes)).await.unwrap_or_default()
+            }
+            None => Meta::default(),
+        };
         let verdict = match (checks, &parsed) {
             (Some((authn, sender)), Some(parsed)) => Some(authn.check_parsed(parsed, data, sender).await),
             (Some((authn, s)), None) => Some(authn.check(data, s.peer, s.helo, s.mail_from).await),
