@@ -114,6 +114,9 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + std::fmt::Debug + '
 /// Attempts before an event that keeps failing goes to the dead letters for a subscriber.
 const MAX_ATTEMPTS: u32 = 8;
 
+/// The most outbox events a subscriber reads (and handles before saving its cursor) at once.
+const DRAIN_PAGE: u64 = 200;
+
 /// The most events one outbox insert carries.
 pub const PUBLISH_CHUNK: usize = 200;
 
@@ -277,6 +280,10 @@ impl<E: BusEvent> Bus<E> {
         })
     }
 
+    /// Hands every event after the subscriber's cursor to its handler, a page at a time.
+    /// The cursor is saved once per page (and where a shutdown stops the page), not per
+    /// event: a crash re-delivers at most the page in hand, which idempotent handlers
+    /// allow, and a busy outbox costs one cursor write per page instead of one per event.
     async fn drain(
         &self,
         name: &'static str,
@@ -288,27 +295,39 @@ impl<E: BusEvent> Bus<E> {
             let rows = outbox::Entity::find()
                 .filter(outbox::Column::Id.gt(last))
                 .order_by_asc(outbox::Column::Id)
-                .limit(100)
+                .limit(DRAIN_PAGE)
                 .all(&self.db)
                 .await?;
             if rows.is_empty() {
                 return Ok(());
             }
+            let before = last;
             for row in rows {
                 if *shutdown.borrow() {
-                    return Ok(());
+                    break;
                 }
                 self.deliver(name, handler, &row).await?;
                 last = row.id;
-                let c = cursor::ActiveModel { subscriber: Set(name.to_owned()), last_id: Set(last) };
-                cursor::Entity::insert(c)
-                    .on_conflict(
-                        OnConflict::column(cursor::Column::Subscriber).update_column(cursor::Column::LastId).to_owned(),
-                    )
-                    .exec(&self.db)
-                    .await?;
+            }
+            if last > before {
+                self.save_cursor(name, last).await?;
+            }
+            if *shutdown.borrow() {
+                return Ok(());
             }
         }
+    }
+
+    /// Records that `name` has handled every event up to `last`.
+    async fn save_cursor(&self, name: &'static str, last: i64) -> Result<(), DbErr> {
+        let c = cursor::ActiveModel { subscriber: Set(name.to_owned()), last_id: Set(last) };
+        cursor::Entity::insert(c)
+            .on_conflict(
+                OnConflict::column(cursor::Column::Subscriber).update_column(cursor::Column::LastId).to_owned(),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(())
     }
 
     async fn deliver(&self, name: &'static str, handler: &Handler<E>, row: &outbox::Model) -> Result<(), DbErr> {

@@ -186,6 +186,8 @@ struct Inner {
     sessions: Cache<String, SessionInfo>,
     /// User id → account row.
     users: Cache<i64, Arc<user::Model>>,
+    /// Login name → user id (names never change; unknown names are not kept).
+    names: Cache<String, i64>,
     /// Pending-login handle fingerprint → (user id, wrong codes so far).
     pending: moka::sync::Cache<String, (i64, u32)>,
     per_minute: Limiter,
@@ -228,6 +230,7 @@ impl AuthService {
                 sms,
                 sessions: Cache::new("sessions", config.cache.sessions, idle.min(Duration::from_secs(3600))),
                 users: Cache::new("users", config.cache.users, Duration::from_secs(3600)),
+                names: Cache::new("user_names", config.cache.users, Duration::from_secs(3600)),
                 pending: moka::sync::Cache::builder()
                     .max_capacity(100_000)
                     .time_to_live(Duration::from_secs(600))
@@ -272,8 +275,21 @@ impl AuthService {
             Some(_) => return Ok(None),
             None => name,
         };
-        let row = user::Entity::find().filter(user::Column::Username.eq(local)).one(self.db()).await?;
-        Ok(row.as_ref().map(User::from))
+        if let Some(id) = self.inner.names.get(&local).await {
+            match self.user_row(id).await {
+                Ok(row) => return Ok(Some(User::from(row.as_ref()))),
+                // The account is gone: the name may belong to a newer one.
+                Err(AuthError::NotFound(_)) => self.inner.names.invalidate(&local).await,
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(row) = user::Entity::find().filter(user::Column::Username.eq(&local)).one(self.db()).await? else {
+            return Ok(None);
+        };
+        let user = User::from(&row);
+        self.inner.names.insert(local, row.id).await;
+        self.inner.users.insert(row.id, Arc::new(row)).await;
+        Ok(Some(user))
     }
 
     /// Appends to a user's security log.

@@ -134,20 +134,50 @@ pub struct PrefsService {
     blobs: Blobs,
     bus: Bus,
     config: Arc<PrefsConfig>,
+    /// User id → the newest document this process has seen (the mail pipeline reads the
+    /// filters of every recipient). An entry only ever moves to a higher version, so a
+    /// slow read can never put back a document a write has replaced.
+    docs: moka::future::Cache<i64, PrefsDocument>,
 }
+
+/// Documents kept in memory.
+const CACHED_DOCS: u64 = 10_000;
 
 impl PrefsService {
     /// A service over `db`, `blobs` and `bus` with the `[prefs]` limits.
     pub fn new(db: Db, blobs: Blobs, bus: Bus, config: PrefsConfig) -> Self {
-        Self { db, blobs, bus, config: Arc::new(config) }
+        let docs = moka::future::Cache::builder()
+            .max_capacity(CACHED_DOCS)
+            .time_to_idle(std::time::Duration::from_secs(3600))
+            .build();
+        Self { db, blobs, bus, config: Arc::new(config), docs }
     }
 
     /// The user's document (`{}` at version 0 if never written).
     pub async fn get(&self, user_id: i64) -> Result<PrefsDocument, PrefsError> {
-        match doc_row::Entity::find_by_id(user_id).one(&self.db).await? {
-            Some(row) => Ok(PrefsDocument { doc: document::decode_stored(&row.doc)?, version: row.version }),
-            None => Ok(PrefsDocument { doc: document::empty(), version: 0 }),
+        if let Some(doc) = self.docs.get(&user_id).await {
+            metrics::counter!("postcast_cache_lookups_total", "cache" => "prefs", "outcome" => "hit").increment(1);
+            return Ok(doc);
         }
+        metrics::counter!("postcast_cache_lookups_total", "cache" => "prefs", "outcome" => "miss").increment(1);
+        let doc = match doc_row::Entity::find_by_id(user_id).one(&self.db).await? {
+            Some(row) => PrefsDocument { doc: document::decode_stored(&row.doc)?, version: row.version },
+            None => PrefsDocument { doc: document::empty(), version: 0 },
+        };
+        self.remember(user_id, &doc).await;
+        Ok(doc)
+    }
+
+    /// Caches `doc` unless a document of its version or newer is cached already.
+    async fn remember(&self, user_id: i64, doc: &PrefsDocument) {
+        use moka::ops::compute::Op;
+        self.docs
+            .entry(user_id)
+            .and_compute_with(|cached| {
+                let newer = cached.is_none_or(|c| c.value().version < doc.version);
+                std::future::ready(if newer { Op::Put(doc.clone()) } else { Op::Nop })
+            })
+            .await;
     }
 
     /// Replaces the whole document with `doc`, if the stored version is `expect`ed.
@@ -212,7 +242,9 @@ impl PrefsService {
             Bus::publish(&txn, &Event::PrefsChanged { user_id }).await?;
             txn.commit().await?;
             self.bus.wake();
-            return Ok(PrefsDocument { doc: next, version: version + 1 });
+            let written = PrefsDocument { doc: next, version: version + 1 };
+            self.remember(user_id, &written).await;
+            return Ok(written);
         }
         Err(PrefsError::Busy)
     }

@@ -107,3 +107,13 @@ async fn young_attachments_survive_the_grace_period_and_big_ones_are_refused() {
     ));
     assert_eq!(svc.attachments(1).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_read_that_loses_the_race_never_puts_back_an_older_document() {
+    let (_dir, svc, _db) = service(PrefsConfig::default()).await;
+    let old = svc.get(1).await.unwrap();
+    let new = svc.replace(1, json!({"theme": "dark"}), &Expect::Any).await.unwrap();
+    // A read that started before the write finishes after it.
+    svc.remember(1, &old).await;
+    assert_eq!(svc.get(1).await.unwrap(), new);
+}
