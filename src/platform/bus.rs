@@ -179,7 +179,9 @@ impl<E: BusEvent> Bus<E> {
     /// its state).
     pub async fn listen(&self) -> Result<tokio::sync::broadcast::Receiver<E>, DbErr> {
         let mut cursor = self.live_cursor.lock().await;
-        if *cursor < 0 {
+        // With nobody listening nothing was forwarded: start from what is committed now,
+        // not from where the last listener left off.
+        if *cursor < 0 || self.live.receiver_count() == 0 {
             *cursor = self.last_outbox_id().await?;
         }
         Ok(self.live.subscribe())
@@ -528,5 +530,14 @@ mod tests {
         assert_eq!(got, Event::UserDisabled { user_id: 2 }, "the event before listen() is not replayed");
         let got = tokio::time::timeout(Duration::from_secs(1), live.recv()).await.unwrap().unwrap();
         assert_eq!(got, Event::UserDisabled { user_id: 3 });
+        drop(live);
+        // Committed while nobody listens: a later listener does not get it either.
+        Bus::publish(&db, &Event::UserDisabled { user_id: 4 }).await.unwrap();
+        bus.wake();
+        let mut again = bus.listen().await.unwrap();
+        Bus::publish(&db, &Event::UserDisabled { user_id: 5 }).await.unwrap();
+        bus.wake();
+        let got = tokio::time::timeout(Duration::from_secs(1), again.recv()).await.unwrap().unwrap();
+        assert_eq!(got, Event::UserDisabled { user_id: 5 });
     }
 }
