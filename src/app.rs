@@ -66,12 +66,8 @@ pub struct Services {
     pub config: Arc<Config>,
     /// The database.
     pub db: Db,
-    /// The blob store.
-    pub blobs: Blobs,
     /// The event bus.
     pub bus: Bus,
-    /// The worker pool.
-    pub jobs: JobPool,
     /// Accounts, sessions and second factors.
     pub auth: AuthService,
     /// Profiles and public cards.
@@ -84,8 +80,6 @@ pub struct Services {
     pub mail: MailService,
     /// Contact books and groups.
     pub contacts: ContactsService,
-    /// The DNS resolver of the mail domain (MX look-ups, SPF/DKIM/DMARC via `InboundAuth`).
-    pub dns: Dns,
     /// Mail on its way to other servers.
     pub outbound: OutboundQueue,
     /// Renders `/metrics`.
@@ -143,16 +137,13 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
     Ok(Arc::new(Services {
         config: Arc::new(config),
         db,
-        blobs,
         bus,
-        jobs,
         auth,
         profile,
         prefs,
         stream,
         mail,
         contacts,
-        dns,
         outbound,
         metrics: crate::platform::metrics::install(),
     }))

@@ -114,7 +114,8 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + std::fmt::Debug + '
 /// Attempts before an event that keeps failing goes to the dead letters for a subscriber.
 const MAX_ATTEMPTS: u32 = 8;
 
-/// The most outbox events a subscriber reads (and handles before saving its cursor) at once.
+/// The most outbox events a subscriber (or the live forwarder) reads at once; a subscriber
+/// handles them all before saving its cursor.
 const DRAIN_PAGE: u64 = 200;
 
 /// The most events one outbox insert carries.
@@ -240,7 +241,7 @@ impl<E: BusEvent> Bus<E> {
             let rows = outbox::Entity::find()
                 .filter(outbox::Column::Id.gt(*cursor))
                 .order_by_asc(outbox::Column::Id)
-                .limit(500)
+                .limit(DRAIN_PAGE)
                 .all(&self.db)
                 .await?;
             let Some(last) = rows.last().map(|r| r.id) else { return Ok(()) };

@@ -28,7 +28,6 @@ pub(super) async fn handle<S: Streams>(
     limits: &RtmpLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    metrics::gauge!("postcast_rtmp_connections_open").increment(1.0);
     let _ = socket.set_nodelay(true);
     let mut conn = Connection {
         socket,
@@ -54,7 +53,6 @@ pub(super) async fn handle<S: Streams>(
         }
         Err(e) => tracing::debug!(%peer, error = %e, "rtmp: connection closed"),
     }
-    metrics::gauge!("postcast_rtmp_connections_open").decrement(1.0);
 }
 
 struct Connection<'a, S: Streams> {

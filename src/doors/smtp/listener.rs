@@ -153,7 +153,6 @@ async fn session_task<H: SmtpHandler + Send + Sync>(
     tls: Option<TlsUpgrade>,
     handler: Arc<H>,
 ) {
-    metrics::counter!("postcast_smtp_sessions_total", "door" => door.name).increment(1);
     tracing::debug!("session started");
     // Replies are batched per read already; Nagle would only delay them.
     let _ = socket.set_nodelay(true);
