@@ -199,14 +199,20 @@ impl Blobs {
     /// a crash. object_store's local backend renames but never fsyncs, hence this path.
     async fn write_file(&self, id: &BlobId, bytes: Bytes) -> Result<(), BlobError> {
         let dest = self.root.join(id.object_path().as_ref());
-        if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
-            return Ok(());
-        }
         let tmp_dir = self.root.join("tmp");
-        tokio::task::spawn_blocking(move || write_synced(&tmp_dir, &dest, &bytes).and_then(|()| sync_parent(&dest)))
-            .await
-            .map_err(|e| BlobError::Io(e.to_string()))?
-            .map_err(|e| BlobError::Io(e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            // A file already there may have been renamed into place by a writer that has
+            // not synced it yet: make it durable too before saying it is stored.
+            if dest.try_exists().unwrap_or(false) {
+                std::fs::File::open(&dest)?.sync_all()?;
+            } else {
+                write_synced(&tmp_dir, &dest, &bytes)?;
+            }
+            sync_parent(&dest)
+        })
+        .await
+        .map_err(|e| BlobError::Io(e.to_string()))?
+        .map_err(|e| BlobError::Io(e.to_string()))
     }
 
     /// Writes many blobs durably at once, for group commit. On Linux the new files are
@@ -240,27 +246,30 @@ impl Blobs {
 /// references are committed.
 pub struct RefsGuard(#[allow(dead_code)] OwnedRwLockReadGuard<()>);
 
-/// Hashes a batch, writes the blobs not stored yet and makes them durable (see
-/// [`Blobs::write_many`]); the ids in the order of `items`.
+/// Hashes a batch, writes the blobs not stored yet and makes every blob of the batch
+/// durable, the ones found on disk too: another writer may have renamed them into place
+/// without having synced them yet (see [`Blobs::write_many`]); the ids in the order of
+/// `items`.
 fn write_batch(root: &std::path::Path, items: &[Bytes]) -> std::io::Result<Vec<BlobId>> {
     let ids: Vec<BlobId> = items.iter().map(|b| BlobId::of(b)).collect();
     let mut seen = std::collections::HashSet::new();
-    let mut todo = Vec::new();
+    let (mut todo, mut found) = (Vec::new(), Vec::new());
     for (id, bytes) in ids.iter().zip(items) {
         let dest = root.join(id.object_path().as_ref());
-        if seen.insert(id) && !dest.try_exists().unwrap_or(false) {
-            todo.push((dest, bytes));
+        if !seen.insert(id) {
+            continue;
         }
+        if dest.try_exists().unwrap_or(false) { found.push(dest) } else { todo.push((dest, bytes)) }
     }
-    if !todo.is_empty() {
-        write_new(root, &todo)?;
+    if !ids.is_empty() {
+        write_durably(root, &todo, &found)?;
     }
     Ok(ids)
 }
 
-/// Writes new blobs, then one `syncfs` makes them durable.
+/// Writes new blobs, then one `syncfs` makes them and the `found` ones durable.
 #[cfg(target_os = "linux")]
-fn write_new(root: &std::path::Path, todo: &[(PathBuf, &Bytes)]) -> std::io::Result<()> {
+fn write_durably(root: &std::path::Path, todo: &[(PathBuf, &Bytes)], _found: &[PathBuf]) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let tmp_dir = root.join("tmp");
     for (dest, bytes) in todo {
@@ -275,13 +284,17 @@ fn write_new(root: &std::path::Path, todo: &[(PathBuf, &Bytes)]) -> std::io::Res
     if unsafe { libc::syncfs(fs.as_raw_fd()) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
-/// Writes new blobs, each file and folder fsynced.
+/// Writes new blobs and fsyncs every file (the `found` ones too) and folder.
 #[cfg(not(target_os = "linux"))]
-fn write_new(root: &std::path::Path, todo: &[(PathBuf, &Bytes)]) -> std::io::Result<()> {
+fn write_durably(root: &std::path::Path, todo: &[(PathBuf, &Bytes)], found: &[PathBuf]) -> std::io::Result<()> {
     let tmp_dir = root.join("tmp");
     let mut folders = std::collections::BTreeSet::new();
     for (dest, bytes) in todo {
         write_synced(&tmp_dir, dest, bytes)?;
+        folders.insert(dest.clone());
+    }
+    for dest in found {
+        std::fs::File::open(dest)?.sync_all()?;
         folders.insert(dest.clone());
     }
     folders.iter().try_for_each(|dest| sync_parent(dest))

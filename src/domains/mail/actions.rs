@@ -10,13 +10,12 @@ use std::collections::BTreeMap;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, Set,
 };
 use serde::Deserialize;
 
 use super::changes::{CHUNK, Count, adjust_labels_of, advance, begin_write, by_mailbox, log_expunged};
-use super::entities::{expunged, mailbox, message};
+use super::entities::{mailbox, message};
 use super::store::{Target, blob_owner, resolve_mailbox};
 use super::{Flags, MailError, MailService, Role};
 use crate::events::{Event, FlaggedMessage, MessageUid, MovedMessage};
@@ -57,7 +56,7 @@ impl FlagChange {
 }
 
 /// Refuses more than [`MAX_BULK`] ids.
-pub(crate) fn check_bulk(ids: &[i64]) -> Result<(), MailError> {
+pub fn check_bulk(ids: &[i64]) -> Result<(), MailError> {
     if ids.len() > MAX_BULK {
         return Err(MailError::Invalid(format!("at most {MAX_BULK} messages at once")));
     }
@@ -303,22 +302,7 @@ impl MailService {
         if named(&txn, user_id, &name).await?.is_some() {
             return Err(MailError::Exists);
         }
-        let at = now();
-        let row = mailbox::ActiveModel {
-            id: NotSet,
-            user_id: Set(user_id),
-            name: Set(name.clone()),
-            role: Set(None),
-            uid_validity: Set(at),
-            uid_next: Set(1),
-            highest_modseq: Set(1),
-            subscribed: Set(true),
-            created_at: Set(at),
-            total: Set(0),
-            unread: Set(0),
-        }
-        .insert(&txn)
-        .await?;
+        let row = super::store::new_mailbox(user_id, &name, None, now()).insert(&txn).await?;
         self.finish(txn, &[Event::MailboxCreated { user_id, mailbox_id: row.id, name }]).await?;
         Ok(row.id)
     }
@@ -352,7 +336,7 @@ impl MailService {
         let rows = message::Entity::find().filter(message::Column::MailboxId.eq(id)).all(&txn).await?;
         let trash = resolve_mailbox(&txn, user_id, &Target::Role(Role::Trash)).await?;
         let mut events = move_rows(&txn, user_id, rows, trash).await?;
-        expunged::Entity::delete_many().filter(expunged::Column::MailboxId.eq(id)).exec(&txn).await?;
+        // Its expunge log goes with it (ON DELETE CASCADE).
         mailbox::Entity::delete_by_id(id).exec(&txn).await?;
         events.push(Event::MailboxDeleted { user_id, mailbox_id: id, name: row.name });
         self.finish(txn, &events).await

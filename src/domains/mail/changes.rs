@@ -208,9 +208,7 @@ impl MailService {
     /// Publishes `events` on `txn`, commits it, and wakes the bus: the one way a write
     /// transaction of the mail domain ends.
     pub(crate) async fn finish(&self, txn: DatabaseTransaction, events: &[Event]) -> Result<(), MailError> {
-        for event in events {
-            Bus::publish(&txn, event).await?;
-        }
+        Bus::publish_many(&txn, events).await?;
         txn.commit().await?;
         if !events.is_empty() {
             self.inner.bus.wake();
@@ -227,6 +225,12 @@ impl MailService {
         since: i64,
     ) -> Result<Vec<ExpungedUid>, MailError> {
         self.own_mailbox(user_id, mailbox_id).await?;
+        self.expunged_rows(mailbox_id, since).await
+    }
+
+    /// The expunge log of a mailbox after MODSEQ `since`, by UID (ownership checked by the
+    /// caller).
+    async fn expunged_rows(&self, mailbox_id: i64, since: i64) -> Result<Vec<ExpungedUid>, MailError> {
         let rows: Vec<(i64, i64)> = expunged::Entity::find()
             .select_only()
             .columns([expunged::Column::Uid, expunged::Column::Modseq])
@@ -255,7 +259,7 @@ impl MailService {
             mailbox_id,
             highest_modseq: mailbox.highest_modseq,
             changed: changed.into_iter().map(|(id, uid, modseq)| ChangedUid { id, uid, modseq }).collect(),
-            expunged: self.expunged_since(user_id, mailbox_id, since).await?,
+            expunged: self.expunged_rows(mailbox_id, since).await?,
         })
     }
 }

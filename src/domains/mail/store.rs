@@ -414,12 +414,7 @@ pub(crate) async fn resolve_mailbox<C: ConnectionTrait>(
     target: &Target,
 ) -> Result<i64, MailError> {
     match target {
-        Target::Mailbox(id) => mailbox::Entity::find_by_id(*id)
-            .filter(mailbox::Column::UserId.eq(user_id))
-            .one(conn)
-            .await?
-            .map(|m| m.id)
-            .ok_or(MailError::NotFound),
+        Target::Mailbox(id) => super::actions::mailbox_of(conn, user_id, *id).await.map(|m| m.id),
         Target::Role(role) => {
             let find = || {
                 mailbox::Entity::find()
@@ -436,14 +431,13 @@ pub(crate) async fn resolve_mailbox<C: ConnectionTrait>(
     }
 }
 
-/// Creates the six system mailboxes of a user where missing (safe to call concurrently).
-pub(crate) async fn ensure_system_mailboxes<C: ConnectionTrait>(conn: &C, user_id: i64) -> Result<(), DbErr> {
-    let at = now();
-    let rows = Role::ALL.map(|role| mailbox::ActiveModel {
+/// A new, empty mailbox row (UIDVALIDITY from `at`, as RFC 9051 §2.3.1.1 allows).
+pub(crate) fn new_mailbox(user_id: i64, name: &str, role: Option<Role>, at: i64) -> mailbox::ActiveModel {
+    mailbox::ActiveModel {
         id: NotSet,
         user_id: Set(user_id),
-        name: Set(role.mailbox_name().into()),
-        role: Set(Some(role.as_str().into())),
+        name: Set(name.to_owned()),
+        role: Set(role.map(|r| r.as_str().to_owned())),
         uid_validity: Set(at),
         uid_next: Set(1),
         highest_modseq: Set(1),
@@ -451,7 +445,13 @@ pub(crate) async fn ensure_system_mailboxes<C: ConnectionTrait>(conn: &C, user_i
         created_at: Set(at),
         total: Set(0),
         unread: Set(0),
-    });
+    }
+}
+
+/// Creates the six system mailboxes of a user where missing (safe to call concurrently).
+pub(crate) async fn ensure_system_mailboxes<C: ConnectionTrait>(conn: &C, user_id: i64) -> Result<(), DbErr> {
+    let at = now();
+    let rows = Role::ALL.map(|role| new_mailbox(user_id, role.mailbox_name(), Some(role), at));
     mailbox::Entity::insert_many(rows)
         .on_conflict_do_nothing_on([mailbox::Column::UserId, mailbox::Column::Name])
         .exec(conn)

@@ -106,9 +106,7 @@ impl StreamConfig {
             return Err(ConfigError::Invalid("stream.ladder needs at least one rendition, with distinct names".into()));
         }
         for r in &self.ladder {
-            let ok_name =
-                !r.name.is_empty() && r.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if !ok_name || (r.height > 0 && (r.height % 2 != 0 || r.video_kbps == 0)) {
+            if !super::is_valid_name(&r.name) || (r.height > 0 && (r.height % 2 != 0 || r.video_kbps == 0)) {
                 return Err(ConfigError::Invalid(format!(
                     "stream.ladder entry {:?}: name [a-z0-9_-], even height, video_kbps > 0",
                     r.name

@@ -68,8 +68,10 @@ impl Job for TranscodeJob {
         "transcode"
     }
 
+    /// The chunk's share: every rendition's job holds the same chunk bytes, so together
+    /// they weigh the chunk once.
     fn weight(&self) -> u64 {
-        self.flv.len() as u64
+        (self.flv.len() as u64).div_ceil(self.live.renditions().len().max(1) as u64)
     }
 
     fn timeout(&self) -> Option<Duration> {

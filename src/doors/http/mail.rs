@@ -383,6 +383,8 @@ async fn bulk_action(
     let mail = &s.mail;
     let uid = user.user_id;
     let mut ids = body.ids.clone();
+    // Each thread is a query: refuse an oversized list before running them.
+    crate::domains::mail::actions::check_bulk(&body.thread_ids)?;
     for t in &body.thread_ids {
         ids.extend(mail.thread_ids(uid, *t).await?);
     }

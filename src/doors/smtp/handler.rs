@@ -36,6 +36,18 @@ fn rejected(code: u16, enhanced: &str, text: impl Into<String>) -> MessageVerdic
 
 /// A scanner gave no verdict: the sender tries again later, the message never passes
 /// unscanned (README, "Mail").
+/// The answer to a message the delivery pipeline did not take.
+fn refused(e: DeliverError) -> MessageVerdict {
+    match e {
+        DeliverError::Infected(name) => rejected(554, "5.7.1", format!("Message refused: malware found ({name})")),
+        DeliverError::Scan(e) => not_scanned(&e),
+        DeliverError::Store(e) => {
+            tracing::error!(error = %e, "storing a message failed");
+            MessageVerdict::TemporaryFailure
+        }
+    }
+}
+
 fn not_scanned(e: &ScanError) -> MessageVerdict {
     tracing::warn!(error = %e, "message not scanned; deferred");
     rejected(451, "4.7.1", "Message could not be scanned, try again later")
@@ -109,14 +121,7 @@ impl MailDoor {
         };
         match self.mail.deliver(&envelope, data).await {
             Ok(_) => MessageVerdict::Accepted,
-            Err(DeliverError::Infected(name)) => {
-                rejected(554, "5.7.1", format!("Message refused: malware found ({name})"))
-            }
-            Err(DeliverError::Scan(e)) => not_scanned(&e),
-            Err(DeliverError::Store(e)) => {
-                tracing::error!(error = %e, "storing a received message failed");
-                MessageVerdict::TemporaryFailure
-            }
+            Err(e) => refused(e),
         }
     }
 
@@ -150,10 +155,7 @@ impl MailDoor {
             Err(SendError::UnknownLocalUser(a)) => rejected(550, "5.1.1", format!("No such user: {a}")),
             Err(SendError::BadRecipient(a)) => rejected(553, "5.1.3", format!("Invalid recipient {a}")),
             Err(SendError::NoRecipients) => rejected(554, "5.5.1", "No valid recipients"),
-            Err(SendError::Deliver(DeliverError::Infected(name))) => {
-                rejected(554, "5.7.1", format!("Message refused: malware found ({name})"))
-            }
-            Err(SendError::Deliver(DeliverError::Scan(e))) => not_scanned(&e),
+            Err(SendError::Deliver(e)) => refused(e),
             Err(e) => {
                 tracing::error!(error = %e, "sending a submitted message failed");
                 MessageVerdict::TemporaryFailure
