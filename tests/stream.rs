@@ -391,18 +391,26 @@ async fn a_long_keyframe_interval_is_reported_and_the_raw_feed_is_kept() {
     assert_eq!(status["keyframe_interval_ms"], 3000);
     assert!(ff.wait().unwrap().success());
     ended_playlists(&s, &id, &["source", "240p"]).await;
-    // The raw backup: FLV chunks in the blob store, beside the MPEG-TS segments.
-    let mut flv = 0;
+    // The raw backup: FLV chunks in the blob store (files, or database rows when small),
+    // beside the MPEG-TS segments.
+    let mut blobs = Vec::new();
     let mut stack = vec![s.data.path().join("blobs")];
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else if std::fs::read(&p).unwrap().starts_with(b"FLV\x01") {
-                flv += 1;
+            } else {
+                blobs.push(std::fs::read(&p).unwrap());
             }
         }
     }
+    let url = format!("sqlite://{}?mode=ro", s.data.path().join("postcast.db").display());
+    let db = sea_orm::Database::connect(url).await.unwrap();
+    let small = sea_orm::Statement::from_string(db.get_database_backend(), "SELECT bytes FROM blob_inline");
+    for row in sea_orm::ConnectionTrait::query_all_raw(&db, small).await.unwrap() {
+        blobs.push(row.try_get::<Vec<u8>>("", "bytes").unwrap());
+    }
+    let flv = blobs.iter().filter(|b| b.starts_with(b"FLV\x01")).count();
     assert!(flv >= 2, "the source chunks are kept as FLV blobs ({flv} found)");
 }

@@ -13,6 +13,7 @@ mod m20261127_000006_contacts;
 mod m20261127_000007_outbound;
 mod m20261130_000008_dead_letters;
 mod m20261130_000009_mail_changes;
+mod m20261130_000010_blob_inline;
 
 /// A foreign key from `table.col` to `to.to_col` that deletes the row with its parent.
 pub(crate) fn cascade(
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000007_outbound::Migration),
             Box::new(m20261130_000008_dead_letters::Migration),
             Box::new(m20261130_000009_mail_changes::Migration),
+            Box::new(m20261130_000010_blob_inline::Migration),
         ]
     }
 }

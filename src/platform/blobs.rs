@@ -1,10 +1,12 @@
-//! The blob store: immutable byte strings addressed by their SHA-256, on local disk through
-//! object_store (S3 later, same trait). Writes are atomic and durable (temp file, fsync,
-//! rename, fsync of the folder; or one `syncfs` for a batch) and deduplicated; each stored
-//! blob carries the set of owners that reference it (`blob_refs`) and is deleted when the
-//! last owner lets go. Writers share the reference lock, so batches are written and synced
-//! side by side; only a release (which may delete a file) takes it alone. It knows nothing
-//! of what the bytes mean.
+//! The blob store: immutable byte strings addressed by their SHA-256. Blobs up to
+//! [`INLINE_MAX`] bytes live in the database (`blob_inline`), written in the same
+//! transaction as the reference that keeps them; larger ones are files on local disk through
+//! object_store (S3 later, same trait), written atomically and durably (temp file, fsync,
+//! rename, fsync of the folder; or one `syncfs` for a batch). Storage is deduplicated; each
+//! stored blob carries the set of owners that reference it (`blob_refs`) and is deleted when
+//! the last owner lets go. Writers share the reference lock, so batches are written and
+//! synced side by side; only a release (which may delete a blob) takes it alone. It knows
+//! nothing of what the bytes mean.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,11 +16,22 @@ use bytes::Bytes;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set, TransactionTrait};
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
 use super::db::Db;
+
+/// Blobs of at most this many bytes are kept in the database rather than as files: storing
+/// one is a row in the caller's transaction, with no file, folder entry or file-system sync
+/// of its own. SQLite reads and writes blobs of this size faster than the file system does
+/// (<https://www.sqlite.org/intern-v-extern-blob.html>), and most mail is smaller.
+pub const INLINE_MAX: usize = 64 * 1024;
+
+/// A batch holding at most this many bytes in all is hashed on the calling task; a larger
+/// one goes to a blocking thread.
+const HASH_ON_TASK_MAX: usize = 1 << 20;
 
 /// Errors of the blob store.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +117,28 @@ pub mod blob_ref {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// Small blobs stored in the database (see [`INLINE_MAX`]).
+pub mod blob_inline {
+    use sea_orm::entity::prelude::*;
+
+    /// One blob's bytes.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "blob_inline")]
+    pub struct Model {
+        /// The blob's hex id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub blob_id: String,
+        /// Its bytes.
+        pub bytes: Vec<u8>,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// The store.
 #[derive(Clone)]
 pub struct Blobs {
@@ -129,8 +164,15 @@ impl Blobs {
     pub async fn put(&self, bytes: Bytes, owner: &str) -> Result<BlobId, BlobError> {
         let id = BlobId::of(&bytes);
         let _guard = self.refs_lock.read().await;
-        self.write_file(&id, bytes).await?;
-        self.add_ref(&id, owner).await?;
+        if bytes.len() <= INLINE_MAX {
+            let txn = self.db.begin().await?;
+            insert_inline(&txn, &[(id.clone(), bytes)]).await?;
+            Self::add_ref_in(&txn, &id, owner).await?;
+            txn.commit().await?;
+        } else {
+            self.write_file(&id, bytes).await?;
+            Self::add_ref_in(&self.db, &id, owner).await?;
+        }
         Ok(id)
     }
 
@@ -140,7 +182,7 @@ impl Blobs {
         if !self.exists(id).await? {
             return Err(BlobError::NotFound);
         }
-        self.add_ref(id, owner).await
+        Self::add_ref_in(&self.db, id, owner).await
     }
 
     /// Drops `owner`'s reference; deletes the blob once nobody holds it.
@@ -153,6 +195,7 @@ impl Blobs {
             .await?;
         let left = blob_ref::Entity::find().filter(blob_ref::Column::BlobId.eq(id.as_str())).count(&self.db).await?;
         if left == 0 {
+            blob_inline::Entity::delete_by_id(id.as_str()).exec(&self.db).await?;
             match self.store.delete(&id.object_path()).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(BlobError::Io(e.to_string())),
@@ -173,6 +216,9 @@ impl Blobs {
 
     /// Reads a whole blob.
     pub async fn get(&self, id: &BlobId) -> Result<Bytes, BlobError> {
+        if let Some(row) = blob_inline::Entity::find_by_id(id.as_str()).one(&self.db).await? {
+            return Ok(Bytes::from(row.bytes));
+        }
         match self.store.get(&id.object_path()).await {
             Ok(r) => r.bytes().await.map_err(|e| BlobError::Io(e.to_string())),
             Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound),
@@ -182,17 +228,14 @@ impl Blobs {
 
     /// Whether the blob is stored.
     pub async fn exists(&self, id: &BlobId) -> Result<bool, BlobError> {
+        if blob_inline::Entity::find_by_id(id.as_str()).count(&self.db).await? > 0 {
+            return Ok(true);
+        }
         match self.store.head(&id.object_path()).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(BlobError::Io(e.to_string())),
         }
-    }
-
-    async fn add_ref(&self, id: &BlobId, owner: &str) -> Result<(), BlobError> {
-        let row = blob_ref::ActiveModel { blob_id: Set(id.to_string()), owner: Set(owner.to_owned()) };
-        blob_ref::Entity::insert(row).on_conflict_do_nothing().exec(&self.db).await?;
-        Ok(())
     }
 
     /// Temp file, fsync, rename, fsync of the folder: after this returns the blob survives
@@ -215,56 +258,110 @@ impl Blobs {
         .map_err(|e| BlobError::Io(e.to_string()))
     }
 
-    /// Writes many blobs durably at once, for group commit. On Linux the new files are
-    /// written and renamed into place, then one `syncfs` makes all of them (data, names and
-    /// folders) durable in a single journal commit; elsewhere each file and folder is
-    /// fsynced. Hashing, the existence checks and the writes run on one blocking thread.
-    /// Returns their ids and a share of the reference lock: the caller adds its references
-    /// with [`Blobs::add_ref_in`] inside its transaction and drops the guard after the
-    /// commit, so no release can delete a blob between its write and the new reference.
-    /// Other batches write and sync meanwhile; only releases wait.
-    pub async fn write_many(&self, items: &[Bytes]) -> Result<(Vec<BlobId>, RefsGuard), BlobError> {
-        let guard = RefsGuard(self.refs_lock.clone().read_owned().await);
+    /// Writes many blobs at once, for group commit. Blobs larger than [`INLINE_MAX`] are
+    /// written as files: on Linux they are renamed into place, then one `syncfs` makes all of
+    /// them (data, names and folders) durable in a single journal commit; elsewhere each file
+    /// and folder is fsynced, on a blocking thread either way. Small blobs are only hashed:
+    /// the returned [`BlobBatch`] stores them with [`BlobBatch::store_in`] inside the
+    /// caller's transaction. The batch also holds a share of the reference lock: the caller
+    /// adds its references with [`Blobs::add_refs_in`] in that transaction and drops the
+    /// batch after the commit, so no release can delete a blob between its write and the new
+    /// reference. Other batches write and sync meanwhile; only releases wait.
+    pub async fn write_many(&self, items: &[Bytes]) -> Result<(Vec<BlobId>, BlobBatch), BlobError> {
+        let guard = self.refs_lock.clone().read_owned().await;
         let root = self.root.clone();
         let items = items.to_vec();
-        let ids = tokio::task::spawn_blocking(move || write_batch(&root, &items))
-            .await
-            .map_err(|e| BlobError::Io(e.to_string()))?
-            .map_err(|e| BlobError::Io(e.to_string()))?;
-        Ok((ids, guard))
+        let light = items.iter().all(|b| b.len() <= INLINE_MAX)
+            && items.iter().map(Bytes::len).sum::<usize>() <= HASH_ON_TASK_MAX;
+        let work = move || write_batch(&root, &items);
+        let (ids, inline) = if light {
+            work()
+        } else {
+            tokio::task::spawn_blocking(work).await.map_err(|e| BlobError::Io(e.to_string()))?
+        }
+        .map_err(|e| BlobError::Io(e.to_string()))?;
+        Ok((ids, BlobBatch { _guard: guard, inline }))
     }
 
-    /// Adds `owner` as a holder of `id` inside the caller's transaction (see [`Blobs::write_many`]).
+    /// Adds `owner` as a holder of `id` on `conn`, which may be the caller's transaction.
     pub async fn add_ref_in<C: ConnectionTrait>(conn: &C, id: &BlobId, owner: &str) -> Result<(), BlobError> {
-        let row = blob_ref::ActiveModel { blob_id: Set(id.to_string()), owner: Set(owner.to_owned()) };
-        blob_ref::Entity::insert(row).on_conflict_do_nothing().exec(conn).await?;
+        Self::add_refs_in(conn, &[(id, owner.to_owned())]).await
+    }
+
+    /// Adds every (blob, owner) pair in a few multi-row statements inside the caller's
+    /// transaction (see [`Blobs::write_many`]).
+    pub async fn add_refs_in<C: ConnectionTrait>(conn: &C, refs: &[(&BlobId, String)]) -> Result<(), BlobError> {
+        for chunk in refs.chunks(ROWS_PER_INSERT) {
+            let rows = chunk
+                .iter()
+                .map(|(id, owner)| blob_ref::ActiveModel { blob_id: Set(id.to_string()), owner: Set(owner.clone()) });
+            blob_ref::Entity::insert_many(rows)
+                .on_conflict(
+                    OnConflict::columns([blob_ref::Column::BlobId, blob_ref::Column::Owner]).do_nothing().to_owned(),
+                )
+                .exec_without_returning(conn)
+                .await?;
+        }
         Ok(())
     }
 }
 
-/// The blob store's reference lock, held from [`Blobs::write_many`] until the caller's
-/// references are committed.
-pub struct RefsGuard(#[allow(dead_code)] OwnedRwLockReadGuard<()>);
+/// Rows per multi-row INSERT: well inside SQLite's and PostgreSQL's parameter limits.
+const ROWS_PER_INSERT: usize = 500;
 
-/// Hashes a batch, writes the blobs not stored yet and makes every blob of the batch
-/// durable, the ones found on disk too: another writer may have renamed them into place
-/// without having synced them yet (see [`Blobs::write_many`]); the ids in the order of
-/// `items`.
-fn write_batch(root: &std::path::Path, items: &[Bytes]) -> std::io::Result<Vec<BlobId>> {
+/// What [`Blobs::write_many`] leaves to the caller's transaction: the small blobs to store
+/// with [`BlobBatch::store_in`], and the share of the reference lock to drop after commit.
+pub struct BlobBatch {
+    _guard: OwnedRwLockReadGuard<()>,
+    inline: Vec<(BlobId, Bytes)>,
+}
+
+impl BlobBatch {
+    /// Stores the batch's small blobs on `conn` (the transaction that references them).
+    pub async fn store_in<C: ConnectionTrait>(&self, conn: &C) -> Result<(), BlobError> {
+        insert_inline(conn, &self.inline).await
+    }
+}
+
+/// Inserts small blobs, keeping any already stored (same id, same bytes).
+async fn insert_inline<C: ConnectionTrait>(conn: &C, blobs: &[(BlobId, Bytes)]) -> Result<(), BlobError> {
+    for chunk in blobs.chunks(ROWS_PER_INSERT) {
+        let rows = chunk
+            .iter()
+            .map(|(id, bytes)| blob_inline::ActiveModel { blob_id: Set(id.to_string()), bytes: Set(bytes.to_vec()) });
+        blob_inline::Entity::insert_many(rows)
+            .on_conflict(OnConflict::column(blob_inline::Column::BlobId).do_nothing().to_owned())
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A batch's ids in the order of its items, and its small blobs (once each) for the database.
+type Written = (Vec<BlobId>, Vec<(BlobId, Bytes)>);
+
+/// Hashes a batch; writes the large blobs not stored yet and makes every large blob of the
+/// batch durable, the ones found on disk too: another writer may have renamed them into
+/// place without having synced them yet (see [`Blobs::write_many`]).
+fn write_batch(root: &std::path::Path, items: &[Bytes]) -> std::io::Result<Written> {
     let ids: Vec<BlobId> = items.iter().map(|b| BlobId::of(b)).collect();
     let mut seen = std::collections::HashSet::new();
-    let (mut todo, mut found) = (Vec::new(), Vec::new());
+    let (mut todo, mut found, mut inline) = (Vec::new(), Vec::new(), Vec::new());
     for (id, bytes) in ids.iter().zip(items) {
-        let dest = root.join(id.object_path().as_ref());
         if !seen.insert(id) {
             continue;
         }
+        if bytes.len() <= INLINE_MAX {
+            inline.push((id.clone(), bytes.clone()));
+            continue;
+        }
+        let dest = root.join(id.object_path().as_ref());
         if dest.try_exists().unwrap_or(false) { found.push(dest) } else { todo.push((dest, bytes)) }
     }
-    if !ids.is_empty() {
+    if !todo.is_empty() || !found.is_empty() {
         write_durably(root, &todo, &found)?;
     }
-    Ok(ids)
+    Ok((ids, inline))
 }
 
 /// Writes new blobs, then one `syncfs` makes them and the `found` ones durable.
@@ -335,18 +432,47 @@ mod tests {
     async fn put_is_content_addressed_deduplicated_and_refcounted() {
         let (dir, blobs) = store().await;
         let a = blobs.put(Bytes::from_static(b"hello"), "one").await.unwrap();
-        let b = blobs.put(Bytes::from_static(b"hello"), "two").await.unwrap();
-        assert_eq!(a, b);
         assert_eq!(a.as_str(), "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        let large = Bytes::from(vec![7u8; INLINE_MAX + 1]);
+        for bytes in [Bytes::from_static(b"hello"), large.clone()] {
+            let a = blobs.put(bytes.clone(), "one").await.unwrap();
+            let b = blobs.put(bytes.clone(), "two").await.unwrap();
+            assert_eq!(a, b);
+            assert_eq!(blobs.get(&a).await.unwrap(), bytes);
+            blobs.release(&a, "one").await.unwrap();
+            assert!(blobs.exists(&a).await.unwrap(), "still held by two");
+            blobs.release(&a, "two").await.unwrap();
+            assert!(!blobs.exists(&a).await.unwrap());
+            assert!(matches!(blobs.get(&a).await, Err(BlobError::NotFound)));
+        }
+        // Where each lived: the small one in the database only, the large one as one file.
+        let id = blobs.put(large.clone(), "one").await.unwrap();
+        blobs.put(large, "two").await.unwrap();
+        blobs.put(Bytes::from_static(b"hello"), "one").await.unwrap();
         let files: Vec<_> =
             walk(&dir.path().join("blobs")).into_iter().filter(|p| !p.contains("/blobs/tmp/")).collect();
-        assert_eq!(files.len(), 1, "{files:?}");
-        assert_eq!(&blobs.get(&a).await.unwrap()[..], b"hello");
-        blobs.release(&a, "one").await.unwrap();
-        assert!(blobs.exists(&a).await.unwrap(), "still held by two");
-        blobs.release(&a, "two").await.unwrap();
-        assert!(!blobs.exists(&a).await.unwrap());
-        assert!(matches!(blobs.get(&a).await, Err(BlobError::NotFound)));
+        assert_eq!(files, vec![dir.path().join("blobs").join(id.object_path().as_ref()).display().to_string()]);
+        let inline = blob_inline::Entity::find().all(&blobs.db).await.unwrap();
+        assert_eq!(inline.len(), 1);
+        assert_eq!(inline[0].bytes, b"hello");
+    }
+
+    #[tokio::test]
+    async fn a_batch_keeps_small_blobs_for_the_transaction_and_writes_large_ones() {
+        let (_dir, blobs) = store().await;
+        let small = Bytes::from_static(b"small");
+        let large = Bytes::from(vec![1u8; INLINE_MAX + 1]);
+        let (ids, batch) = blobs.write_many(&[small.clone(), large.clone(), small.clone()]).await.unwrap();
+        assert_eq!(ids[0], ids[2]);
+        assert!(!blobs.exists(&ids[0]).await.unwrap(), "a small blob waits for the caller's transaction");
+        assert_eq!(blobs.get(&ids[1]).await.unwrap(), large, "a large blob is on disk at once");
+        let txn = blobs.db.begin().await.unwrap();
+        batch.store_in(&txn).await.unwrap();
+        Blobs::add_refs_in(&txn, &[(&ids[0], "a".to_owned()), (&ids[1], "b".to_owned())]).await.unwrap();
+        txn.commit().await.unwrap();
+        drop(batch);
+        assert_eq!(blobs.get(&ids[0]).await.unwrap(), small);
+        assert!(blobs.is_held_by(&ids[0], "a").await.unwrap() && blobs.is_held_by(&ids[1], "b").await.unwrap());
     }
 
     #[tokio::test]

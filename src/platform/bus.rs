@@ -4,7 +4,9 @@
 //! ([`Bus::publish`]), then calls [`Bus::wake`] after the commit. Each subscriber has a
 //! task and a cursor (`bus_cursors`): it gets every event after its cursor, in order, at
 //! least once (also after a crash or restart, as the cursor only moves after the handler
-//! succeeded), so handlers must be idempotent. An event whose handler keeps failing is
+//! succeeded), so handlers must be idempotent. The task keeps its cursor in memory and
+//! writes it at most once per [`CURSOR_SAVE_INTERVAL`] and when it stops, so a busy outbox
+//! costs the database no write per wake; a crash re-delivers at most that interval's events. An event whose handler keeps failing is
 //! written to `bus_dead_letters` with the error, never dropped silently. Live listeners
 //! ([`Bus::listen`]) get every committed event and every [`Bus::emit`] at once. The bus
 //! holds no business rules.
@@ -114,9 +116,15 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + std::fmt::Debug + '
 /// Attempts before an event that keeps failing goes to the dead letters for a subscriber.
 const MAX_ATTEMPTS: u32 = 8;
 
-/// The most outbox events a subscriber (or the live forwarder) reads at once; a subscriber
-/// handles them all before saving its cursor.
+/// The most outbox events a subscriber (or the live forwarder) reads at once.
 const DRAIN_PAGE: u64 = 200;
+
+/// How long a woken subscriber waits for more commits before it reads the outbox, so a
+/// busy store costs one read per gather instead of one per commit.
+const DRAIN_GATHER: Duration = Duration::from_millis(20);
+
+/// How often a busy subscriber writes its cursor to `bus_cursors`.
+pub const CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The most events one outbox insert carries.
 pub const PUBLISH_CHUNK: usize = 200;
@@ -264,39 +272,63 @@ impl<E: BusEvent> Bus<E> {
     ) -> tokio::task::JoinHandle<()> {
         let bus = self.clone();
         tokio::spawn(async move {
+            let Some(mut last) = bus.load_cursor(name, &mut shutdown).await else { return };
+            let (mut saved, mut saved_at) = (last, tokio::time::Instant::now());
             loop {
                 let notified = bus.notify.notified();
-                match bus.drain(name, &handler, &mut shutdown).await {
-                    Ok(()) => {}
-                    Err(e) => tracing::warn!(subscriber = name, error = %e, "bus delivery failed"),
+                if let Err(e) = bus.drain(name, &handler, &mut last, &mut shutdown).await {
+                    tracing::warn!(subscriber = name, error = %e, "bus delivery failed");
                 }
-                if *shutdown.borrow() {
+                let stopping = *shutdown.borrow();
+                if last != saved && (stopping || saved_at.elapsed() >= CURSOR_SAVE_INTERVAL) {
+                    match bus.save_cursor(name, last).await {
+                        Ok(()) => (saved, saved_at) = (last, tokio::time::Instant::now()),
+                        Err(e) => tracing::warn!(subscriber = name, error = %e, "bus cursor not saved"),
+                    }
+                }
+                if stopping {
                     return;
                 }
                 tokio::select! {
-                    _ = notified => {}
-                    // A safety net for wakes lost between commit and notify.
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.changed() => return,
+                    // Commits arriving meanwhile are read with this one, in one query.
+                    _ = notified => tokio::time::sleep(DRAIN_GATHER).await,
+                    // A safety net for wakes lost between commit and notify, and the moment
+                    // a cursor left unsaved by a burst is written.
+                    _ = tokio::time::sleep(CURSOR_SAVE_INTERVAL) => {}
+                    // Loops once more to save the cursor, then returns.
+                    _ = shutdown.changed() => {}
                 }
             }
         })
     }
 
-    /// Hands every event after the subscriber's cursor to its handler, a page at a time.
-    /// The cursor is saved once per page (and where a shutdown stops the page), not per
-    /// event: a crash re-delivers at most the page in hand, which idempotent handlers
-    /// allow, and a busy outbox costs one cursor write per page instead of one per event.
+    /// Reads the subscriber's saved cursor, retrying while the database fails; `None` when
+    /// told to stop first.
+    async fn load_cursor(&self, name: &'static str, shutdown: &mut watch::Receiver<bool>) -> Option<i64> {
+        loop {
+            match cursor::Entity::find_by_id(name.to_owned()).one(&self.db).await {
+                Ok(row) => return Some(row.map(|c| c.last_id).unwrap_or(0)),
+                Err(e) => tracing::warn!(subscriber = name, error = %e, "bus cursor unreadable; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(CURSOR_SAVE_INTERVAL) => {}
+                _ = shutdown.changed() => return None,
+            }
+        }
+    }
+
+    /// Hands every event after `last` to the subscriber's handler, a page at a time,
+    /// moving `last` past each handled event; stops early when told to shut down.
     async fn drain(
         &self,
         name: &'static str,
         handler: &Handler<E>,
+        last: &mut i64,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), DbErr> {
-        let mut last = cursor::Entity::find_by_id(name.to_owned()).one(&self.db).await?.map(|c| c.last_id).unwrap_or(0);
         loop {
             let rows = outbox::Entity::find()
-                .filter(outbox::Column::Id.gt(last))
+                .filter(outbox::Column::Id.gt(*last))
                 .order_by_asc(outbox::Column::Id)
                 .limit(DRAIN_PAGE)
                 .all(&self.db)
@@ -304,16 +336,12 @@ impl<E: BusEvent> Bus<E> {
             if rows.is_empty() {
                 return Ok(());
             }
-            let before = last;
             for row in rows {
                 if *shutdown.borrow() {
                     break;
                 }
                 self.deliver(name, handler, &row).await?;
-                last = row.id;
-            }
-            if last > before {
-                self.save_cursor(name, last).await?;
+                *last = row.id;
             }
             if *shutdown.borrow() {
                 return Ok(());
@@ -459,6 +487,36 @@ mod tests {
         let (stop, stop_rx) = watch::channel(false);
         let task = bus.subscribe("indexer", recorder(tx), stop_rx);
         assert_eq!(rx.recv().await.unwrap(), ev);
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_running_subscriber_saves_its_cursor_after_a_burst() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(dir.path()).await;
+        let bus = Bus::new(db.clone());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (stop, stop_rx) = watch::channel(false);
+        let task = bus.subscribe("t", recorder(tx), stop_rx);
+        for user_id in 0..20 {
+            Bus::publish(&db, &Event::UserDisabled { user_id }).await.unwrap();
+            bus.wake();
+        }
+        for _ in 0..20 {
+            rx.recv().await.unwrap();
+        }
+        // No stop: the deferred save lands within about one interval.
+        let saved = async {
+            loop {
+                let c = cursor::Entity::find_by_id("t".to_owned()).one(&db).await.unwrap();
+                if c.is_some_and(|c| c.last_id == 20) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(CURSOR_SAVE_INTERVAL * 5, saved).await.expect("cursor saved while running");
         stop.send(true).unwrap();
         task.await.unwrap();
     }

@@ -175,8 +175,9 @@ impl Committer {
 
     async fn commit_batch(&self, batch: &[Job]) -> Result<Vec<Vec<Stored>>, MailError> {
         let raws: Vec<Bytes> = batch.iter().map(|j| j.raw.clone()).collect();
-        let (ids, _refs_guard) = self.blobs.write_many(&raws).await?;
+        let (ids, blobs) = self.blobs.write_many(&raws).await?;
         let txn = begin_write(&self.db).await?;
+        blobs.store_in(&txn).await?;
         let copies = place(&txn, batch, &ids).await?;
         let stored = write_rows(&txn, &copies).await?;
         txn.commit().await?;
@@ -259,25 +260,22 @@ async fn place<'a>(
 /// Stores the rows of `copies` (threads, rows, blob references, labels, events).
 async fn write_rows(txn: &DatabaseTransaction, copies: &[Placed<'_>]) -> Result<Vec<Stored>, MailError> {
     let mut pending = Pending::default();
-    let mut ids: HashMap<(i64, i64), i64> = HashMap::new();
-    let mut threads = Vec::with_capacity(copies.len());
+    let mut rows: HashMap<(i64, i64), (i64, i64)> = HashMap::new();
     for c in copies {
         if pending.needed_by(c) {
-            ids.extend(pending.flush(txn).await?);
+            rows.extend(pending.flush(txn).await?);
         }
-        let thread_id = thread::assign(txn, c.new.user_id, c.meta, c.new.internal_date).await?;
-        pending.push(c, thread_id);
-        threads.push(thread_id);
+        let thread = thread::join(txn, c.new.user_id, c.meta, c.new.internal_date).await?;
+        pending.push(c, thread);
     }
-    ids.extend(pending.flush(txn).await?);
+    rows.extend(pending.flush(txn).await?);
     let mut stored = Vec::with_capacity(copies.len());
-    for (c, thread_id) in copies.iter().zip(threads) {
-        let id = ids.get(&(c.mailbox_id, c.uid)).copied().ok_or(DbErr::RecordNotInserted)?;
+    for c in copies {
+        let (id, thread_id) = rows.get(&(c.mailbox_id, c.uid)).copied().ok_or(DbErr::RecordNotInserted)?;
         stored.push(Stored { id, user_id: c.new.user_id, mailbox_id: c.mailbox_id, uid: c.uid, thread_id });
     }
-    for (c, s) in copies.iter().zip(&stored) {
-        Blobs::add_ref_in(txn, c.blob, &blob_owner(s.id)).await?;
-    }
+    let refs: Vec<_> = copies.iter().zip(&stored).map(|(c, s)| (c.blob, blob_owner(s.id))).collect();
+    Blobs::add_refs_in(txn, &refs).await?;
     link_labels(txn, copies, &stored).await?;
     let mut events = Vec::with_capacity(copies.len());
     for (c, s) in copies.iter().zip(&stored) {
@@ -291,13 +289,15 @@ async fn write_rows(txn: &DatabaseTransaction, copies: &[Placed<'_>]) -> Result<
     Ok(stored)
 }
 
-/// Message rows not inserted yet, with what a later message of the same batch may look
-/// up to find its thread: their owners' Message-IDs and subject keys. A message that
-/// refers to one of them has them inserted first, so threading sees what it would see
-/// with one message per transaction.
+/// Message rows not inserted yet, the new threads they start, and what a later message of
+/// the same batch may look up to find its thread: their owners' Message-IDs and subject
+/// keys. A message that refers to one of them has them inserted first, so threading sees
+/// what it would see with one message per transaction.
 #[derive(Default)]
 struct Pending {
     rows: Vec<message::ActiveModel>,
+    /// (index in `rows`, the thread it starts).
+    new_threads: Vec<(usize, thread::NewThread)>,
     message_ids: HashSet<(i64, String)>,
     subjects: HashSet<(i64, String)>,
 }
@@ -311,30 +311,42 @@ impl Pending {
             || (!key.is_empty() && self.subjects.contains(&(user, key)))
     }
 
-    fn push(&mut self, c: &Placed<'_>, thread_id: i64) {
+    /// Adds `c`'s row, in `thread` or in a new thread when `None`.
+    fn push(&mut self, c: &Placed<'_>, thread: Option<i64>) {
         let user = c.new.user_id;
         if let Some(id) = &c.meta.message_id {
             self.message_ids.insert((user, id.clone()));
         }
-        self.subjects.insert((user, subject_key(&c.meta.subject)));
-        self.rows.push(row(c, thread_id));
+        let key = subject_key(&c.meta.subject);
+        if thread.is_none() {
+            self.new_threads.push((self.rows.len(), (user, key.clone(), c.new.internal_date)));
+        }
+        self.subjects.insert((user, key));
+        self.rows.push(row(c, thread.unwrap_or_default()));
     }
 
-    /// Inserts the pending rows in multi-row statements; returns each row's id by
-    /// (mailbox, UID).
-    async fn flush(&mut self, txn: &DatabaseTransaction) -> Result<Vec<((i64, i64), i64)>, DbErr> {
+    /// Creates the pending threads, then inserts the pending rows, in multi-row
+    /// statements; returns each row's (id, thread id) by (mailbox, UID).
+    async fn flush(&mut self, txn: &DatabaseTransaction) -> Result<Vec<((i64, i64), (i64, i64))>, DbErr> {
         self.message_ids.clear();
         self.subjects.clear();
         let mut rows = std::mem::take(&mut self.rows);
+        let new_threads = std::mem::take(&mut self.new_threads);
+        let specs: Vec<thread::NewThread> = new_threads.iter().map(|(_, t)| t.clone()).collect();
+        for ((index, _), id) in new_threads.iter().zip(thread::create_many(txn, &specs).await?) {
+            if let Some(row) = rows.get_mut(*index) {
+                row.thread_id = Set(id);
+            }
+        }
         let mut out = Vec::with_capacity(rows.len());
         while !rows.is_empty() {
             let rest = rows.split_off(rows.len().min(CHUNK));
             let mut insert = message::Entity::insert_many(rows).into_query();
             use message::Column as M;
-            insert.returning(Query::returning().columns([M::Id, M::MailboxId, M::Uid]));
+            insert.returning(Query::returning().columns([M::Id, M::MailboxId, M::Uid, M::ThreadId]));
             for r in txn.query_all(&insert).await? {
                 let key = (r.try_get::<i64>("", "mailbox_id")?, r.try_get::<i64>("", "uid")?);
-                out.push((key, r.try_get::<i64>("", "id")?));
+                out.push((key, (r.try_get::<i64>("", "id")?, r.try_get::<i64>("", "thread_id")?)));
             }
             rows = rest;
         }

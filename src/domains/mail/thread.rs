@@ -2,10 +2,12 @@
 //! (References, In-Reply-To), else a recent thread with the same normalised subject and a
 //! shared participant, else starts a new one.
 
-use sea_orm::sea_query::{Expr, Func};
+use std::collections::HashMap;
+
+use sea_orm::sea_query::{Expr, Func, Query};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Set,
 };
 
 use super::entities::{message, thread};
@@ -14,33 +16,57 @@ use super::parse::Meta;
 /// How many recent same-subject threads a message is compared with.
 const SUBJECT_CANDIDATES: u64 = 5;
 
-/// The thread a new message of `user_id` belongs to, created when none fits; its
-/// `last_at` is moved forward to `at`.
-pub(crate) async fn assign<C: ConnectionTrait>(conn: &C, user_id: i64, meta: &Meta, at: i64) -> Result<i64, DbErr> {
-    let key = subject_key(&meta.subject);
+/// The existing thread a new message of `user_id` joins, with its `last_at` moved forward
+/// to `at`; `None` when the message starts a new one (see [`create_many`]).
+pub(crate) async fn join<C: ConnectionTrait>(
+    conn: &C,
+    user_id: i64,
+    meta: &Meta,
+    at: i64,
+) -> Result<Option<i64>, DbErr> {
     let found = match by_reference(conn, user_id, meta).await? {
         Some(id) => Some(id),
-        None => by_subject(conn, user_id, meta, &key, at).await?,
+        None => by_subject(conn, user_id, meta, &subject_key(&meta.subject), at).await?,
     };
-    match found {
-        Some(id) => {
-            thread::Entity::update_many()
-                .col_expr(
-                    thread::Column::LastAt,
-                    Func::greatest([Expr::col(thread::Column::LastAt), Expr::val(at)]).into(),
-                )
-                .filter(thread::Column::Id.eq(id))
-                .exec(conn)
-                .await?;
-            Ok(id)
-        }
-        None => {
-            let row =
-                thread::ActiveModel { id: NotSet, user_id: Set(user_id), subject_key: Set(key), last_at: Set(at) };
-            Ok(row.insert(conn).await?.id)
+    if let Some(id) = found {
+        thread::Entity::update_many()
+            .col_expr(thread::Column::LastAt, Func::greatest([Expr::col(thread::Column::LastAt), Expr::val(at)]).into())
+            .filter(thread::Column::Id.eq(id))
+            .exec(conn)
+            .await?;
+    }
+    Ok(found)
+}
+
+/// A thread to create: its owner, subject key and first message's time.
+pub(crate) type NewThread = (i64, String, i64);
+
+/// Creates `threads` in multi-row inserts; returns their ids in the same order. Rows are
+/// matched back by content, so the order the database returns them in does not matter:
+/// two new threads with the same owner, key and time are alike, either id fits either.
+pub(crate) async fn create_many<C: ConnectionTrait>(conn: &C, threads: &[NewThread]) -> Result<Vec<i64>, DbErr> {
+    use thread::Column as T;
+    let mut ids: HashMap<&NewThread, Vec<i64>> = HashMap::new();
+    for chunk in threads.chunks(CREATE_CHUNK) {
+        let rows = chunk.iter().map(|(user_id, key, at)| thread::ActiveModel {
+            id: NotSet,
+            user_id: Set(*user_id),
+            subject_key: Set(key.clone()),
+            last_at: Set(*at),
+        });
+        let mut insert = thread::Entity::insert_many(rows).into_query();
+        insert.returning(Query::returning().columns([T::Id, T::UserId, T::SubjectKey, T::LastAt]));
+        for r in conn.query_all(&insert).await? {
+            let key: NewThread = (r.try_get("", "user_id")?, r.try_get("", "subject_key")?, r.try_get("", "last_at")?);
+            let Some(spec) = chunk.iter().find(|t| **t == key) else { return Err(DbErr::RecordNotInserted) };
+            ids.entry(spec).or_default().push(r.try_get("", "id")?);
         }
     }
+    threads.iter().map(|t| ids.get_mut(t).and_then(Vec::pop).ok_or(DbErr::RecordNotInserted)).collect()
 }
+
+/// Threads per multi-row insert.
+const CREATE_CHUNK: usize = 500;
 
 /// The thread of the newest message this one references (or that references it).
 async fn by_reference<C: ConnectionTrait>(conn: &C, user_id: i64, meta: &Meta) -> Result<Option<i64>, DbErr> {
