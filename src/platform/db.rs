@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
 
 /// The shared connection pool.
 pub type Db = DatabaseConnection;
@@ -30,6 +33,17 @@ pub async fn open(url: &str, max_connections: u32, busy_timeout: Duration, migra
         Migrator::up(&db, None).await?;
     }
     Ok(db)
+}
+
+/// Begins a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the write lock
+/// is taken at once, waiting out the busy timeout, instead of failing later when a read
+/// snapshot cannot be upgraded to a write. Other databases begin as usual.
+pub async fn begin_write(db: &Db) -> Result<DatabaseTransaction, DbErr> {
+    let options = TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    };
+    db.begin_with_options(options).await
 }
 
 /// Applies pending migrations; returns how many were applied.

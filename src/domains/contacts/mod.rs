@@ -23,10 +23,10 @@ pub mod vcard;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sea_orm::sea_query::{Expr, LikeExpr, Query};
+use sea_orm::sea_query::{LikeExpr, Query};
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
+    ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, SqlErr,
 };
 
 use crate::events::Event;
@@ -197,18 +197,7 @@ fn address_conflict(e: DbErr, lc: &str) -> ContactsError {
     }
 }
 
-/// Begins a transaction whose first statement writes (a no-op update), so SQLite takes
-/// the write lock at once, waiting its busy timeout, instead of failing later when a read
-/// snapshot cannot be upgraded.
-pub(super) async fn begin_write(db: &Db) -> Result<DatabaseTransaction, DbErr> {
-    let txn = db.begin().await?;
-    contact::Entity::update_many()
-        .col_expr(contact::Column::UpdatedAt, Expr::col(contact::Column::UpdatedAt))
-        .filter(contact::Column::Id.eq(-1))
-        .exec(&txn)
-        .await?;
-    Ok(txn)
-}
+pub(super) use crate::platform::db::begin_write;
 
 impl ContactsService {
     /// A book over `db`.

@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, HashMap};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
 };
 use serde::Serialize;
 
@@ -163,12 +162,9 @@ pub(crate) fn by_mailbox<T>(items: Vec<T>, mailbox_of: impl Fn(&T) -> i64) -> BT
     groups
 }
 
-/// Starts a write transaction holding the database's write lock (see
-/// [`super::store::lock_for_write`]).
+/// Starts a write transaction holding the database's write lock.
 pub(crate) async fn begin_write(db: &Db) -> Result<DatabaseTransaction, MailError> {
-    let txn = db.begin().await?;
-    super::store::lock_for_write(&txn).await?;
-    Ok(txn)
+    Ok(crate::platform::db::begin_write(db).await?)
 }
 
 /// A UID that left a mailbox, and when.

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::Query;
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
     QueryTrait, Set,
@@ -111,7 +111,7 @@ impl Store {
     /// Starts the committer.
     pub(crate) fn start(db: Db, blobs: Blobs, bus: Bus) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(Committer { db, blobs, bus }.run(rx));
+        tokio::spawn(Committer { db, blobs, bus, system_mailboxes: HashMap::new() }.run(rx));
         Self { tx }
     }
 
@@ -135,10 +135,16 @@ struct Committer {
     db: Db,
     blobs: Blobs,
     bus: Bus,
+    /// Mailbox ids of system mailboxes by (user, role), learnt from committed batches:
+    /// system mailboxes are never renamed or deleted, so their ids never change.
+    system_mailboxes: HashMap<(i64, Target), i64>,
 }
 
+/// The most system mailbox ids the committer remembers before it starts afresh.
+const SYSTEM_MAILBOXES_KEPT: usize = 100_000;
+
 impl Committer {
-    async fn run(self, mut rx: mpsc::Receiver<Job>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -173,14 +179,28 @@ impl Committer {
         }
     }
 
-    async fn commit_batch(&self, batch: &[Job]) -> Result<Vec<Vec<Stored>>, MailError> {
+    /// Commits a batch; after a failure it forgets the system mailbox ids it knew, so a
+    /// retry resolves them afresh.
+    async fn commit_batch(&mut self, batch: &[Job]) -> Result<Vec<Vec<Stored>>, MailError> {
+        let result = self.try_commit_batch(batch).await;
+        if result.is_err() {
+            self.system_mailboxes.clear();
+        }
+        result
+    }
+
+    async fn try_commit_batch(&mut self, batch: &[Job]) -> Result<Vec<Vec<Stored>>, MailError> {
         let raws: Vec<Bytes> = batch.iter().map(|j| j.raw.clone()).collect();
         let (ids, blobs) = self.blobs.write_many(&raws).await?;
         let txn = begin_write(&self.db).await?;
         blobs.store_in(&txn).await?;
-        let copies = place(&txn, batch, &ids).await?;
+        let (copies, resolved) = place(&txn, batch, &ids, &self.system_mailboxes).await?;
         let stored = write_rows(&txn, &copies).await?;
         txn.commit().await?;
+        if self.system_mailboxes.len() > SYSTEM_MAILBOXES_KEPT {
+            self.system_mailboxes.clear();
+        }
+        self.system_mailboxes.extend(resolved.into_iter().filter(|((_, t), _)| matches!(t, Target::Role(_))));
         let mut out: Vec<Vec<Stored>> = batch.iter().map(|j| Vec::with_capacity(j.targets.len())).collect();
         for (copy, s) in copies.iter().zip(stored) {
             if let Some(slot) = out.get_mut(copy.job) {
@@ -189,17 +209,6 @@ impl Committer {
         }
         Ok(out)
     }
-}
-
-/// Takes SQLite's write lock at the start of a transaction, so a later write cannot fail
-/// with SQLITE_BUSY after reads (any UPDATE takes the lock, even one matching no row).
-pub(crate) async fn lock_for_write(txn: &DatabaseTransaction) -> Result<(), DbErr> {
-    mailbox::Entity::update_many()
-        .col_expr(mailbox::Column::UidNext, Expr::col(mailbox::Column::UidNext))
-        .filter(mailbox::Column::Id.eq(-1))
-        .exec(txn)
-        .await?;
-    Ok(())
 }
 
 /// One row to store: a target of a delivery, with its mailbox, UID and MODSEQ decided.
@@ -217,17 +226,20 @@ struct Placed<'a> {
 
 /// Resolves every target's mailbox and hands out UIDs: one UID range and one MODSEQ per
 /// mailbox for the whole batch, with its counters moved on in the same statement.
+/// `known` holds system mailbox ids already committed; returns the copies and every
+/// mailbox id resolved for the batch.
 async fn place<'a>(
     txn: &DatabaseTransaction,
     batch: &'a [Job],
     blobs: &'a [BlobId],
-) -> Result<Vec<Placed<'a>>, MailError> {
+    known: &HashMap<(i64, Target), i64>,
+) -> Result<(Vec<Placed<'a>>, HashMap<(i64, Target), i64>), MailError> {
     let mut mailboxes: HashMap<(i64, Target), i64> = HashMap::new();
     let mut copies = Vec::new();
     for (job_index, (job, blob)) in batch.iter().zip(blobs).enumerate() {
         for new in &job.targets {
             let key = (new.user_id, new.target.clone());
-            let mailbox_id = match mailboxes.get(&key) {
+            let mailbox_id = match mailboxes.get(&key).or_else(|| known.get(&key)) {
                 Some(id) => *id,
                 None => {
                     let id = resolve_mailbox(txn, new.user_id, &new.target).await?;
@@ -254,7 +266,7 @@ async fn place<'a>(
         (c.uid, c.modseq) = (*uid, *modseq);
         *uid += 1;
     }
-    Ok(copies)
+    Ok((copies, mailboxes))
 }
 
 /// Stores the rows of `copies` (threads, rows, blob references, labels, events).
