@@ -1,6 +1,7 @@
 //! Second factors: TOTP (RFC 6238; each code accepted once, ±1 step of clock skew), SMS
 //! codes (6 digits, expiring, limited tries, throttled sends) and one-time recovery codes.
 
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
     QueryOrder, Set, TransactionTrait,
@@ -323,7 +324,9 @@ impl AuthService {
     }
 
     /// Uses the current code for `purpose` if `code` matches; returns the phone it was
-    /// sent to. A wrong code counts a try; the last allowed try burns the code.
+    /// sent to. Every try is counted before the comparison, in one conditional UPDATE,
+    /// so parallel guesses cannot exceed `sms.max_attempts`; the last allowed wrong try
+    /// burns the code, and a right one is used once.
     async fn use_sms_code(&self, user_id: i64, purpose: &str, code: &str) -> Result<Option<String>, AuthError> {
         let row = sms_code::Entity::find()
             .filter(sms_code::Column::UserId.eq(user_id))
@@ -336,18 +339,32 @@ impl AuthService {
         if now() >= row.expires_at {
             return Ok(None);
         }
-        let matches: bool = fingerprint(code.trim()).as_bytes().ct_eq(row.code_hash.as_bytes()).into();
-        let attempts = row.attempts + 1;
-        let burnt = attempts >= self.inner.sms_cfg.max_attempts as i32;
-        let mut active = row.clone().into_active_model();
-        if matches {
-            active.used = Set(true);
-        } else {
-            active.attempts = Set(attempts);
-            active.used = Set(burnt);
+        let max = self.inner.sms_cfg.max_attempts as i32;
+        let live = || {
+            sms_code::Entity::update_many()
+                .filter(sms_code::Column::Id.eq(row.id))
+                .filter(sms_code::Column::Used.eq(false))
+        };
+        let claimed = live()
+            .col_expr(sms_code::Column::Attempts, Expr::col(sms_code::Column::Attempts).add(1))
+            .filter(sms_code::Column::Attempts.lt(max))
+            .exec(self.db())
+            .await?;
+        if claimed.rows_affected != 1 {
+            return Ok(None);
         }
-        active.update(self.db()).await?;
-        Ok(matches.then_some(row.phone))
+        let matches: bool = fingerprint(code.trim()).as_bytes().ct_eq(row.code_hash.as_bytes()).into();
+        if matches {
+            let used = live().col_expr(sms_code::Column::Used, true.into()).exec(self.db()).await?;
+            return Ok((used.rows_affected == 1).then_some(row.phone));
+        }
+        // The last allowed try was wrong: the code is burnt.
+        live()
+            .col_expr(sms_code::Column::Used, true.into())
+            .filter(sms_code::Column::Attempts.gte(max))
+            .exec(self.db())
+            .await?;
+        Ok(None)
     }
 }
 

@@ -163,7 +163,7 @@ impl AuthService {
     ) -> Result<(String, User), AuthError> {
         self.limit_ip("second_factor", client)?;
         let key = fingerprint(pending);
-        let (user_id, wrong) = self.inner.pending.get(&key).ok_or(AuthError::PendingExpired)?;
+        let user_id = self.claim_pending_try(&key).ok_or(AuthError::PendingExpired)?;
         self.check_lockout(user_id)?;
         let row = self.user_row(user_id).await?;
         if row.disabled {
@@ -172,11 +172,6 @@ impl AuthService {
         let (ok, method) = self.check_second_factor(&row, code, client).await?;
         if !ok {
             self.count_failure(user_id, "second_factor_failed", client).await;
-            if wrong + 1 >= self.inner.sms_cfg.max_attempts {
-                self.inner.pending.invalidate(&key);
-            } else {
-                self.inner.pending.insert(key, (user_id, wrong + 1));
-            }
             return Err(AuthError::InvalidCode);
         }
         self.inner.pending.invalidate(&key);
@@ -184,6 +179,24 @@ impl AuthService {
         let row = self.user_row(user_id).await?;
         let token = self.open_session(&row, client, method).await?;
         Ok((token, User::from(row.as_ref())))
+    }
+
+    /// Takes one try of the pending login with handle fingerprint `key`: the user it is
+    /// for, or `None` once it expired or used up its tries. Check and count are one step
+    /// (moka runs the calls on one key one after another), so parallel guesses cannot
+    /// exceed the limit.
+    fn claim_pending_try(&self, key: &str) -> Option<i64> {
+        let max = self.inner.sms_cfg.max_attempts;
+        let mut claimed = None;
+        self.inner.pending.entry(key.to_owned()).and_compute_with(|entry| match entry.map(|e| e.into_value()) {
+            Some((user_id, tries)) if tries < max => {
+                claimed = Some(user_id);
+                moka::ops::compute::Op::Put((user_id, tries + 1))
+            }
+            Some(_) => moka::ops::compute::Op::Remove,
+            None => moka::ops::compute::Op::Nop,
+        });
+        claimed
     }
 
     /// Sends (or re-sends, throttled) the SMS code of a pending login.

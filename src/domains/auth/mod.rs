@@ -188,11 +188,35 @@ struct Inner {
     users: Cache<i64, Arc<user::Model>>,
     /// Login name → user id (names never change; unknown names are not kept).
     names: Cache<String, i64>,
-    /// Pending-login handle fingerprint → (user id, wrong codes so far).
+    /// Pending-login handle fingerprint → (user id, codes tried so far). Its life counts
+    /// from the password step: a try keeps the entry's creation time.
     pending: moka::sync::Cache<String, (i64, u32)>,
     per_minute: Limiter,
     per_hour: Limiter,
     lockout: Limiter,
+}
+
+/// How long a pending login (password given, second factor awaited) lives.
+const PENDING_LOGIN_LIFE: Duration = Duration::from_secs(600);
+
+/// Expiry of pending logins: [`PENDING_LOGIN_LIFE`] from the password step; counting a
+/// try does not extend it.
+struct PendingLife;
+
+impl moka::Expiry<String, (i64, u32)> for PendingLife {
+    fn expire_after_create(&self, _: &String, _: &(i64, u32), _: std::time::Instant) -> Option<Duration> {
+        Some(PENDING_LOGIN_LIFE)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        _: &(i64, u32),
+        _: std::time::Instant,
+        left: Option<Duration>,
+    ) -> Option<Duration> {
+        left
+    }
 }
 
 /// The auth service; cheap to clone.
@@ -231,10 +255,7 @@ impl AuthService {
                 sessions: Cache::new("sessions", config.cache.sessions, idle.min(Duration::from_secs(3600))),
                 users: Cache::new("users", config.cache.users, Duration::from_secs(3600)),
                 names: Cache::new("user_names", config.cache.users, Duration::from_secs(3600)),
-                pending: moka::sync::Cache::builder()
-                    .max_capacity(100_000)
-                    .time_to_live(Duration::from_secs(600))
-                    .build(),
+                pending: moka::sync::Cache::builder().max_capacity(100_000).expire_after(PendingLife).build(),
                 per_minute: Limiter::new(Duration::from_secs(60)),
                 per_hour: Limiter::new(Duration::from_secs(3600)),
                 lockout: Limiter::new(Duration::from_secs(cfg.account_lockout_seconds.max(1))),

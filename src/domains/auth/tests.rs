@@ -129,3 +129,65 @@ async fn disabling_ends_sessions() {
     assert!(svc.authenticate(&token).await.is_err());
     assert!(matches!(svc.login("gina", PW, &client()).await, Err(AuthError::Disabled)));
 }
+
+/// Runs `n` copies of `attempt` at once on the multi-threaded runtime.
+async fn all_at_once<F, Fut, T>(n: usize, attempt: F) -> Vec<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|_| tokio::spawn(attempt())).collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_wrong_sms_codes_cannot_exceed_the_attempt_limit() {
+    let mut cfg = Config::default();
+    cfg.sms.resend_interval_seconds = 0;
+    cfg.sms.max_attempts = 3;
+    let (_d, svc, outbox) = service(cfg).await;
+    let u = svc.create_user("hank", PW, &client()).await.unwrap();
+    svc.sms_start(u.id, "+4915112345678", &client()).await.unwrap();
+    let good = outbox.last_code();
+    let bad = if good == "000000" { "111111" } else { "000000" };
+    let results = all_at_once(20, || {
+        let svc = svc.clone();
+        async move { svc.sms_confirm(u.id, bad, &client()).await }
+    })
+    .await;
+    assert!(results.iter().all(Result::is_err));
+    assert!(svc.sms_confirm(u.id, &good, &client()).await.is_err(), "20 parallel guesses burn a 3-try code");
+    let tries: Vec<i32> =
+        entities::sms_code::Entity::find().all(svc.db()).await.unwrap().iter().map(|c| c.attempts).collect();
+    assert_eq!(tries, vec![3], "only the allowed tries were counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_guesses_at_a_pending_login_get_only_the_allowed_tries() {
+    let mut cfg = Config::default();
+    cfg.sms.resend_interval_seconds = 0;
+    cfg.sms.max_attempts = 3;
+    cfg.auth.attempts_per_ip_per_minute = 1000;
+    cfg.auth.account_lockout_failures = 1000;
+    let (_d, svc, outbox) = service(cfg).await;
+    let u = svc.create_user("ivy", PW, &client()).await.unwrap();
+    svc.sms_start(u.id, "+4915112345678", &client()).await.unwrap();
+    svc.sms_confirm(u.id, &outbox.last_code(), &client()).await.unwrap();
+    let LoginOutcome::SecondFactor { pending, .. } = svc.login("ivy", PW, &client()).await.unwrap() else {
+        panic!("a second factor is on")
+    };
+    let results = all_at_once(20, || {
+        let (svc, pending) = (svc.clone(), pending.clone());
+        async move { svc.login_second_factor(&pending, "99999999", &client()).await.map(|_| ()) }
+    })
+    .await;
+    let judged = results.iter().filter(|r| matches!(r, Err(AuthError::InvalidCode))).count();
+    let refused = results.iter().filter(|r| matches!(r, Err(AuthError::PendingExpired))).count();
+    assert_eq!((judged, refused), (3, 17), "three tries judged, the rest refused unjudged");
+    svc.send_login_sms(&pending, &client()).await.expect_err("the pending login is used up");
+}
