@@ -99,7 +99,7 @@ impl AuthService {
         let local = name.strip_suffix(&format!("@{}", self.inner.domain)).unwrap_or(&name).to_owned();
         let row = user::Entity::find().filter(user::Column::Username.eq(local)).one(self.db()).await?;
         let Some(row) = row else {
-            self.inner.hasher.verify(password.to_owned(), None).await;
+            self.inner.hasher.verify(password.to_owned(), None).await?;
             return Err(AuthError::InvalidCredentials);
         };
         self.check_lockout(row.id)?;
@@ -123,7 +123,7 @@ impl AuthService {
             }
         }
         let second_factor = row.totp_enabled || row.phone_verified;
-        if !second_factor && self.inner.hasher.verify(password.to_owned(), Some(row.password_hash.clone())).await {
+        if !second_factor && self.inner.hasher.verify(password.to_owned(), Some(row.password_hash.clone())).await? {
             return Ok(User::from(&row));
         }
         self.count_failure(row.id, "client_login_failed", client).await;

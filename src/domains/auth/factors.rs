@@ -169,7 +169,7 @@ impl AuthService {
         self.limit_ip("password", client)?;
         self.check_lockout(user_id)?;
         let row = self.user_row(user_id).await?;
-        if !self.inner.hasher.verify(password.to_owned(), Some(row.password_hash.clone())).await {
+        if !self.inner.hasher.verify(password.to_owned(), Some(row.password_hash.clone())).await? {
             self.count_failure(user_id, "password_check_failed", client).await;
             return Err(AuthError::InvalidCredentials);
         }

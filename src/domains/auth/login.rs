@@ -74,7 +74,7 @@ impl AuthService {
         if user::Entity::find().filter(user::Column::Username.eq(&name)).one(self.db()).await?.is_some() {
             return Err(AuthError::UsernameTaken);
         }
-        let hash = self.inner.hasher.hash(password.to_owned()).await.map_err(AuthError::Internal)?;
+        let hash = self.inner.hasher.hash(password.to_owned()).await?.map_err(AuthError::Internal)?;
         let txn = self.db().begin().await?;
         let row = user::ActiveModel {
             id: NotSet,
@@ -140,11 +140,11 @@ impl AuthService {
         let row = user::Entity::find().filter(user::Column::Username.eq(local)).one(self.db()).await?;
         let Some(row) = row else {
             // Same cost as a wrong password, so names cannot be probed by timing.
-            self.inner.hasher.verify(password.to_owned(), None).await;
+            self.inner.hasher.verify(password.to_owned(), None).await?;
             return Err(AuthError::InvalidCredentials);
         };
         self.check_lockout(row.id)?;
-        if !self.inner.hasher.verify(password.to_owned(), Some(row.password_hash.clone())).await {
+        if !self.inner.hasher.verify(password.to_owned(), Some(row.password_hash.clone())).await? {
             self.count_failure(row.id, "login_failed", client).await;
             return Err(AuthError::InvalidCredentials);
         }
@@ -345,12 +345,12 @@ impl AuthService {
         self.limit_ip("password", client)?;
         self.check_lockout(user_id)?;
         let row = self.user_row(user_id).await?;
-        if !self.inner.hasher.verify(current.to_owned(), Some(row.password_hash.clone())).await {
+        if !self.inner.hasher.verify(current.to_owned(), Some(row.password_hash.clone())).await? {
             self.count_failure(user_id, "password_change_failed", client).await;
             return Err(AuthError::InvalidCredentials);
         }
         check_password(new, &row.username, self.inner.cfg.min_password_length).map_err(AuthError::WeakPassword)?;
-        let hash = self.inner.hasher.hash(new.to_owned()).await.map_err(AuthError::Internal)?;
+        let hash = self.inner.hasher.hash(new.to_owned()).await?.map_err(AuthError::Internal)?;
         let mut active = row.as_ref().clone().into_active_model();
         active.password_hash = Set(hash);
         active.update(self.db()).await?;

@@ -81,6 +81,9 @@ pub enum AuthError {
     /// A name field is empty or too long.
     #[error("{0}")]
     InvalidInput(&'static str),
+    /// Every password-hashing slot is busy (a login flood): try again shortly.
+    #[error(transparent)]
+    Busy(#[from] password::Busy),
     /// Storage failure.
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),

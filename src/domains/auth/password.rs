@@ -1,5 +1,6 @@
 //! Password and name rules, Argon2id hashing (on the blocking pool: it is deliberately
-//! slow), and the random secrets the domain hands out (session tokens, codes, app
+//! slow and memory-hungry, so at most one hash per core runs at once and a flood waits
+//! briefly, then is told to come back), and the random secrets the domain hands out (session tokens, codes, app
 //! passwords) with their SHA-256 fingerprints.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -7,6 +8,9 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use rand::Rng;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// Names that cannot be registered: RFC 2142 role addresses and the like.
 const RESERVED: &[&str] = &[
@@ -81,20 +85,34 @@ pub fn check_password(password: &str, username: &str, min_len: usize) -> Result<
     Ok(())
 }
 
-/// Argon2id with fixed parameters.
+/// How long a hash waits for its turn before the caller is told the server is busy.
+pub const HASH_QUEUE_WAIT: Duration = Duration::from_secs(1);
+
+/// Every Argon2 slot was taken for [`HASH_QUEUE_WAIT`]: try again shortly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many password checks at once; try again shortly")]
+pub struct Busy;
+
+/// Argon2id with fixed parameters, at most [`Hasher::slots`] hashes at once.
 #[derive(Clone)]
 pub struct Hasher {
     params: Params,
     /// A hash of a random password, verified against when the user does not exist so that
     /// unknown names take as long as wrong passwords.
     dummy: String,
+    /// One permit per hash allowed to run.
+    slots: Arc<Semaphore>,
+    /// How long a hash waits for a permit.
+    wait: Duration,
 }
 
 impl Hasher {
     /// A hasher with the given cost (OWASP: 19456 KiB, 2 iterations, 1 lane).
     pub fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> Result<Self, String> {
         let params = Params::new(memory_kib, iterations, parallelism, None).map_err(|e| e.to_string())?;
-        let mut h = Self { params, dummy: String::new() };
+        let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+        let (slots, wait) = (Arc::new(Semaphore::new(cores)), HASH_QUEUE_WAIT);
+        let mut h = Self { params, dummy: String::new(), slots, wait };
         h.dummy = h.hash_now(&random_token())?;
         Ok(h)
     }
@@ -117,16 +135,39 @@ impl Hasher {
         }
     }
 
-    /// Hashes on the blocking pool.
-    pub async fn hash(&self, password: String) -> Result<String, String> {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || me.hash_now(&password)).await.map_err(|e| e.to_string())?
+    /// The same hasher with `slots` hashes at once and `wait` for a turn (tests).
+    pub fn with_slots(mut self, slots: usize, wait: Duration) -> Self {
+        (self.slots, self.wait) = (Arc::new(Semaphore::new(slots.max(1))), wait);
+        self
     }
 
-    /// Verifies on the blocking pool; with `None` checks against the dummy hash and fails.
-    pub async fn verify(&self, password: String, phc: Option<String>) -> bool {
+    /// Runs `work` on the blocking pool once a slot is free, or fails with [`Busy`].
+    async fn in_slot<T: Send + 'static>(&self, work: impl FnOnce(&Self) -> T + Send + 'static) -> Result<T, Busy> {
+        let permit = match tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                metrics::counter!("postcast_auth_hash_busy_total").increment(1);
+                return Err(Busy);
+            }
+        };
         let me = self.clone();
-        tokio::task::spawn_blocking(move || match phc {
+        let out = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work(&me)
+        });
+        // A panic inside Argon2 is our fault, not the client's: report it as busy.
+        out.await.map_err(|_| Busy)
+    }
+
+    /// Hashes on the blocking pool, waiting for a free slot.
+    pub async fn hash(&self, password: String) -> Result<Result<String, String>, Busy> {
+        self.in_slot(move |me| me.hash_now(&password)).await
+    }
+
+    /// Verifies on the blocking pool, waiting for a free slot; with `None` checks against
+    /// the dummy hash and fails, taking as long as a real check.
+    pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, Busy> {
+        self.in_slot(move |me| match phc {
             Some(p) => me.verify_now(&password, &p),
             None => {
                 let _ = me.verify_now(&password, &me.dummy);
@@ -134,7 +175,6 @@ impl Hasher {
             }
         })
         .await
-        .unwrap_or(false)
     }
 }
 
@@ -198,6 +238,29 @@ mod tests {
         assert!(h.verify_now("correct horse", &a));
         assert!(!h.verify_now("wrong horse", &a));
         assert!(!h.verify_now("x", "not a hash"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashes_beyond_the_slots_wait_then_are_refused() {
+        let h = Hasher::new(8192, 4, 1).unwrap().with_slots(1, Duration::from_millis(1));
+        let phc = h.hash_now("correct horse").unwrap();
+        let checks: Vec<_> = (0..8)
+            .map(|_| {
+                let (h, phc) = (h.clone(), phc.clone());
+                tokio::spawn(async move { h.verify("correct horse".into(), Some(phc)).await })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for c in checks {
+            results.push(c.await.unwrap());
+        }
+        assert!(results.contains(&Ok(true)), "the first check runs: {results:?}");
+        assert!(results.contains(&Err(Busy)), "the rest find the one slot taken: {results:?}");
+        // With room to wait, every check gets its turn.
+        let patient = h.with_slots(1, Duration::from_secs(30));
+        for _ in 0..3 {
+            assert_eq!(patient.verify("correct horse".into(), Some(phc.clone())).await, Ok(true));
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use super::session::SESSION_COOKIE;
 use super::{ApiJson, AppError, CurrentUser, HttpState};
+use crate::domains::auth::password;
 use crate::domains::auth::{
     AppPasswordView, AuthError, ClientInfo, LoginOutcome, SecurityEvent, SessionView, TotpSetup, User,
 };
@@ -26,6 +27,7 @@ impl From<AuthError> for AppError {
         match e {
             E::InvalidCredentials => AppError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", msg),
             E::RateLimited(secs) => AppError::too_many(secs),
+            E::Busy(_) => AppError::too_many(password::HASH_QUEUE_WAIT.as_secs().max(1)),
             E::UsernameTaken => AppError::new(StatusCode::CONFLICT, "username_taken", msg),
             E::InvalidUsername(_) => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_username", msg),
             E::WeakPassword(_) => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "weak_password", msg),
