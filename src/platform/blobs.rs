@@ -245,8 +245,9 @@ impl Blobs {
         let tmp_dir = self.root.join("tmp");
         tokio::task::spawn_blocking(move || {
             // A file already there may have been renamed into place by a writer that has
-            // not synced it yet: make it durable too before saying it is stored.
-            if dest.try_exists().unwrap_or(false) {
+            // not synced it yet: make it durable too before saying it is stored. One that
+            // is not whole (cut short by a crash) is written again.
+            if holds(&dest, &bytes) {
                 std::fs::File::open(&dest)?.sync_all()?;
             } else {
                 write_synced(&tmp_dir, &dest, &bytes)?;
@@ -356,7 +357,7 @@ fn write_batch(root: &std::path::Path, items: &[Bytes]) -> std::io::Result<Writt
             continue;
         }
         let dest = root.join(id.object_path().as_ref());
-        if dest.try_exists().unwrap_or(false) { found.push(dest) } else { todo.push((dest, bytes)) }
+        if holds(&dest, bytes) { found.push(dest) } else { todo.push((dest, bytes)) }
     }
     if !todo.is_empty() || !found.is_empty() {
         write_durably(root, &todo, &found)?;
@@ -364,7 +365,23 @@ fn write_batch(root: &std::path::Path, items: &[Bytes]) -> std::io::Result<Writt
     Ok((ids, inline))
 }
 
-/// Writes new blobs, then one `syncfs` makes them and the `found` ones durable.
+/// Largest file whose content is re-hashed before it is trusted as a copy of new bytes.
+const REHASH_MAX: u64 = 4 << 20;
+
+/// Whether the file at `dest` already holds `bytes`: same size, and the same content where
+/// it is small enough to compare ([`REHASH_MAX`]; larger files are compared by size, their
+/// name being the hash they were written under). A missing, empty or cut-short file does not.
+fn holds(dest: &std::path::Path, bytes: &[u8]) -> bool {
+    let Ok(meta) = std::fs::metadata(dest) else { return false };
+    if meta.len() != bytes.len() as u64 {
+        return false;
+    }
+    meta.len() > REHASH_MAX || std::fs::read(dest).is_ok_and(|on_disk| on_disk == bytes)
+}
+
+/// Writes new blobs, then one `syncfs` makes them and the `found` ones durable. When the
+/// sync fails the new files are removed again, so a retry writes them anew instead of
+/// trusting pages the kernel may have dropped.
 #[cfg(target_os = "linux")]
 fn write_durably(root: &std::path::Path, todo: &[(PathBuf, &Bytes)], _found: &[PathBuf]) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
@@ -378,7 +395,14 @@ fn write_durably(root: &std::path::Path, todo: &[(PathBuf, &Bytes)], _found: &[P
     }
     let fs = std::fs::File::open(root)?;
     // SAFETY: syncfs only uses the descriptor, which `fs` keeps open during the call.
-    if unsafe { libc::syncfs(fs.as_raw_fd()) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if unsafe { libc::syncfs(fs.as_raw_fd()) } == 0 {
+        return Ok(());
+    }
+    let error = std::io::Error::last_os_error();
+    for (dest, _) in todo {
+        let _ = std::fs::remove_file(dest);
+    }
+    Err(error)
 }
 
 /// Writes new blobs and fsyncs every file (the `found` ones too) and folder.
@@ -497,6 +521,24 @@ mod tests {
         release.await.unwrap().unwrap();
         assert!(blobs.exists(&id).await.unwrap(), "the new owner's blob survives the old owner's release");
         assert!(blobs.is_held_by(&id, "new").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_cut_short_file_is_written_again_not_trusted() {
+        let (dir, blobs) = store().await;
+        let bytes = Bytes::from(vec![9u8; INLINE_MAX + 10]);
+        let id = BlobId::of(&bytes);
+        let path = dir.path().join("blobs").join(id.object_path().as_ref());
+        for damage in [&b""[..], &bytes[..100], &[0u8; INLINE_MAX + 10][..]] {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, damage).unwrap();
+            blobs.put(bytes.clone(), "one").await.unwrap();
+            assert_eq!(blobs.get(&id).await.unwrap(), bytes, "put over {} damaged bytes", damage.len());
+            std::fs::write(&path, damage).unwrap();
+            let (ids, _batch) = blobs.write_many(std::slice::from_ref(&bytes)).await.unwrap();
+            assert_eq!(ids, vec![id.clone()]);
+            assert_eq!(std::fs::read(&path).unwrap(), bytes, "a batch over {} damaged bytes", damage.len());
+        }
     }
 
     #[test]
