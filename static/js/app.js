@@ -127,10 +127,20 @@ export function goToLogin() {
   location.assign(`/login${next}`);
 }
 
-/** A same-site path from `?next=`, or '/' when it is missing or points elsewhere. */
-export function nextPath() {
-  const next = new URLSearchParams(location.search).get('next') ?? '';
-  return /^\/(?![/\\])[^\\]*$/.test(next) ? next : '/';
+/**
+ * A same-origin path from `?next=`, or '/' when it is missing or points elsewhere. The
+ * browser's own URL parser decides (it drops tabs and newlines, so `/\t/evil.example`
+ * would become `//evil.example`); only a path resolving to this origin is kept.
+ */
+export function nextPath(search = location.search) {
+  const next = new URLSearchParams(search).get('next') ?? '';
+  if (!next.startsWith('/')) return '/';
+  try {
+    const target = new URL(next, location.origin);
+    return target.origin === location.origin ? target.pathname + target.search + target.hash : '/';
+  } catch {
+    return '/';
+  }
 }
 
 /* ---------- DOM helpers ---------- */

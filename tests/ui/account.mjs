@@ -231,6 +231,19 @@ await run(async () => {
     await page.waitForURL((u) => u.pathname === '/login' && u.searchParams.get('next') === '/security');
   });
 
+  await step('?next= only ever leads to a path of this site', async () => {
+    const answers = await page.evaluate(async () => {
+      const { nextPath } = await import('/js/app.js');
+      const tries = ['/security', '/%09/evil.example', '//evil.example', '/\\evil.example',
+        'https://evil.example/', '/%0a/evil.example', 'javascript:alert(1)', '/mail?x=1#y'];
+      return tries.map((t) => [t, nextPath(`?next=${t}`)]);
+    });
+    const expected = ['/security', '/', '/', '/', '/', '/', '/', '/mail?x=1#y'];
+    answers.forEach(([given, got], i) => {
+      if (got !== expected[i]) throw new Error(`next=${given} led to ${got}, not ${expected[i]}`);
+    });
+  });
+
   await step('login asks for the code; a wrong code is refused', async () => {
     await logIn();
     await page.locator('#second-form').waitFor({ state: 'visible' });
