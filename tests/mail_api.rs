@@ -1,6 +1,7 @@
 //! The mail API through the real binary: writing (groups expanded, Bcc, attachments,
 //! replies threaded, drafts), new recipients landing in contacts, filters from
-//! preferences, labels, actions and counts, and every route refusing another user's ids.
+//! preferences, labels, actions and counts, every route refusing another user's ids, and
+//! line breaks in compose input (or in a replied subject) never starting a header.
 
 mod common;
 
@@ -269,4 +270,71 @@ async fn deleting_through_the_api_fills_the_expunge_log_with_its_modseq() {
     assert_eq!(status, 400, "{v}");
     let doc = ada.ok(Method::GET, "/api/v1/openapi.json", None).await;
     assert!(doc["paths"].get("/api/v1/mail/mailboxes/{id}/changes").is_some(), "the route is documented");
+}
+
+/// The header lines of a raw message, as written (folded lines start with a blank).
+fn header_lines(raw: &str) -> Vec<String> {
+    raw.split("\r\n\r\n").next().unwrap_or_default().split("\r\n").map(str::to_ascii_lowercase).collect()
+}
+
+#[tokio::test]
+async fn line_breaks_in_compose_input_never_start_a_header() {
+    let server = Server::start();
+    let ada = User::new(&server, "ada").await;
+    let bob = User::new(&server, "bob").await;
+    let raw_of = |user: &User<'_>, id: &Value| {
+        let req = user.req(Method::GET, &format!("/api/v1/mail/messages/{id}/raw"));
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    let injected = |raw: &str| {
+        header_lines(raw)
+            .into_iter()
+            .filter(|l| l.starts_with("bcc:") || l.starts_with("x-injected:"))
+            .collect::<Vec<_>>()
+    };
+
+    let mail = json!({
+        "to": ["Bob\r\nX-Injected: 1 <bob@localhost>"],
+        "subject": "hi\r\nBcc: victim@evil.example",
+        "text": "hello",
+    });
+    let sent = ada.ok(Method::POST, "/api/v1/mail/send", Some(mail)).await;
+    assert_eq!(sent["delivered_locally"], 1);
+    let sent_raw = raw_of(&ada, &sent["id"]).await;
+    assert_eq!(injected(&sent_raw), Vec::<String>::new(), "{sent_raw}");
+    let got = bob.list("role=inbox").await;
+    assert_eq!(got[0]["subject"], "hi  Bcc: victim@evil.example");
+    let got_raw = raw_of(&bob, &got[0]["id"]).await;
+    assert_eq!(injected(&got_raw), Vec::<String>::new(), "{got_raw}");
+
+    // An address with a line break is refused and nothing is sent.
+    let bad = json!({"to": ["bob@localhost\r\nBcc: victim@evil.example"], "subject": "x"});
+    let (status, v) = ada.json(Method::POST, "/api/v1/mail/send", Some(bad)).await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "bad_recipient", "{v}");
+    assert_eq!(ada.list("role=sent").await.len(), 1);
+    assert_eq!(bob.list("role=inbox").await.len(), 1);
+
+    // A subject that decodes to a line break, copied into a reply, stays on one line.
+    let evil = "From: carol@c.test\r\nTo: ada@localhost\r\nMessage-ID: <e1@c.test>\r\n\
+Subject: =?utf-8?q?Plans=0D=0ABcc:_victim@evil.example?=\r\n\r\nhi\r\n";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("evil.eml");
+    std::fs::write(&data, evil).unwrap();
+    let mx = server.smtp.unwrap();
+    let out = std::process::Command::new("swaks")
+        .args(["--server", &mx.ip().to_string(), "--port", &mx.port().to_string(), "--helo", "mx.c.test"])
+        .args(["--from", "carol@c.test", "--to", "ada@localhost", "--data", &format!("@{}", data.display())])
+        .output()
+        .expect("swaks is installed (apt-get install swaks)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let original = ada.list("role=inbox").await[0]["id"].clone();
+    for (key, prefix) in [("reply_to_id", "Re: "), ("forward_id", "Fwd: ")] {
+        let mail = json!({"to": ["bob@localhost"], key: original, "text": "see below"});
+        let sent = ada.ok(Method::POST, "/api/v1/mail/send", Some(mail)).await;
+        let raw = raw_of(&ada, &sent["id"]).await;
+        assert_eq!(injected(&raw), Vec::<String>::new(), "{key}: {raw}");
+        let got = &bob.list("role=inbox").await[0];
+        assert_eq!(got["subject"], format!("{prefix}Plans  Bcc: victim@evil.example"), "{key}");
+    }
 }

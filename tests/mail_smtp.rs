@@ -1,6 +1,7 @@
 //! The SMTP doors through the real binary and Debian's swaks: submission over STARTTLS
 //! with AUTH and an attachment, AUTH refused before TLS, no relaying, unknown users,
-//! foreign senders, oversize messages, and a malformed message that is still stored and
+//! foreign senders, oversize messages, a From that is not exactly one of the user's
+//! mailboxes or a foreign Sender, and a malformed message that is still stored and
 //! readable raw.
 
 mod common;
@@ -187,4 +188,43 @@ async fn a_malformed_message_is_stored_and_readable_raw() {
     let raw = server.user(&bob).get(server.url(&format!("/api/v1/mail/messages/{id}/raw"))).send().await.unwrap();
     let raw = raw.text().await.unwrap();
     assert!(raw.contains("\u{1}\u{2} binary junk"), "{raw:?}");
+}
+
+#[tokio::test]
+async fn submission_refuses_a_second_from_a_from_list_and_a_foreign_sender() {
+    let server = Server::start();
+    let ada = server.register_and_login("ada", PW).await;
+    let bob = server.register_and_login("bob", PW).await;
+    let submission = server.submission.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let send = |name: &str, head: &str| {
+        let path = dir.path().join(format!("{name}.eml"));
+        let raw =
+            format!("{head}To: bob@localhost\r\nSubject: {name}\r\nMessage-ID: <{name}@localhost>\r\n\r\nbody\r\n");
+        std::fs::write(&path, raw).unwrap();
+        let data = format!("@{}", path.display());
+        swaks(
+            submission,
+            &[
+                &as_ada("PLAIN", PW)[..],
+                &["--tls", "--from", "ada@localhost", "--to", "bob@localhost", "--data", &data],
+            ]
+            .concat(),
+        )
+    };
+    for (name, head, reply) in [
+        ("two-from", "From: ada@localhost\r\nFrom: ceo@localhost\r\n", "554 5.6.0 Message refused"),
+        ("from-list", "From: ada@localhost, ceo@localhost\r\n", "554 5.6.0 Message refused"),
+        ("from-group", "From: board: ada@localhost, ceo@localhost;\r\n", "554 5.6.0 Message refused"),
+        ("foreign-sender", "From: ada@localhost\r\nSender: bob@localhost\r\n", "550 5.7.1 Sender bob@localhost"),
+    ] {
+        let (ok, t) = send(name, head);
+        assert!(!ok && t.contains(reply), "{name} must get {reply}: {t}");
+        assert!(inbox(&server, &ada, "sent").await.is_empty(), "{name}: nothing refused lands in Sent");
+        assert!(inbox(&server, &bob, "inbox").await.is_empty(), "{name}: nothing refused is delivered");
+    }
+    let (ok, t) = send("own-sender", "From: Ada <ada@localhost>\r\nSender: ada+desk@localhost\r\n");
+    assert!(ok && t.contains("250 2.0.0"), "her own From and Sender pass: {t}");
+    assert_eq!(inbox(&server, &ada, "sent").await.len(), 1);
+    assert_eq!(inbox(&server, &bob, "inbox").await.len(), 1);
 }

@@ -3,6 +3,10 @@
 //! mail-builder; it is either saved in Drafts or sent through [`MailService::submit`].
 //! Replies keep In-Reply-To and References (so they thread), forwards carry the original
 //! as a `message/rfc822` attachment.
+//!
+//! Invariant: every header value taken from the draft, the profile or a replied or
+//! forwarded message passes [`header_text`] (addresses and Message-IDs are refused or
+//! left out instead) before mail-builder sees it, so no input can start a header line.
 
 use std::sync::Arc;
 
@@ -81,7 +85,9 @@ fn upload_owner(user_id: i64) -> String {
     format!("mail-upload:{user_id}")
 }
 
-/// Splits `Name <addr>` into its parts; a bare address has an empty name.
+/// Splits `Name <addr>` into its parts; a bare address has an empty name. The name is
+/// made [`header_text`]; an address with blanks or control characters (CR, LF among
+/// them) is refused, so neither can start a header line.
 pub fn split_address(entry: &str) -> Result<(String, String), SendError> {
     let entry = entry.trim();
     let (name, address) = match (entry.rfind('<'), entry.rfind('>')) {
@@ -92,9 +98,24 @@ pub fn split_address(entry: &str) -> Result<(String, String), SendError> {
         && address.split_once('@').is_some_and(|(l, d)| !l.is_empty() && (d.contains('.') || d == "localhost"))
         && !address.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',');
     if !valid {
-        return Err(SendError::BadRecipient(entry.to_owned()));
+        return Err(SendError::BadRecipient(header_text(entry)));
     }
-    Ok((name.to_owned(), address.to_ascii_lowercase()))
+    Ok((header_text(name).trim().to_owned(), address.to_ascii_lowercase()))
+}
+
+/// `value` fit for one header line: every control character (CR and LF among them)
+/// becomes a space, so text from the user or from a stored message can never end the
+/// line and start a header of its own (RFC 5322 §2.2).
+pub fn header_text(value: &str) -> String {
+    value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+/// Whether a Message-ID taken from a stored message may be written into In-Reply-To or
+/// References: no blanks, control characters or angle brackets.
+fn safe_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 998
+        && !id.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
 }
 
 impl MailService {
@@ -117,9 +138,9 @@ impl MailService {
         let (to, cc, bcc) = (parse_list(&draft.to)?, parse_list(&draft.cc)?, parse_list(&draft.bcc)?);
         let address = format!("{}@{}", author.username, self.inner.domain);
         let id = format!("{}@{}", uuid::Uuid::new_v4().simple(), self.inner.domain);
-        let mut subject = draft.subject.trim().to_owned();
+        let mut subject = header_text(&draft.subject).trim().to_owned();
         let mut builder = MessageBuilder::new()
-            .from((author.display_name.clone(), address))
+            .from((header_text(&author.display_name).trim().to_owned(), address))
             .message_id(id)
             .date(time::OffsetDateTime::now_utc().unix_timestamp());
         let list = |l: &[(String, String)]| {
@@ -142,24 +163,24 @@ impl MailService {
             let row = self.row(author.user_id, original).await?;
             let raw = self.raw(author.user_id, original).await?;
             let meta = parse::meta(&raw);
-            if let Some(parent) = row.message_id_hdr.clone() {
+            if let Some(parent) = row.message_id_hdr.clone().filter(|id| safe_id(id)) {
                 let mut refs = meta.references.clone();
-                refs.retain(|r| *r != parent);
+                refs.retain(|r| *r != parent && safe_id(r));
                 refs.push(parent.clone());
                 builder = builder.in_reply_to(parent).references(refs);
             }
             if subject.is_empty() {
-                subject = format!("Re: {}", row.subject);
+                subject = format!("Re: {}", header_text(&row.subject).trim());
             }
         }
         if let Some(original) = draft.forward_id {
             let row = self.row(author.user_id, original).await?;
             let raw = self.raw(author.user_id, original).await?;
-            if let Some(parent) = row.message_id_hdr.clone() {
+            if let Some(parent) = row.message_id_hdr.clone().filter(|id| safe_id(id)) {
                 builder = builder.references(vec![parent]);
             }
             if subject.is_empty() {
-                subject = format!("Fwd: {}", row.subject);
+                subject = format!("Fwd: {}", header_text(&row.subject).trim());
             }
             builder = builder.attachment("message/rfc822", "forwarded.eml", raw.to_vec());
         }
@@ -187,7 +208,7 @@ impl MailService {
                 return Err(SendError::Store(MailError::Invalid("attachments too large".into())));
             }
             let content_type = if valid_mime(&a.content_type) { a.content_type.clone() } else { octet_stream() };
-            builder = builder.attachment(content_type, a.name.clone(), bytes.to_vec());
+            builder = builder.attachment(content_type, header_text(&a.name), bytes.to_vec());
         }
         let raw = builder.write_to_vec().map_err(SendError::Build)?;
         let recipients = to.into_iter().chain(cc).chain(bcc).map(|(_, a)| a).collect();
@@ -257,4 +278,39 @@ fn valid_mime(ct: &str) -> bool {
     ct.len() <= 100
         && ct.split_once('/').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
         && ct.bytes().all(|b| b.is_ascii_alphanumeric() || b"/.+-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_text_turns_every_control_character_into_a_space() {
+        assert_eq!(header_text("hi\r\nBcc: eve@evil.example"), "hi  Bcc: eve@evil.example");
+        assert_eq!(header_text("a\nb\rc\u{0}d\u{7f}e\u{85}f\tg"), "a b c d e f g");
+        assert_eq!(header_text("Grüße, \"Ada\""), "Grüße, \"Ada\"");
+    }
+
+    #[test]
+    fn names_lose_line_breaks_and_addresses_with_control_characters_are_refused() {
+        let (name, address) = split_address("Bob\r\nX-Injected: 1 <Bob@localhost>").expect("a name is cleaned");
+        assert_eq!((name.as_str(), address.as_str()), ("Bob  X-Injected: 1", "bob@localhost"));
+        for bad in [
+            "bob@localhost\r\nBcc: eve@evil.example",
+            "Bob <bob@local\r\nhost>",
+            "Bob <bob@localhost\nBcc: eve@evil.example>",
+            "bob\u{0}@localhost",
+            "bob@local\u{1b}host",
+        ] {
+            assert!(matches!(split_address(bad), Err(SendError::BadRecipient(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn message_ids_with_blanks_breaks_or_brackets_are_left_out() {
+        assert!(safe_id("m1@c.test"));
+        for bad in ["", "a\r\nBcc: x@y", "a b@c", "a>\r\nX: <b", "a\u{0}b"] {
+            assert!(!safe_id(bad), "{bad:?}");
+        }
+    }
 }

@@ -4,7 +4,7 @@
 //! cannot make sense of still yields metadata (taken from whatever headers it finds, or
 //! empty) and `parsed: false`, so nothing is ever refused for being malformed.
 
-use mail_parser::{Address, HeaderValue, Message, MessageParser};
+use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser};
 
 /// The longest snippet kept, in characters.
 const SNIPPET_CHARS: usize = 160;
@@ -97,6 +97,64 @@ pub fn meta_of(msg: &Message<'_>) -> Meta {
     }
 }
 
+/// Why a message's originator fields (RFC 5322 §3.6.2) do not name exactly one author.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginatorError {
+    /// The message has no From field or more than one (RFC 5322 §3.6: exactly one).
+    #[error("exactly one From header is required, the message has {0}")]
+    FromFields(usize),
+    /// The message has more than one Sender field (RFC 5322 §3.6: at most one).
+    #[error("at most one Sender header is allowed, the message has {0}")]
+    SenderFields(usize),
+    /// A From or Sender field holds a group, no mailbox, or more than one mailbox.
+    #[error("the {0} header must hold exactly one mailbox")]
+    NotOneMailbox(&'static str),
+}
+
+/// Who a message says wrote and sent it: its one From mailbox and its Sender, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Originator {
+    /// The address of the From field's mailbox, lower-cased.
+    pub from: String,
+    /// The address of the Sender field's mailbox, lower-cased, when the field is present.
+    pub sender: Option<String>,
+}
+
+/// Reads the originator fields of a message's top-level header: exactly one From field
+/// holding exactly one mailbox, and at most one Sender field holding exactly one mailbox.
+/// Anything else (a second From, a list, a group) is refused: one of the addresses could
+/// be someone else's and still be signed as ours.
+pub fn originator(msg: &Message<'_>) -> Result<Originator, OriginatorError> {
+    let from = match fields(msg, HeaderName::From).as_slice() {
+        [one] => mailbox(one, "From")?,
+        other => return Err(OriginatorError::FromFields(other.len())),
+    };
+    let sender = match fields(msg, HeaderName::Sender).as_slice() {
+        [] => None,
+        [one] => Some(mailbox(one, "Sender")?),
+        other => return Err(OriginatorError::SenderFields(other.len())),
+    };
+    Ok(Originator { from, sender })
+}
+
+/// The values of every `name` field of the top-level header, in order.
+fn fields<'a>(msg: &'a Message<'_>, name: HeaderName<'static>) -> Vec<&'a HeaderValue<'a>> {
+    msg.headers().iter().filter(|h| h.name == name).map(|h| &h.value).collect()
+}
+
+/// The address of the one mailbox `value` holds; a group, an empty field or a list of
+/// more than one is refused.
+fn mailbox(value: &HeaderValue<'_>, label: &'static str) -> Result<String, OriginatorError> {
+    let address = match value.as_address() {
+        Some(Address::List(list)) => match list.as_slice() {
+            [one] => one.address.as_deref(),
+            _ => None,
+        },
+        _ => None,
+    };
+    address.map(|a| a.trim().to_lowercase()).filter(|a| !a.is_empty()).ok_or(OriginatorError::NotOneMailbox(label))
+}
+
 fn ids(value: &HeaderValue<'_>) -> Vec<String> {
     value.as_text_list().map(|l| l.iter().map(|s| clean_id(s)).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
 }
@@ -174,5 +232,33 @@ Date: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\nHello   there,\r\n\r\nworld\r\n";
             assert!(m.subject.is_empty() || m.parsed, "{raw:?}");
         }
         assert!(!meta(b"").parsed);
+    }
+
+    fn originator_of(head: &str) -> Result<Originator, OriginatorError> {
+        let raw = format!("{head}To: bob@b.test\r\nSubject: s\r\n\r\nbody\r\n");
+        originator(&message(raw.as_bytes()).expect("parsed"))
+    }
+
+    #[test]
+    fn originator_is_one_from_mailbox_and_at_most_one_sender_mailbox() {
+        let one = originator_of("From: Ada <Ada@A.test>\r\n").expect("one From mailbox");
+        assert_eq!(one, Originator { from: "ada@a.test".into(), sender: None });
+        let with_sender = originator_of("From: ada@a.test\r\nSender: <Sec@A.test>\r\n").expect("with Sender");
+        assert_eq!(with_sender.sender.as_deref(), Some("sec@a.test"));
+        for (head, want) in [
+            ("", OriginatorError::FromFields(0)),
+            ("From: ada@a.test\r\nFrom: ceo@a.test\r\n", OriginatorError::FromFields(2)),
+            ("From: ada@a.test\r\nfrom : ceo@a.test\r\n", OriginatorError::FromFields(2)),
+            ("From: ada@a.test, ceo@a.test\r\n", OriginatorError::NotOneMailbox("From")),
+            ("From: Ada <ada@a.test>, <ceo@a.test>\r\n", OriginatorError::NotOneMailbox("From")),
+            ("From: board: ada@a.test;\r\n", OriginatorError::NotOneMailbox("From")),
+            ("From: undisclosed:;\r\n", OriginatorError::NotOneMailbox("From")),
+            ("From:\r\n", OriginatorError::NotOneMailbox("From")),
+            ("From: <>\r\n", OriginatorError::NotOneMailbox("From")),
+            ("From: ada@a.test\r\nSender: ada@a.test, ceo@a.test\r\n", OriginatorError::NotOneMailbox("Sender")),
+            ("From: ada@a.test\r\nSender: a@a.test\r\nSender: b@a.test\r\n", OriginatorError::SenderFields(2)),
+        ] {
+            assert_eq!(originator_of(head), Err(want), "{head:?}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Sending (ARCHITECTURE.md, "Sending mail"): a message a user submits (SMTP submission
-//! or web compose) is checked to come from their own address, delivered directly to local
+//! or web compose) is checked to come from their own address (the envelope sender, the
+//! one From mailbox and the Sender mailbox if any), delivered directly to local
 //! recipients through the delivery pipeline, queued for remote ones, and copied into the
 //! sender's Sent mailbox together with the `MailSent` event. Local delivery comes first,
 //! so a message it refuses (malware, a scanner without a verdict) is neither queued nor
@@ -19,9 +20,14 @@ use super::{Flags, MailError, MailService, Role};
 /// Why a message was not sent.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// The envelope sender or the From header is not one of the user's addresses.
+    /// The envelope sender, the From mailbox or the Sender mailbox is not one of the
+    /// user's addresses.
     #[error("{0} is not one of your addresses")]
     NotYourAddress(String),
+    /// The message does not have exactly one From field with exactly one mailbox, or has
+    /// a Sender field that is not one mailbox.
+    #[error(transparent)]
+    BadFrom(#[from] parse::OriginatorError),
     /// The message has no recipients.
     #[error("no recipients")]
     NoRecipients,
@@ -97,10 +103,17 @@ impl MailService {
         if !self.is_own_address(&sub.username, &sub.envelope_from) {
             return Err(SendError::NotYourAddress(sub.envelope_from.clone()));
         }
-        let meta = parse::meta(&data);
-        let from = meta.from.as_ref().map(|f| f.address.clone()).unwrap_or_default();
-        if !self.is_own_address(&sub.username, &from) {
-            return Err(SendError::NotYourAddress(if from.is_empty() { "an empty From".into() } else { from }));
+        // The message's author must be the user too: one From mailbox and, if present, one
+        // Sender mailbox, both theirs (RFC 5322 §3.6.2), before anything is stored or signed.
+        let (meta, originator) = match parse::message(&data) {
+            Some(msg) => (parse::meta_of(&msg), parse::originator(&msg)),
+            None => (parse::Meta::default(), Err(parse::OriginatorError::FromFields(0))),
+        };
+        let originator = originator?;
+        for address in std::iter::once(&originator.from).chain(&originator.sender) {
+            if !self.is_own_address(&sub.username, address) {
+                return Err(SendError::NotYourAddress(address.clone()));
+            }
         }
         let mut recipients: Vec<String> = sub.recipients.iter().map(|r| r.trim().to_ascii_lowercase()).collect();
         recipients.sort();

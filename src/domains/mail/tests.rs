@@ -236,3 +236,105 @@ async fn one_batch_threads_a_reply_to_a_message_of_the_same_batch() {
     assert_eq!(by_subject.thread_id, first.thread_id, "by subject and people, within the batch");
     assert_ne!(stranger.thread_id, first.thread_id);
 }
+
+/// ada's SMTP-style submission of `raw` to bob.
+fn ada_submits(f: &Fixture) -> send::Submission {
+    send::Submission {
+        user_id: f.ada,
+        username: "ada".into(),
+        envelope_from: "ada@localhost".into(),
+        recipients: vec!["bob@localhost".into()],
+        peer: None,
+        helo: "client.test".into(),
+        protocol: "ESMTPSA",
+    }
+}
+
+/// How many messages `user` has in the mailbox of `role`.
+async fn count(f: &Fixture, user: i64, role: Role) -> usize {
+    let mailbox = f.mail.role_mailbox(user, role).await.unwrap();
+    f.mail.list(user, Scope::Mailbox(mailbox), None, 50).await.unwrap().messages.len()
+}
+
+#[tokio::test]
+async fn submission_needs_one_from_mailbox_and_a_sender_that_are_the_users() {
+    let f = fixture().await;
+    let sub = ada_submits(&f);
+    let message = |head: &str| format!("{head}To: bob@localhost\r\nSubject: s\r\n\r\nbody\r\n").into_bytes();
+    for head in [
+        "From: ada@localhost\r\nFrom: ceo@localhost\r\n",
+        "From: ceo@localhost\r\nFrom: ada@localhost\r\n",
+        "From: ada@localhost, ceo@localhost\r\n",
+        "From: board: ada@localhost;\r\n",
+        "",
+        "From: ada@localhost\r\nSender: ada@localhost, bob@localhost\r\n",
+        "From: ada@localhost\r\nSender: ada@localhost\r\nSender: ada+x@localhost\r\n",
+    ] {
+        let err = f.mail.submit(&sub, message(head)).await.unwrap_err();
+        assert!(matches!(err, send::SendError::BadFrom(_)), "{head:?}: {err:?}");
+    }
+    for (head, foreign) in [
+        ("From: bob@localhost\r\n", "bob@localhost"),
+        ("From: ada@localhost\r\nSender: bob@localhost\r\n", "bob@localhost"),
+        ("From: bob@localhost\r\nSender: ada@localhost\r\n", "bob@localhost"),
+    ] {
+        let err = f.mail.submit(&sub, message(head)).await.unwrap_err();
+        assert!(matches!(&err, send::SendError::NotYourAddress(a) if a == foreign), "{head:?}: {err:?}");
+    }
+    assert_eq!(count(&f, f.ada, Role::Sent).await, 0, "nothing refused is kept in Sent");
+    assert_eq!(count(&f, f.bob, Role::Inbox).await, 0, "nor delivered");
+    let ok = "From: Ada <ada@localhost>\r\nSender: ada+desk@localhost\r\n";
+    f.mail.submit(&sub, message(ok)).await.expect("her own From and Sender");
+    assert_eq!((count(&f, f.ada, Role::Sent).await, count(&f, f.bob, Role::Inbox).await), (1, 1));
+}
+
+/// The header section of `raw`, one unfolded-as-written line each.
+fn header_lines(raw: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(raw);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default().to_owned();
+    head.split("\r\n").map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn compose_input_and_replied_subjects_never_start_a_header() {
+    let f = fixture().await;
+    let author = compose::Author { user_id: f.ada, username: "ada".into(), display_name: "Ada\r\nX-Display: 1".into() };
+    let draft = compose::Draft {
+        to: vec!["Bob\r\nX-Injected: 1 <bob@localhost>".into()],
+        subject: "hi\r\nBcc: victim@evil.example".into(),
+        text: Some("hello".into()),
+        ..Default::default()
+    };
+    let sent = f.mail.send_draft(&author, &draft).await.expect("sent with its header values cleaned");
+    let raw = f.mail.raw(f.ada, sent.sent_copy.id).await.unwrap();
+    let lines = header_lines(&raw);
+    for injected in ["bcc:", "x-injected:", "x-display:"] {
+        assert!(!lines.iter().any(|l| l.to_ascii_lowercase().starts_with(injected)), "{injected} in {lines:#?}");
+    }
+    let msg = parse::message(&raw).unwrap();
+    assert!(msg.bcc().is_none() && msg.header("X-Injected").is_none());
+    assert_eq!(msg.subject(), Some("hi  Bcc: victim@evil.example"));
+    assert_eq!(sent.local.len(), 1, "bob alone got it");
+
+    // An address with a line break is refused, and nothing is sent.
+    let bad = compose::Draft { to: vec!["bob@localhost\r\nBcc: victim@evil.example".into()], ..draft.clone() };
+    assert!(matches!(f.mail.send_draft(&author, &bad).await, Err(send::SendError::BadRecipient(_))));
+    assert_eq!(count(&f, f.ada, Role::Sent).await, 1);
+
+    // A subject decoded from a stored message (an encoded CR LF) is copied on one line.
+    let evil = b"From: carol@c.test\r\nTo: ada@localhost\r\nMessage-ID: <e1@c.test>\r\n\
+Subject: =?utf-8?q?Plans=0D=0ABcc:_victim@evil.example?=\r\n\r\nhi\r\n";
+    let got = f.mail.deliver(&envelope(vec![f.ada]), evil.to_vec()).await.unwrap().stored[0];
+    assert!(f.mail.row(f.ada, got.id).await.unwrap().subject.contains('\n'), "the stored subject keeps its break");
+    for draft in [
+        compose::Draft { to: vec!["bob@localhost".into()], reply_to_id: Some(got.id), ..Default::default() },
+        compose::Draft { to: vec!["bob@localhost".into()], forward_id: Some(got.id), ..Default::default() },
+    ] {
+        let sent = f.mail.send_draft(&author, &draft).await.expect("reply or forward sent");
+        let raw = f.mail.raw(f.ada, sent.sent_copy.id).await.unwrap();
+        let lines = header_lines(&raw);
+        assert!(!lines.iter().any(|l| l.to_ascii_lowercase().starts_with("bcc:")), "{lines:#?}");
+        let subject = parse::meta(&raw).subject;
+        assert!(subject.ends_with(": Plans  Bcc: victim@evil.example"), "{subject:?}");
+    }
+}

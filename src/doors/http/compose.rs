@@ -36,6 +36,7 @@ impl From<SendError> for AppError {
         let msg = e.to_string();
         match e {
             SendError::NotYourAddress(_) => AppError::new(StatusCode::FORBIDDEN, "not_your_address", msg),
+            SendError::BadFrom(_) => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_from", msg),
             SendError::NoRecipients | SendError::BadRecipient(_) | SendError::UnknownLocalUser(_) => {
                 AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_recipient", msg)
             }

@@ -152,6 +152,8 @@ impl MailDoor {
             Err(SendError::NotYourAddress(a)) => {
                 rejected(550, "5.7.1", format!("Sender {a} is not one of your addresses"))
             }
+            // RFC 3463 X.6.0: the message's own header is unacceptable.
+            Err(SendError::BadFrom(e)) => rejected(554, "5.6.0", format!("Message refused: {e}")),
             Err(SendError::UnknownLocalUser(a)) => rejected(550, "5.1.1", format!("No such user: {a}")),
             Err(SendError::BadRecipient(a)) => rejected(553, "5.1.3", format!("Invalid recipient {a}")),
             Err(SendError::NoRecipients) => rejected(554, "5.5.1", "No valid recipients"),
