@@ -78,6 +78,10 @@ pub enum MailError {
     /// The store's committer is gone (shutting down).
     #[error("the mail store is shutting down")]
     Closed,
+    /// Storing failed on a fault of ours (the committer panicked); nothing was stored and
+    /// trying again may work.
+    #[error("the message could not be stored; try again")]
+    Interrupted,
 }
 
 /// The role of a system mailbox.

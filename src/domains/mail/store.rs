@@ -10,9 +10,11 @@
 //! at a time, so one bad delivery never fails its neighbours.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use sea_orm::sea_query::Query;
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
@@ -180,9 +182,19 @@ impl Committer {
     }
 
     /// Commits a batch; after a failure it forgets the system mailbox ids it knew, so a
-    /// retry resolves them afresh.
+    /// retry resolves them afresh. A panic while committing is caught here: the batch's
+    /// transaction is rolled back as it is dropped, its deliveries get
+    /// [`MailError::Interrupted`] (a temporary failure) and the committer goes on with the
+    /// next batch, so one fault never leaves every later delivery failing.
     async fn commit_batch(&mut self, batch: &[Job]) -> Result<Vec<Vec<Stored>>, MailError> {
-        let result = self.try_commit_batch(batch).await;
+        let result = match AssertUnwindSafe(self.try_commit_batch(batch)).catch_unwind().await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::error!(size = batch.len(), "mail committer panicked; the batch was not stored");
+                metrics::counter!("postcast_mail_committer_panics_total").increment(1);
+                Err(MailError::Interrupted)
+            }
+        };
         if result.is_err() {
             self.system_mailboxes.clear();
         }
@@ -190,6 +202,10 @@ impl Committer {
     }
 
     async fn try_commit_batch(&mut self, batch: &[Job]) -> Result<Vec<Vec<Stored>>, MailError> {
+        #[cfg(test)]
+        if batch.iter().any(|j| j.raw.starts_with(test_hooks::PANIC_MARKER)) {
+            panic!("a test asked the committer to panic");
+        }
         let raws: Vec<Bytes> = batch.iter().map(|j| j.raw.clone()).collect();
         let (ids, blobs) = self.blobs.write_many(&raws).await?;
         let txn = begin_write(&self.db).await?;
@@ -481,4 +497,10 @@ pub(crate) async fn ensure_system_mailboxes<C: ConnectionTrait>(conn: &C, user_i
         .exec(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod test_hooks {
+    /// A raw message starting with this makes the committer panic (tests of its recovery).
+    pub(crate) const PANIC_MARKER: &[u8] = b"X-Committer-Test: panic\r\n";
 }

@@ -338,3 +338,59 @@ Subject: =?utf-8?q?Plans=0D=0ABcc:_victim@evil.example?=\r\n\r\nhi\r\n";
         assert!(subject.ends_with(": Plans  Bcc: victim@evil.example"), "{subject:?}");
     }
 }
+
+/// Stores `raw` in `user`'s Inbox through the group-committed store.
+async fn store_raw(mail: &MailService, user: i64, raw: Vec<u8>) -> Result<Vec<store::Stored>, MailError> {
+    let meta = std::sync::Arc::new(parse::meta(&raw));
+    mail.store(bytes::Bytes::from(raw), meta, vec![store::NewMessage::new(user, Target::Role(Role::Inbox))]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_deliveries_share_commits() {
+    let f = fixture().await;
+    let stores: Vec<_> = (0..64)
+        .map(|i| {
+            let mail = f.mail.clone();
+            let ada = f.ada;
+            tokio::spawn(async move { store_raw(&mail, ada, mail_bytes(i)).await })
+        })
+        .collect();
+    for s in stores {
+        s.await.unwrap().unwrap();
+    }
+    // One batch hands one MODSEQ to all its messages in a mailbox.
+    let rows = entities::message::Entity::find().all(&f.db).await.unwrap();
+    assert_eq!(rows.len(), 64);
+    let commits: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.modseq).collect();
+    assert!(commits.len() < 64, "64 concurrent deliveries took {} commits: no batch held two", commits.len());
+}
+
+fn mail_bytes(i: usize) -> Vec<u8> {
+    mail(&format!("c{i}@c"), &format!("Batch {i}"), "")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panicking_commit_fails_only_its_own_delivery_and_the_store_goes_on() {
+    let f = fixture().await;
+    let mut poisoned = store::test_hooks::PANIC_MARKER.to_vec();
+    poisoned.extend(mail("bad@c", "Bad", ""));
+    // The poisoned message and good ones in flight together, so they may share a batch.
+    let bad = {
+        let (mail, ada) = (f.mail.clone(), f.ada);
+        tokio::spawn(async move { store_raw(&mail, ada, poisoned).await })
+    };
+    let good: Vec<_> = (0..8)
+        .map(|i| {
+            let (mail, ada) = (f.mail.clone(), f.ada);
+            tokio::spawn(async move { store_raw(&mail, ada, mail_bytes(i)).await })
+        })
+        .collect();
+    assert!(matches!(bad.await.unwrap(), Err(MailError::Interrupted)));
+    for g in good {
+        g.await.unwrap().expect("a neighbour of the panicking delivery is stored");
+    }
+    // Later deliveries are stored as usual.
+    store_raw(&f.mail, f.ada, mail_bytes(100)).await.expect("the committer is still running");
+    let rows = entities::message::Entity::find().all(&f.db).await.unwrap();
+    assert_eq!(rows.len(), 9, "eight neighbours and the later one, nothing of the poisoned one");
+}

@@ -55,6 +55,7 @@ impl From<MailError> for AppError {
             MailError::Exists => AppError::new(StatusCode::CONFLICT, "exists", "a mailbox with that name exists"),
             MailError::LabelExists => AppError::new(StatusCode::CONFLICT, "exists", "a label with that name exists"),
             MailError::Closed => AppError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "shutting down"),
+            e @ MailError::Interrupted => AppError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
             e @ (MailError::Db(_) | MailError::Blob(_)) => AppError::internal(e),
         }
     }
