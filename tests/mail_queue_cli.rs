@@ -13,7 +13,7 @@ async fn queue_list_retry_and_drop_through_the_cli() {
     // Nothing listens on the override's port: every attempt fails and the message waits.
     let closed = Server::free_port();
     let config =
-        format!("[outbound]\nmx_allow_loopback = true\n\n[outbound.mx_override]\n\"far.example\" = \"{closed}\"\n");
+        format!("[outbound]\nallow_private_targets = true\n\n[outbound.mx_override]\n\"far.example\" = \"{closed}\"\n");
     let server = Server::start_with(&config);
     let ada = User::new(&server, "ada").await;
     let sent =

@@ -1,8 +1,8 @@
 //! The SMTP doors through the real binary and Debian's swaks: submission over STARTTLS
 //! with AUTH and an attachment, AUTH refused before TLS, no relaying, unknown users,
 //! foreign senders, oversize messages, a From that is not exactly one of the user's
-//! mailboxes or a foreign Sender, and a malformed message that is still stored and
-//! readable raw.
+//! mailboxes or a foreign Sender, looping messages (too many Received fields), and a
+//! malformed message that is still stored and readable raw.
 
 mod common;
 
@@ -227,4 +227,64 @@ async fn submission_refuses_a_second_from_a_from_list_and_a_foreign_sender() {
     assert!(ok && t.contains("250 2.0.0"), "her own From and Sender pass: {t}");
     assert_eq!(inbox(&server, &ada, "sent").await.len(), 1);
     assert_eq!(inbox(&server, &bob, "inbox").await.len(), 1);
+}
+
+/// A message from `from` to bob whose header section holds `hops` Received fields.
+fn looping_message(from: &str, hops: usize) -> String {
+    let mut m = String::new();
+    for hop in (0..hops).rev() {
+        m.push_str(&format!(
+            "Received: from relay{hop}.example ([192.0.2.{}])\r\n\tby relay{}.example; Fri, 1 Jan 2027 00:00:{:02} +0000\r\n",
+            hop % 250,
+            hop + 1,
+            hop % 60
+        ));
+    }
+    m.push_str(&format!("From: {from}\r\nTo: bob@localhost\r\nSubject: Hop {hops}\r\n\r\nAround again.\r\n"));
+    m
+}
+
+#[tokio::test]
+async fn a_message_with_more_than_50_received_fields_is_refused_as_a_loop() {
+    let server = Server::start();
+    server.register_and_login("ada", PW).await;
+    let bob = server.register_and_login("bob", PW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (mx, submission) = (server.smtp.unwrap(), server.submission.unwrap());
+    let loop_reply = "554 5.4.6 Too many Received headers: mail loop detected";
+
+    let data = file("51.eml", looping_message("eve@remote.test", 51));
+    let (ok, t) = swaks(mx, &["--from", "eve@remote.test", "--to", "bob@localhost", "--data", &data]);
+    assert!(!ok && t.contains(loop_reply), "inbound, 51 hops: {t}");
+    let data = file("51-sub.eml", looping_message("ada@localhost", 51));
+    let (ok, t) = swaks(
+        submission,
+        &[&as_ada("PLAIN", PW)[..], &["--tls", "--from", "ada@localhost", "--to", "bob@localhost", "--data", &data]]
+            .concat(),
+    );
+    assert!(!ok && t.contains(loop_reply), "submission, 51 hops: {t}");
+    assert!(inbox(&server, &bob, "inbox").await.is_empty(), "nothing refused was stored");
+
+    let data = file("50.eml", looping_message("eve@remote.test", 50));
+    let (ok, t) = swaks(mx, &["--from", "eve@remote.test", "--to", "bob@localhost", "--data", &data]);
+    assert!(ok && t.contains("250 2.0.0"), "inbound, 50 hops: {t}");
+    let data = file("50-sub.eml", looping_message("ada@localhost", 50));
+    let (ok, t) = swaks(
+        submission,
+        &[&as_ada("PLAIN", PW)[..], &["--tls", "--from", "ada@localhost", "--to", "bob@localhost", "--data", &data]]
+            .concat(),
+    );
+    assert!(ok && t.contains("250 2.0.0"), "submission, 50 hops: {t}");
+    let list = inbox(&server, &bob, "inbox").await;
+    assert_eq!(list.len(), 2, "both 50-hop messages are stored");
+    let id = list[0]["id"].as_i64().unwrap();
+    let raw = server.user(&bob).get(server.url(&format!("/api/v1/mail/messages/{id}/raw"))).send().await.unwrap();
+    let raw = raw.text().await.unwrap();
+    let received = raw.lines().filter(|l| l.starts_with("Received:")).count();
+    assert_eq!(received, 51, "ours on top of the 50: {raw}");
 }

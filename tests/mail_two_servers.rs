@@ -16,7 +16,7 @@ const PW: &str = "correct horse battery";
 
 fn config(domain: &str, dns: &DnsStandIn, peer_domain: &str, peer: std::net::SocketAddr) -> String {
     format!(
-        "[server]\ndomain = \"{domain}\"\n\n{}\n[outbound]\nmx_allow_loopback = true\nretry_base_seconds = 1\n\
+        "[server]\ndomain = \"{domain}\"\n\n{}\n[outbound]\nallow_private_targets = true\nretry_base_seconds = 1\n\
          retry_max_seconds = 1\n\n[outbound.mx_override]\n\"{peer_domain}\" = \"{peer}\"\n",
         dns.config()
     )

@@ -146,7 +146,7 @@ async fn the_real_server_resumes_the_queue_delivers_signed_mail_and_keeps_queues
     dns.add_a("mx.remote.test", Ipv4Addr::LOCALHOST);
     let config_text = format!(
         "[server]\ndomain = \"postcast.test\"\n\n[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\n{}\n\
-         [outbound]\nmx_port = {}\nmx_allow_loopback = true\nretry_base_seconds = 1\nretry_max_seconds = 1\n",
+         [outbound]\nmx_port = {}\nallow_private_targets = true\nretry_base_seconds = 1\nretry_max_seconds = 1\n",
         dns.config(),
         sink.addr.port()
     );

@@ -29,6 +29,9 @@ fn unknown_keys_and_bad_values_are_refused() {
     assert!(Config::parse("[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n").is_ok());
     assert!(Config::parse("[smtp]\nsessions_per_ip = 0\n").is_err());
     assert!(Config::parse("[smtp]\nhostname = \"mx example\"\n").is_err());
+    assert!(Config::parse("[smtp]\nmax_received_headers = 0\n").is_err());
+    assert!(Config::parse("[smtp]\nmax_received_headers = 1\n").is_ok());
+    assert!(Config::parse("[outbound]\nmx_allow_loopback = true\n").is_err(), "renamed to allow_private_targets");
     assert!(Config::parse("[jobs]\nqueue_bytes = 0\n").is_err());
     assert!(Config::parse("[stream]\nrtmp_max_connections = 0\n").is_err());
 }

@@ -2,6 +2,11 @@
 //! "Receiving mail"): trace headers, parse, virus slot, then per recipient the spam slot
 //! and their filters, then one durable store of all copies. The SMTP door calls it for
 //! mail from outside; sending calls it for local recipients.
+//!
+//! Forwards asked for by filters carry `Delivered-To: <the forwarding address>` on top; a
+//! message whose `Delivered-To` fields already name the forwarding address or the target
+//! is not forwarded again, which ends forward loops between accounts on different servers
+//! (on one server, internal copies are never forwarded at all).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -72,6 +77,17 @@ pub enum DeliverError {
     Store(#[from] MailError),
 }
 
+/// One copy a filter asks to forward.
+#[derive(Debug, Clone)]
+struct Forward {
+    /// The account whose filter asked.
+    user_id: i64,
+    /// Its address: the envelope sender and the Delivered-To of the copy.
+    from: String,
+    /// Where the copy goes.
+    to: String,
+}
+
 /// The outcome of a delivery.
 #[derive(Debug, Clone, Default)]
 pub struct Delivered {
@@ -128,21 +144,50 @@ impl MailService {
         }
         let mut targets = Vec::with_capacity(recipients.len());
         let mut forwards = Vec::new();
+        let mut seen = None;
         for user_id in recipients {
             let input = ScanInput { raw: &raw, meta: &meta, user_id, auth: verdict.as_ref() };
             let spam = scanners.spam.judge(&input).await?;
             let actions = self.filter_actions(user_id, &meta).await;
-            if !envelope.forwarded && !spam.is_spam {
-                forwards.extend(actions.forward.iter().map(|a| (user_id, a.clone())));
+            if !envelope.forwarded && !spam.is_spam && !actions.forward.is_empty() {
+                let seen = seen.get_or_insert_with(|| delivered_to(&data));
+                forwards.extend(self.forwards_of(user_id, &actions.forward, seen).await);
             }
             targets.push(placement(user_id, spam.is_spam, spam.score, &actions));
         }
         let stored = self.store(raw.clone(), meta, targets).await?;
         metrics::counter!("postcast_mail_delivered_total").increment(stored.len() as u64);
-        for (user_id, to) in &forwards {
-            self.forward(*user_id, to, &raw).await;
+        for forward in &forwards {
+            self.forward(forward, &raw).await;
         }
+        let forwards = forwards.into_iter().map(|f| (f.user_id, f.to)).collect();
         Ok(Delivered { stored, forwards })
+    }
+
+    /// The forwards of `user_id` to `targets` that would not loop: none when the message
+    /// has been delivered to the user's address before (`seen`, its Delivered-To
+    /// addresses), none to a target it has been delivered to.
+    async fn forwards_of(&self, user_id: i64, targets: &[String], seen: &[String]) -> Vec<Forward> {
+        let from = match self.inner.auth.me(user_id).await {
+            Ok(user) => user.address.to_ascii_lowercase(),
+            Err(e) => {
+                tracing::warn!(user_id, error = %e, "forwarding skipped: account unreadable");
+                return Vec::new();
+            }
+        };
+        if seen.contains(&from) {
+            tracing::info!(user_id, %from, "not forwarding: the message was delivered to this address before");
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(targets.len());
+        for to in targets {
+            if seen.contains(&to.to_ascii_lowercase()) {
+                tracing::info!(user_id, %to, "not forwarding: the message was delivered there before");
+            } else {
+                out.push(Forward { user_id, from: from.clone(), to: to.clone() });
+            }
+        }
+        out
     }
 
     /// Reads a message once: its metadata for the store and, for mail from other servers
@@ -173,21 +218,24 @@ impl MailService {
         (meta, verdict)
     }
 
-    /// Sends a copy of a stored message on, as a filter asked: to another local user
-    /// directly (without forwarding it further), elsewhere through the outbound queue
-    /// with the user's own address as envelope sender, so bounces come back to them. A
-    /// failure is logged: the message itself is already stored.
-    async fn forward(&self, user_id: i64, to: &str, raw: &[u8]) {
+    /// Sends a copy of a stored message on, as a filter asked, with `Delivered-To: FROM`
+    /// on top: to another local user directly (without forwarding it further), elsewhere
+    /// through the outbound queue with the user's own address as envelope sender, so
+    /// bounces come back to them. A failure is logged: the message itself is already stored.
+    async fn forward(&self, forward: &Forward, raw: &[u8]) {
+        let Forward { user_id, from, to } = forward;
+        let mut copy = Vec::with_capacity(raw.len() + from.len() + 16);
+        copy.extend_from_slice(format!("Delivered-To: {}\r\n", header_safe(from)).as_bytes());
+        copy.extend_from_slice(raw);
         let result: Result<(), String> = async {
             if self.is_local_address(to) {
                 let target = self.local_user(to).await.map_err(|e| e.to_string())?.ok_or("no such local user")?;
                 let envelope = Envelope::internal(vec![target]);
-                return Box::pin(self.deliver(&envelope, raw.to_vec())).await.map(|_| ()).map_err(|e| e.to_string());
+                return Box::pin(self.deliver(&envelope, copy)).await.map(|_| ()).map_err(|e| e.to_string());
             }
-            let user = self.inner.auth.me(user_id).await.map_err(|e| e.to_string())?;
             let queue = self.inner.outbound.get().ok_or("no outbound queue")?;
             queue
-                .enqueue(Some(user_id), &user.address, &[to.to_owned()], raw)
+                .enqueue(Some(*user_id), from, std::slice::from_ref(to), &copy)
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string())
@@ -254,7 +302,106 @@ fn placement(user_id: i64, is_spam: bool, score: Option<f64>, actions: &Actions)
     new
 }
 
+/// The addresses of the `Delivered-To` fields (RFC 9228) in the header section of `raw`
+/// (up to the first empty line), folded lines joined, angle brackets dropped, lowercased.
+fn delivered_to(raw: &[u8]) -> Vec<String> {
+    const NAME: &[u8] = b"delivered-to:";
+    let mut values: Vec<Vec<u8>> = Vec::new();
+    let mut in_field = false;
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match line.first() {
+            None => break,
+            Some(b' ' | b'\t') => {
+                if let (true, Some(value)) = (in_field, values.last_mut()) {
+                    value.extend_from_slice(line);
+                }
+            }
+            Some(_) => {
+                in_field = line.get(..NAME.len()).is_some_and(|n| n.eq_ignore_ascii_case(NAME));
+                if in_field {
+                    values.push(line[NAME.len()..].to_vec());
+                }
+            }
+        }
+    }
+    values
+        .iter()
+        .map(|v| {
+            let v = String::from_utf8_lossy(v);
+            v.trim().trim_start_matches('<').trim_end_matches('>').trim().to_ascii_lowercase()
+        })
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
 /// Text safe inside a header: printable ASCII without CR/LF, at most 255 characters.
 fn header_safe(s: &str) -> String {
     s.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').take(255).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::tests::{Fixture, fixture};
+    use super::super::view::Scope;
+    use super::*;
+    use crate::domains::prefs::Expect;
+
+    #[test]
+    fn delivered_to_reads_the_header_section_only() {
+        let raw = b"Delivered-To: Ada@Here.test\r\ndelivered-to:<bob@there.test>\r\nX-Delivered-To: no@x.test\r\n\
+DELIVERED-TO:\r\n  carol@folded.test\r\nSubject: s\r\n\r\nDelivered-To: body@x.test\r\n";
+        assert_eq!(delivered_to(raw), ["ada@here.test", "bob@there.test", "carol@folded.test"]);
+        assert_eq!(delivered_to(b"Delivered-To: a@b.test\nSubject: s\n\nDelivered-To: c@d.test\n"), ["a@b.test"]);
+        assert!(delivered_to(b"Subject: none\r\n\r\n").is_empty());
+    }
+
+    /// Ada's filter forwards everything from carol to bob, on the same server.
+    async fn forwarding_fixture() -> Fixture {
+        let f = fixture().await;
+        let doc = json!({"mail": {"filters": [{"match": {"from": "carol@"}, "forward": "bob@localhost"}]}});
+        f.prefs.replace(f.ada, doc, &Expect::Any).await.unwrap();
+        f
+    }
+
+    /// Delivers a message from carol with `extra` header lines to ada; returns the forwards.
+    async fn deliver_to_ada(f: &Fixture, extra: &str) -> Vec<(i64, String)> {
+        let raw = format!("{extra}From: carol@c.test\r\nTo: ada@localhost\r\nSubject: Hops\r\n\r\nhi\r\n");
+        let envelope = Envelope { forwarded: false, ..Envelope::internal(vec![f.ada]) };
+        f.mail.deliver(&envelope, raw.into_bytes()).await.unwrap().forwards
+    }
+
+    async fn raw_in_inbox(f: &Fixture, user_id: i64) -> Vec<String> {
+        let inbox = f.mail.role_mailbox(user_id, super::super::Role::Inbox).await.unwrap();
+        let page = f.mail.list(user_id, Scope::Mailbox(inbox), None, 50).await.unwrap();
+        let mut out = Vec::new();
+        for m in page.messages {
+            out.push(String::from_utf8_lossy(&f.mail.raw(user_id, m.id).await.unwrap()).into_owned());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_copy_carries_delivered_to_the_forwarding_address() {
+        let f = forwarding_fixture().await;
+        let forwards = deliver_to_ada(&f, "Delivered-To: someone@elsewhere.test\r\n").await;
+        assert_eq!(forwards, [(f.ada, "bob@localhost".to_owned())]);
+        let bob = raw_in_inbox(&f, f.bob).await;
+        assert_eq!(bob.len(), 1);
+        assert!(bob[0].contains("\r\nDelivered-To: ada@localhost\r\nReceived: "), "{}", bob[0]);
+        assert_eq!(delivered_to(bob[0].as_bytes()), ["ada@localhost", "someone@elsewhere.test"]);
+    }
+
+    #[tokio::test]
+    async fn a_message_delivered_to_the_target_or_the_forwarder_before_is_not_forwarded() {
+        let f = forwarding_fixture().await;
+        // Bob's server forwarded it to ada: sending it back to bob would loop.
+        assert!(deliver_to_ada(&f, "Delivered-To: Bob@Localhost\r\n").await.is_empty());
+        // It passed through ada's forwarding once already.
+        assert!(deliver_to_ada(&f, "Delivered-To: <ada@localhost>\r\n").await.is_empty());
+        assert!(raw_in_inbox(&f, f.bob).await.is_empty(), "bob got no copy");
+        assert_eq!(raw_in_inbox(&f, f.ada).await.len(), 2, "ada keeps both");
+    }
 }

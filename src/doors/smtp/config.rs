@@ -1,6 +1,6 @@
-//! The SMTP doors' configuration, `[smtp]`: the announced host name, message limits,
-//! session caps and timeouts. Types, defaults and range checks only; the doors read them,
-//! the application's `Config` names them.
+//! The SMTP doors' configuration, `[smtp]`: the announced host name, message limits (size,
+//! recipients, Received fields), session caps and timeouts. Types, defaults and range
+//! checks only; the doors read them, the application's `Config` names them.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +16,9 @@ pub struct SmtpConfig {
     pub max_message_bytes: usize,
     /// Most recipients of one message.
     pub max_recipients: usize,
+    /// Most `Received` header fields a message may carry; more is a mail loop, refused at
+    /// the end of DATA with 554 5.4.6 (RFC 5321 §6.3).
+    pub max_received_headers: usize,
     /// Open sessions allowed from one IP address, per door.
     pub sessions_per_ip: usize,
     /// Open sessions allowed in all, per door.
@@ -32,6 +35,7 @@ impl Default for SmtpConfig {
             hostname: String::new(),
             max_message_bytes: 25 << 20,
             max_recipients: 100,
+            max_received_headers: 50,
             sessions_per_ip: 20,
             max_sessions: 1000,
             idle_seconds: 300,
@@ -50,6 +54,10 @@ impl SmtpConfig {
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.max_message_bytes < 1024 || self.max_recipients == 0 {
             return Err(ConfigError::Invalid("smtp.max_message_bytes must be at least 1024, max_recipients 1".into()));
+        }
+        if self.max_received_headers == 0 {
+            // Nearly all mail from other servers carries a Received field: 0 would refuse it.
+            return Err(ConfigError::Invalid("smtp.max_received_headers must be at least 1".into()));
         }
         if self.sessions_per_ip == 0 || self.max_sessions == 0 {
             return Err(ConfigError::Invalid("smtp.sessions_per_ip and smtp.max_sessions must be at least 1".into()));

@@ -65,6 +65,7 @@ impl DoorSettings {
         let session = SessionConfig {
             max_message_bytes: smtp.max_message_bytes,
             max_recipients: smtp.max_recipients,
+            max_received_headers: smtp.max_received_headers,
             ..SessionConfig::new(kind, smtp.hostname_or(&config.server.domain))
         };
         Self {

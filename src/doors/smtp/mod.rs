@@ -16,6 +16,9 @@
 //!   more than one command line (`max_line`, 12288 octets for SASL responses): an oversized
 //!   body is read on and thrown away, then refused with 552 5.3.4 (RFC 1870 §6.3); an
 //!   overlong line is dropped and answered 500 5.5.2.
+//! - **A looping message is refused before the handler sees it**: more than
+//!   `max_received_headers` `Received` fields in the header section is 554 5.4.6 at the end
+//!   of data (RFC 5321 §6.3), on every door.
 //! - **Never an open relay**: every reverse-path and recipient is put to the handler before
 //!   it is accepted;
 //!   a submission session refuses MAIL until AUTH succeeded, and AUTH until TLS is active.
@@ -59,6 +62,9 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 25 * 1024 * 1024;
 pub const DEFAULT_MAX_RECIPIENTS: usize = 100;
 /// The default longest command line in octets, CRLF included (RFC 5321 §4.5.3.1.4 asks for 512).
 pub const DEFAULT_MAX_LINE: usize = 1000;
+/// The default most `Received` fields a message may carry before it counts as looping
+/// (RFC 5321 §6.3 suggests at least 100 hops are unusual; Postfix and Exim refuse past 50).
+pub const DEFAULT_MAX_RECEIVED_HEADERS: usize = 50;
 
 /// Which door a session belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +88,8 @@ pub struct SessionConfig {
     pub max_recipients: usize,
     /// The longest command line in octets, CRLF included (500 5.5.2 beyond).
     pub max_line: usize,
+    /// The most `Received` header fields a message may carry (554 5.4.6 beyond: a loop).
+    pub max_received_headers: usize,
     /// Whether the door can upgrade this connection to TLS (STARTTLS is offered then).
     pub tls_available: bool,
     /// Whether the connection is already encrypted (implicit TLS, port 465).
@@ -97,6 +105,7 @@ impl SessionConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_recipients: DEFAULT_MAX_RECIPIENTS,
             max_line: DEFAULT_MAX_LINE,
+            max_received_headers: DEFAULT_MAX_RECEIVED_HEADERS,
             tls_available: false,
             tls_active: false,
         }

@@ -339,7 +339,7 @@ impl Session {
         true
     }
 
-    /// The body ended: refuse it when it was too big, else hand it over.
+    /// The body ended: refuse it when it was too big or is looping, else hand it over.
     fn end_of_data(&mut self, out: &mut Vec<Event>) {
         match std::mem::replace(&mut self.phase, Phase::Command) {
             Phase::DataOverflow(_) => {
@@ -348,6 +348,11 @@ impl Session {
             }
             Phase::BdatDiscard(_) => {
                 self.fail(out, 502, "5.5.1", "BDAT not implemented");
+            }
+            _ if too_many_received(&self.data, self.config.max_received_headers) => {
+                // RFC 5321 §6.3: a message with this many hops is looping; RFC 3463 X.4.6.
+                self.reset_transaction();
+                out.push(Event::Reply(reply::line(554, "5.4.6", "Too many Received headers: mail loop detected")));
             }
             _ => {
                 let from = self.mail_from.take().unwrap_or_default();
@@ -657,6 +662,25 @@ impl Session {
         }
         bytes
     }
+}
+
+/// Whether the header section of `message` (up to the first empty line) holds more than
+/// `max` lines starting with `Received:`, in any case. Stops counting past `max`.
+pub(super) fn too_many_received(message: &[u8], max: usize) -> bool {
+    let mut count = 0;
+    for line in message.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line.get(..9).is_some_and(|name| name.eq_ignore_ascii_case(b"received:")) {
+            count += 1;
+            if count > max {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// A body receiver that knows it starts at the beginning of a line: smtp-proto's

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
+use super::session::too_many_received;
 use super::*;
 
 const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -222,6 +223,59 @@ fn body_exactly_at_the_limit_is_accepted() {
     assert!(outcome.text().ends_with("250 2.0.0 Message accepted\r\n"), "{}", outcome.text());
     assert_eq!(outcome.messages[0].0, "");
     assert_eq!(outcome.messages[0].2, b"0123456789\r\n");
+}
+
+/// A transaction (after the greeting) that sends one message whose header section holds
+/// `received` Received fields.
+fn with_received(received: usize) -> Vec<u8> {
+    let mut input = b"MAIL FROM:<a@remote.test>\r\nRCPT TO:<b@local.test>\r\nDATA\r\n".to_vec();
+    for hop in 0..received {
+        input.extend(
+            format!("Received: from hop{hop}.test by hop{}.test; Fri, 1 Jan 2027 00:00:00 +0000\r\n", hop + 1).bytes(),
+        );
+    }
+    input.extend(b"Subject: round and round\r\n\r\nReceived: in the body, not counted\r\n.\r\nNOOP\r\n");
+    input
+}
+
+#[test]
+fn more_received_fields_than_allowed_is_554_5_4_6() {
+    let config = SessionConfig { max_received_headers: 3, ..inbound() };
+    let inbound_with = |config: &SessionConfig, received| {
+        drive_whole(config.clone(), &[&b"HELO c\r\n"[..], &with_received(received)].concat())
+    };
+    let outcome = inbound_with(&config, 3);
+    assert!(outcome.text().ends_with("250 2.0.0 Message accepted\r\n250 2.0.0 OK\r\n"), "{}", outcome.text());
+    assert_eq!(outcome.messages.len(), 1);
+    let outcome = inbound_with(&config, 4);
+    assert!(
+        outcome.text().ends_with("554 5.4.6 Too many Received headers: mail loop detected\r\n250 2.0.0 OK\r\n"),
+        "{}",
+        outcome.text()
+    );
+    assert!(outcome.messages.is_empty(), "a looping message never reaches the handler");
+    // The default is 50, on submission too.
+    assert_eq!(inbound().max_received_headers, 50);
+    let login = b"EHLO c\r\nAUTH PLAIN AGFkYQBzZWNyZXQ=\r\n";
+    let submit = |received| {
+        let input = [&login[..], &with_received(received)[..]].concat();
+        drive_whole(submission(true), &input)
+    };
+    let outcome = submit(51);
+    assert!(outcome.text().contains("\r\n554 5.4.6 "), "{}", outcome.text());
+    assert!(outcome.messages.is_empty());
+    assert_eq!(submit(50).messages.len(), 1);
+}
+
+#[test]
+fn received_fields_are_counted_in_the_header_section_only_in_any_case() {
+    let head = b"Received: a\r\nreceived: b\r\nRECEIVED:c\r\n\tfolded on\r\nReceived-SPF: pass\r\nX-Received: d\r\n";
+    let message = [&head[..], b"Subject: s\r\n\r\nReceived: body\r\nReceived: body\r\n"].concat();
+    assert!(!too_many_received(&message, 3), "three fields, the body and look-alikes not counted");
+    assert!(too_many_received(&message, 2));
+    assert!(!too_many_received(b"Received: a\nReceived: b\n\nReceived: c\n", 2), "bare LF lines too");
+    assert!(too_many_received(b"Received: a\nReceived: b\nReceived: c", 2), "a message without a body");
+    assert!(!too_many_received(b"", 0));
 }
 
 #[test]

@@ -54,9 +54,12 @@ pub struct OutboundConfig {
     pub mx_override: BTreeMap<String, String>,
     /// The port MX hosts are reached on.
     pub mx_port: u16,
-    /// Deliver to MX hosts that resolve to a loopback address (tests only: otherwise such
-    /// mail would loop back into this machine and is refused, RFC 5321 §5.1).
-    pub mx_allow_loopback: bool,
+    /// Deliver to MX hosts that resolve to loopback, private, link-local, shared (CGNAT),
+    /// multicast, documentation or other reserved addresses (tests and private networks):
+    /// otherwise they are dropped, so that a recipient domain's DNS cannot point this server
+    /// back at itself (RFC 5321 §5.1) or at the network behind it. Override targets and the
+    /// smarthost, named here by the operator, are not checked.
+    pub allow_private_targets: bool,
     /// The name given in EHLO; empty means `server.domain`.
     pub helo_name: String,
     /// First retry delay after a temporary failure, in seconds; doubles with each attempt.
@@ -83,7 +86,7 @@ impl Default for OutboundConfig {
             relay_implicit_tls: false,
             mx_override: BTreeMap::new(),
             mx_port: 25,
-            mx_allow_loopback: false,
+            allow_private_targets: false,
             helo_name: String::new(),
             retry_base_seconds: 60,
             retry_max_seconds: 3600,

@@ -3,7 +3,8 @@
 //! preference, else the domain's own address, RFC 5321 §5.1), then per target connect,
 //! EHLO, STARTTLS when offered (RFC 3207), MAIL, one RCPT per recipient and DATA, and
 //! sort every recipient's answer into delivered / failed / deferred. It touches no table:
-//! the worker records what it returns.
+//! the worker records what it returns. MX hosts with loopback, private or other non-public
+//! addresses are dropped unless `outbound.allow_private_targets` (see `targets.rs`).
 //!
 //! TLS: to MX hosts and override targets it is opportunistic and unverified, like every
 //! MTA's (RFC 7435; a failed handshake is retried in plain text on a new connection); to
@@ -24,6 +25,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::config::OutboundConfig;
+use super::targets::{SpecialRange, special_range};
 use crate::domains::mail::dns::{Dns, LookupError};
 
 /// The most recipients sent in one transaction (RFC 5321 §4.5.3.1.8 guarantees 100).
@@ -118,6 +120,17 @@ fn send_error(e: mail_send::Error) -> HostError {
         }
         mail_send::Error::Timeout => HostError::Temporary("timed out".into()),
         other => HostError::Temporary(other.to_string()),
+    }
+}
+
+/// The permanent failure of a domain whose mail servers all have non-public addresses:
+/// RFC 3463 X.4.6 "routing loop detected" when they are this machine, else X.4.4 "unable
+/// to route".
+fn non_public(domain: &str, range: SpecialRange) -> String {
+    if range.is_this_machine() {
+        format!("554 5.4.6 the mail servers of {domain} point back at this machine")
+    } else {
+        format!("554 5.4.4 the mail servers of {domain} have only {range} addresses")
     }
 }
 
@@ -270,15 +283,20 @@ impl Deliverer {
             }
         }
         if let Route::Mx(domain) = route
-            && !self.config.mx_allow_loopback
+            && !self.config.allow_private_targets
         {
-            let before = targets.len();
-            targets.retain(|(_, addr)| !(addr.ip().is_loopback() || addr.ip().is_unspecified()));
-            if before > 0 && targets.is_empty() {
-                return Err(Outcome::Failed {
-                    reply: format!("554 5.4.6 the mail servers of {domain} point back at this machine"),
-                    remote: None,
-                });
+            // The reason given: a loop into this machine when there is one, else the first range.
+            let mut refused: Option<SpecialRange> = None;
+            targets.retain(|(host, addr)| {
+                let Some(range) = special_range(addr.ip()) else { return true };
+                tracing::info!(%host, %addr, %range, "not delivering to a non-public address");
+                if refused.is_none() || range.is_this_machine() {
+                    refused = Some(range);
+                }
+                false
+            });
+            if let (true, Some(range)) = (targets.is_empty(), refused) {
+                return Err(Outcome::Failed { reply: non_public(domain, range), remote: None });
             }
         }
         if targets.is_empty() {

@@ -22,6 +22,7 @@ mod delivery;
 pub mod dkim;
 pub mod dsn;
 mod entities;
+mod targets;
 #[cfg(test)]
 mod tests;
 mod worker;

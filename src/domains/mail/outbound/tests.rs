@@ -122,7 +122,7 @@ struct Fixture {
 fn config(mx_port: u16) -> OutboundConfig {
     OutboundConfig {
         mx_port,
-        mx_allow_loopback: true,
+        allow_private_targets: true,
         connect_timeout_seconds: 5,
         command_timeout_seconds: 10,
         ..OutboundConfig::default()
@@ -386,17 +386,30 @@ async fn a_domain_that_does_not_exist_fails_at_once() {
 }
 
 #[tokio::test]
-async fn an_mx_pointing_back_at_this_machine_is_refused() {
+async fn mx_hosts_at_loopback_private_or_mapped_loopback_addresses_are_refused() {
     let receiver = Arc::new(Receiver::default());
     let port = start_receiver(receiver.clone()).await;
-    let f = Fixture::new(OutboundConfig { mx_allow_loopback: false, ..config(port) }).await;
+    let f = Fixture::new(OutboundConfig { allow_private_targets: false, ..config(port) }).await;
     f.mx("remote.test");
+    f.dns.add_mx("private.test", 10, "mx.private.test");
+    f.dns.add_a("mx.private.test", Ipv4Addr::new(10, 1, 2, 3));
+    // Only an AAAA record, ::ffff:127.0.0.1: it reaches the receiver's IPv4 socket.
+    f.dns.add_mx("mapped.test", 10, "mx.mapped.test");
+    f.dns.add_aaaa("mx.mapped.test", Ipv4Addr::LOCALHOST.to_ipv6_mapped());
     let (stop, stop_rx) = watch::channel(false);
     let worker = f.queue.start(stop_rx);
-    let id = f.queue.enqueue(None, "ann@postcast.test", &rcpts(&["bob@remote.test"]), &mail("bob")).await.unwrap();
-    let m = f.wait_for(id, "refusal", |m| m.status == MessageStatus::Done).await;
-    assert!(m.recipients[0].reply.as_deref().unwrap_or("").starts_with("554 5.4.6"), "{m:?}");
-    assert!(receiver.received().is_empty());
+    let cases = [("bob@remote.test", "554 5.4.6"), ("bob@private.test", "554 5.4.4"), ("bob@mapped.test", "554 5.4.6")];
+    let mut ids = Vec::new();
+    for (to, _) in cases {
+        ids.push(f.queue.enqueue(None, "ann@postcast.test", &rcpts(&[to]), &mail(to)).await.unwrap());
+    }
+    for (id, (to, reply)) in ids.into_iter().zip(cases) {
+        let m = f.wait_for(id, to, |m| m.status == MessageStatus::Done).await;
+        assert!(m.recipients[0].reply.as_deref().unwrap_or("").starts_with(reply), "{to}: {m:?}");
+        assert_eq!(m.recipients[0].status, RecipientStatus::Failed, "{to}: {m:?}");
+    }
+    assert!(receiver.received().is_empty(), "nothing reached the receiver");
+    assert_eq!(f.bounces.all().len(), 3, "each failure bounces");
     let _ = stop.send(true);
     worker.await.unwrap();
 }
