@@ -4,13 +4,13 @@
 //! submission: never an open relay), and where a message goes (the delivery pipeline for
 //! inbound mail, the sending path for submitted mail).
 
-use crate::domains::auth::{AuthService, ClientInfo};
+use crate::domains::auth::{AuthError, AuthService, ClientInfo};
 use crate::domains::mail::MailService;
 use crate::domains::mail::deliver::{DeliverError, Envelope};
 use crate::domains::mail::scan::ScanError;
 use crate::domains::mail::send::{SendError, Submission};
 
-use super::{AuthMechanism, MessageVerdict, RcptVerdict, SessionContext, SessionKind, SmtpHandler};
+use super::{AuthMechanism, AuthVerdict, MessageVerdict, RcptVerdict, SessionContext, SessionKind, SmtpHandler};
 
 /// The handler of all three SMTP doors.
 #[derive(Clone)]
@@ -60,8 +60,12 @@ impl SmtpHandler for MailDoor {
         _mechanism: AuthMechanism,
         username: &str,
         password: &str,
-    ) -> bool {
-        self.auth.verify_client_password(username, password, &client(ctx)).await.is_ok()
+    ) -> AuthVerdict {
+        match self.auth.verify_client_password(username, password, &client(ctx)).await {
+            Ok(_) => AuthVerdict::Accepted,
+            Err(AuthError::Busy(_)) => AuthVerdict::TryLater,
+            Err(_) => AuthVerdict::Refused,
+        }
     }
 
     async fn check_sender(&self, ctx: &SessionContext, address: &str) -> bool {

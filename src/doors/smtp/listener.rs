@@ -23,8 +23,8 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::{
-    AuthMechanism, MessageVerdict, RcptVerdict, Session, SessionConfig, SessionContext, SessionKind, SmtpError,
-    SmtpHandler, TlsUpgrade, run_session,
+    AuthMechanism, AuthVerdict, MessageVerdict, RcptVerdict, Session, SessionConfig, SessionContext, SessionKind,
+    SmtpError, SmtpHandler, TlsUpgrade, run_session,
 };
 use crate::config::Config;
 use crate::doors::accept::{self, AcceptSettings, Door, Refusal};
@@ -186,12 +186,16 @@ impl<H: SmtpHandler + Sync> SmtpHandler for Counted<'_, H> {
         mechanism: AuthMechanism,
         username: &str,
         password: &str,
-    ) -> bool {
-        let ok = self.inner.authenticate(ctx, mechanism, username, password).await;
-        let result = if ok { "ok" } else { "failed" };
+    ) -> AuthVerdict {
+        let verdict = self.inner.authenticate(ctx, mechanism, username, password).await;
+        let result = match verdict {
+            AuthVerdict::Accepted => "ok",
+            AuthVerdict::Refused => "failed",
+            AuthVerdict::TryLater => "busy",
+        };
         metrics::counter!("postcast_smtp_auth_total", "door" => self.door, "result" => result).increment(1);
         tracing::info!(user = ?username, ?mechanism, result, "smtp auth");
-        ok
+        verdict
     }
 
     async fn check_recipient(&self, ctx: &SessionContext, address: &str) -> RcptVerdict {

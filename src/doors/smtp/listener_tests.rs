@@ -45,11 +45,11 @@ impl Fake {
 }
 
 impl SmtpHandler for Fake {
-    async fn authenticate(&self, _: &SessionContext, _: AuthMechanism, username: &str, password: &str) -> bool {
+    async fn authenticate(&self, _: &SessionContext, _: AuthMechanism, username: &str, password: &str) -> AuthVerdict {
         if let Ok(mut logins) = self.logins.lock() {
             logins.push(username.to_string());
         }
-        username == "ada" && password == "pw"
+        if username == "ada" && password == "pw" { AuthVerdict::Accepted } else { AuthVerdict::Refused }
     }
 
     async fn check_recipient(&self, ctx: &SessionContext, address: &str) -> RcptVerdict {

@@ -214,6 +214,17 @@ impl fmt::Debug for Event {
     }
 }
 
+/// The handler's answer to an AUTH attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthVerdict {
+    /// The credentials are right: `235 2.7.0`.
+    Accepted,
+    /// Wrong, unknown or not allowed: `535 5.7.8`.
+    Refused,
+    /// Not checked now (every password-hashing slot busy): `454 4.7.0`, try again.
+    TryLater,
+}
+
 /// The services the SMTP door needs from the rest of postcast.
 pub trait SmtpHandler {
     /// Whether `username` may log in with `password` (an app password, or the account
@@ -224,7 +235,7 @@ pub trait SmtpHandler {
         mechanism: AuthMechanism,
         username: &str,
         password: &str,
-    ) -> impl Future<Output = bool> + Send;
+    ) -> impl Future<Output = AuthVerdict> + Send;
 
     /// Whether this session may use `address` as its reverse-path (MAIL FROM); everyone may
     /// unless the handler says otherwise.
@@ -392,8 +403,8 @@ async fn answer(session: &mut Session, handler: &impl SmtpHandler, question: Eve
     let ctx = session.context();
     match question {
         Event::Authenticate { mechanism, username, password } => {
-            let ok = handler.authenticate(&ctx, mechanism, &username, &password).await;
-            session.auth_result(ok)
+            let verdict = handler.authenticate(&ctx, mechanism, &username, &password).await;
+            session.auth_result(verdict)
         }
         Event::CheckSender(address) => {
             let allowed = handler.check_sender(&ctx, &address).await;

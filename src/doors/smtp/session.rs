@@ -14,7 +14,9 @@ use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver};
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, MailFrom, Request};
 
 use super::reply;
-use super::{AuthMechanism, Event, MessageVerdict, RcptVerdict, SessionConfig, SessionContext, SessionKind};
+use super::{
+    AuthMechanism, AuthVerdict, Event, MessageVerdict, RcptVerdict, SessionConfig, SessionContext, SessionKind,
+};
 
 /// After this many failed commands the session says 421 and closes.
 const MAX_ERRORS: u32 = 10;
@@ -155,17 +157,19 @@ impl Session {
     }
 
     /// The answer to [`Event::Authenticate`] (RFC 4954 §6).
-    pub fn auth_result(&mut self, ok: bool) -> Vec<u8> {
+    pub fn auth_result(&mut self, verdict: AuthVerdict) -> Vec<u8> {
         let Phase::AwaitAuth { username } = &mut self.phase else {
             return Vec::new();
         };
         let username = std::mem::take(username);
         self.phase = Phase::Command;
-        if ok {
-            self.user = Some(username);
-            reply::line(235, "2.7.0", "Authentication successful")
-        } else {
-            self.fail_bytes(535, "5.7.8", "Authentication credentials invalid")
+        match verdict {
+            AuthVerdict::Accepted => {
+                self.user = Some(username);
+                reply::line(235, "2.7.0", "Authentication successful")
+            }
+            AuthVerdict::Refused => self.fail_bytes(535, "5.7.8", "Authentication credentials invalid"),
+            AuthVerdict::TryLater => reply::line(454, "4.7.0", "Temporary authentication failure, try again later"),
         }
     }
 

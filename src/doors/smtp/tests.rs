@@ -53,9 +53,13 @@ fn drive(session: &mut Session, pieces: &[&[u8]]) -> Outcome {
                 Event::StartTls => outcome.starttls = true,
                 Event::Close => outcome.closed = true,
                 Event::Authenticate { mechanism, username, password } => {
-                    let ok = password == "secret";
+                    let verdict = match password.as_str() {
+                        "secret" => AuthVerdict::Accepted,
+                        "busy" => AuthVerdict::TryLater,
+                        _ => AuthVerdict::Refused,
+                    };
                     outcome.logins.push((mechanism, username, password));
-                    outcome.out.extend(session.auth_result(ok));
+                    outcome.out.extend(session.auth_result(verdict));
                     events.extend(session.resume());
                 }
                 Event::CheckSender(address) => {
@@ -391,6 +395,20 @@ fn auth_plain_continuation_and_wrong_password() {
 }
 
 #[test]
+fn a_busy_password_check_is_a_temporary_failure_and_the_client_may_retry() {
+    // "\0bob\0busy" (the handler's slots are full), then "\0bob\0secret"
+    let outcome =
+        drive_whole(submission(true), b"EHLO c\r\nAUTH PLAIN AGJvYgBidXN5\r\nAUTH PLAIN AGJvYgBzZWNyZXQ=\r\n");
+    assert!(
+        outcome.text().ends_with(
+            "454 4.7.0 Temporary authentication failure, try again later\r\n235 2.7.0 Authentication successful\r\n"
+        ),
+        "{}",
+        outcome.text()
+    );
+}
+
+#[test]
 fn auth_login_and_cancel() {
     // "bob" / "secret"
     let outcome = drive_whole(submission(true), b"EHLO c\r\nAUTH LOGIN\r\n*\r\nAUTH LOGIN\r\nYm9i\r\nc2VjcmV0\r\n");
@@ -508,8 +526,8 @@ struct Recorder {
 }
 
 impl SmtpHandler for Recorder {
-    async fn authenticate(&self, _: &SessionContext, _: AuthMechanism, _: &str, _: &str) -> bool {
-        false
+    async fn authenticate(&self, _: &SessionContext, _: AuthMechanism, _: &str, _: &str) -> AuthVerdict {
+        AuthVerdict::Refused
     }
 
     async fn check_recipient(&self, ctx: &SessionContext, address: &str) -> RcptVerdict {

@@ -26,8 +26,8 @@ use crate::domains::mail::config::DnsConfig;
 use crate::domains::mail::dns::Dns;
 use crate::domains::mail::dns::standin::DnsStandIn;
 use crate::doors::smtp::{
-    AuthMechanism, MessageVerdict, RcptVerdict, Session, SessionConfig, SessionContext, SessionKind, SmtpHandler,
-    run_session,
+    AuthMechanism, AuthVerdict, MessageVerdict, RcptVerdict, Session, SessionConfig, SessionContext, SessionKind,
+    SmtpHandler, run_session,
 };
 use crate::platform::blobs::{BlobId, Blobs};
 use crate::platform::db::{self, Db};
@@ -56,8 +56,8 @@ impl Receiver {
 }
 
 impl SmtpHandler for Receiver {
-    async fn authenticate(&self, _: &SessionContext, _: AuthMechanism, _: &str, _: &str) -> bool {
-        false
+    async fn authenticate(&self, _: &SessionContext, _: AuthMechanism, _: &str, _: &str) -> AuthVerdict {
+        AuthVerdict::Refused
     }
 
     async fn check_recipient(&self, _: &SessionContext, address: &str) -> RcptVerdict {
