@@ -163,26 +163,18 @@ where
     })
 }
 
-/// Starts one bus subscriber per consuming domain.
-fn start_subscribers(services: &Arc<Services>, stop: &watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-    let bus = &services.bus;
+/// Every bus subscriber by name, with its handler: one per consuming domain.
+pub fn subscribers(services: &Services) -> Vec<(&'static str, Handler)> {
     vec![
-        bus.subscribe(
-            "profile",
-            handler(services.profile.clone(), |p, e| async move { p.handle_event(e).await }),
-            stop.clone(),
-        ),
-        bus.subscribe(
-            "prefs",
-            handler(services.prefs.clone(), |p, e| async move { p.handle_event(e).await }),
-            stop.clone(),
-        ),
-        bus.subscribe(
-            "contacts",
-            handler(services.contacts.clone(), |c, e| async move { c.handle_event(e).await }),
-            stop.clone(),
-        ),
+        ("profile", handler(services.profile.clone(), |p, e| async move { p.handle_event(e).await })),
+        ("prefs", handler(services.prefs.clone(), |p, e| async move { p.handle_event(e).await })),
+        ("contacts", handler(services.contacts.clone(), |c, e| async move { c.handle_event(e).await })),
     ]
+}
+
+/// Starts one bus subscriber task per [`subscribers`] entry.
+fn start_subscribers(services: &Arc<Services>, stop: &watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    subscribers(services).into_iter().map(|(name, h)| services.bus.subscribe(name, h, stop.clone())).collect()
 }
 
 /// Hourly upkeep: stream retention and pruning of delivered outbox events.

@@ -73,6 +73,11 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// Inspect and replay the bus events a subscriber gave up on (dead letters).
+    Events {
+        #[command(subcommand)]
+        action: EventsAction,
+    },
     /// Import mail into an account (messages it already has are skipped).
     Import {
         #[command(subcommand)]
@@ -125,6 +130,17 @@ enum ExportFormat {
         /// The file to write [default: standard output].
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EventsAction {
+    /// List the events subscribers gave up on, with the last error.
+    Failed,
+    /// Hand dead letters to their subscriber again; those that succeed are removed.
+    Retry {
+        /// The dead letter's id (from `events failed`); every one when left out.
+        id: Option<i64>,
     },
 }
 
@@ -254,6 +270,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { action } => user_command(config, action).await?,
         Command::Dns => dns_command(&config)?,
         Command::Queue { action } => queue_command(config, action).await?,
+        Command::Events { action } => events_command(config, action).await?,
         Command::Import { source } => import_command(config, source).await?,
         Command::Export { format } => export_command(config, format).await?,
     }
@@ -273,6 +290,31 @@ fn dns_command(config: &Config) -> anyhow::Result<()> {
         "; and the server's address a PTR record naming it. DKIM key: {}",
         key_path(&config.server.data_dir, selector).display()
     );
+    Ok(())
+}
+
+async fn events_command(config: Config, action: EventsAction) -> anyhow::Result<()> {
+    let services = app::build(config).await?;
+    match action {
+        EventsAction::Failed => {
+            let letters = services.bus.dead_letters().await?;
+            if letters.is_empty() {
+                println!("no failed events");
+            }
+            for l in letters {
+                println!("#{:<6} {:<10} outbox {:<8} {}", l.id, l.subscriber, l.outbox_id, l.error);
+                println!("        {}", l.event);
+            }
+        }
+        EventsAction::Retry { id } => {
+            let handlers = app::subscribers(&services);
+            let (done, failed) = services.bus.retry_dead_letters(id, &handlers).await?;
+            println!("{done} delivered, {failed} failed again");
+            if failed > 0 {
+                anyhow::bail!("{failed} event(s) failed again; see `postcast events failed`");
+            }
+        }
+    }
     Ok(())
 }
 

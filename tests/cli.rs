@@ -81,3 +81,36 @@ async fn restart_keeps_accounts_and_sigterm_stops_cleanly() {
     let status = s.child.wait().unwrap();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
+
+#[tokio::test]
+async fn failed_events_are_listed_and_retried_through_their_subscriber() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = postcast_cli(d, &["user", "add", "zoe"], Some("correct horse battery\n"));
+    assert!(o.status.success(), "{}", output_text(&o));
+    let o = postcast_cli(d, &["events", "failed"], None);
+    assert!(output_text(&o).contains("no failed events"), "{}", output_text(&o));
+    // Two dead letters of zoe's registration event: one for a real subscriber, one for a
+    // subscriber this build does not have.
+    let url = format!("sqlite://{}?mode=rw", d.join("postcast.db").display());
+    let db = sea_orm::Database::connect(url).await.unwrap();
+    let backend = db.get_database_backend();
+    for subscriber in ["profile", "gone"] {
+        let insert = format!(
+            "INSERT INTO bus_dead_letters (subscriber, outbox_id, event, error, failed_at) \
+             SELECT '{subscriber}', id, event, 'handler failed', 0 FROM outbox ORDER BY id LIMIT 1"
+        );
+        let res = sea_orm::ConnectionTrait::execute_raw(&db, sea_orm::Statement::from_string(backend, insert));
+        assert_eq!(res.await.unwrap().rows_affected(), 1);
+    }
+    db.close().await.unwrap();
+    let o = postcast_cli(d, &["events", "failed"], None);
+    let listed = output_text(&o);
+    assert!(listed.contains("profile") && listed.contains("gone") && listed.contains("handler failed"), "{listed}");
+    let o = postcast_cli(d, &["events", "retry"], None);
+    assert_eq!(o.status.code(), Some(1), "one letter fails again: {}", output_text(&o));
+    assert!(output_text(&o).contains("1 delivered, 1 failed again"), "{}", output_text(&o));
+    let o = postcast_cli(d, &["events", "failed"], None);
+    let left = output_text(&o);
+    assert!(!left.contains("profile") && left.contains("no subscriber named \"gone\""), "{left}");
+}

@@ -116,6 +116,9 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + std::fmt::Debug + '
 /// Attempts before an event that keeps failing goes to the dead letters for a subscriber.
 const MAX_ATTEMPTS: u32 = 8;
 
+/// How long one handler call may take before it counts as a failed attempt.
+pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The most outbox events a subscriber (or the live forwarder) reads at once.
 const DRAIN_PAGE: u64 = 200;
 
@@ -141,6 +144,8 @@ pub struct Bus<E> {
     live_cursor: Arc<tokio::sync::Mutex<i64>>,
     /// The first retry delay of a failing handler, doubled per attempt.
     retry_delay: Duration,
+    /// How long one handler call may take.
+    handler_timeout: Duration,
     _event: PhantomData<fn() -> E>,
 }
 
@@ -152,6 +157,7 @@ impl<E> Clone for Bus<E> {
             live: self.live.clone(),
             live_cursor: self.live_cursor.clone(),
             retry_delay: self.retry_delay,
+            handler_timeout: self.handler_timeout,
             _event: PhantomData,
         }
     }
@@ -166,6 +172,7 @@ impl<E: BusEvent> Bus<E> {
             live: tokio::sync::broadcast::channel(LIVE_BACKLOG).0,
             live_cursor: Arc::new(tokio::sync::Mutex::new(-1)),
             retry_delay: Duration::from_millis(50),
+            handler_timeout: HANDLER_TIMEOUT,
             _event: PhantomData,
         }
     }
@@ -173,6 +180,12 @@ impl<E: BusEvent> Bus<E> {
     /// The same bus with another first retry delay for failing handlers.
     pub fn with_retry_delay(mut self, delay: Duration) -> Self {
         self.retry_delay = delay;
+        self
+    }
+
+    /// The same bus with another time limit per handler call.
+    pub fn with_handler_timeout(mut self, limit: Duration) -> Self {
+        self.handler_timeout = limit;
         self
     }
 
@@ -373,7 +386,7 @@ impl<E: BusEvent> Bus<E> {
         };
         let mut delay = self.retry_delay;
         for attempt in 1..=MAX_ATTEMPTS {
-            match handler(event.clone()).await {
+            match self.call(handler, event.clone()).await {
                 Ok(()) => {
                     metrics::counter!("postcast_bus_delivered_total", "subscriber" => name).increment(1);
                     return Ok(());
@@ -391,6 +404,56 @@ impl<E: BusEvent> Bus<E> {
             }
         }
         Ok(())
+    }
+
+    /// Runs `handler` on `event` within the handler time limit.
+    async fn call(&self, handler: &Handler<E>, event: E) -> Result<(), HandlerError> {
+        match tokio::time::timeout(self.handler_timeout, handler(event)).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("the handler took longer than {:?}", self.handler_timeout).into()),
+        }
+    }
+
+    /// The events subscribers gave up on, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<dead_letter::Model>, DbErr> {
+        dead_letter::Entity::find().order_by_asc(dead_letter::Column::Id).all(&self.db).await
+    }
+
+    /// Hands the dead letter `id` (or every one, with `None`) once more to its subscriber's
+    /// handler among `handlers`; a letter whose handler now succeeds is deleted, one that
+    /// fails again keeps the new error. Returns how many succeeded and how many failed.
+    pub async fn retry_dead_letters(
+        &self,
+        id: Option<i64>,
+        handlers: &[(&'static str, Handler<E>)],
+    ) -> Result<(usize, usize), DbErr> {
+        let mut find = dead_letter::Entity::find().order_by_asc(dead_letter::Column::Id);
+        if let Some(id) = id {
+            find = find.filter(dead_letter::Column::Id.eq(id));
+        }
+        let (mut done, mut failed) = (0, 0);
+        for letter in find.all(&self.db).await? {
+            let handler = handlers.iter().find(|(name, _)| *name == letter.subscriber).map(|(_, h)| h);
+            let outcome = match (handler, serde_json::from_str::<E>(&letter.event)) {
+                (None, _) => Err(format!("no subscriber named {:?}", letter.subscriber)),
+                (_, Err(e)) => Err(format!("unreadable event: {e}")),
+                (Some(h), Ok(event)) => self.call(h, event).await.map_err(|e| e.to_string()),
+            };
+            match outcome {
+                Ok(()) => {
+                    dead_letter::Entity::delete_by_id(letter.id).exec(&self.db).await?;
+                    done += 1;
+                }
+                Err(error) => {
+                    let mut row: dead_letter::ActiveModel = letter.into();
+                    row.error = Set(error);
+                    row.failed_at = Set(now());
+                    dead_letter::Entity::update(row).exec(&self.db).await?;
+                    failed += 1;
+                }
+            }
+        }
+        Ok((done, failed))
     }
 
     /// Keeps an event a subscriber gave up on, with the reason.
@@ -541,6 +604,45 @@ mod tests {
         stop.send(true).unwrap();
         task.await.unwrap();
         assert_eq!(bus.prune().await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_hanging_handler_times_out_into_the_dead_letters_and_a_retry_delivers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(dir.path()).await;
+        let bus = Bus::new(db.clone())
+            .with_retry_delay(Duration::from_millis(1))
+            .with_handler_timeout(Duration::from_millis(20));
+        Bus::publish(&db, &Event::UserDisabled { user_id: 1 }).await.unwrap();
+        Bus::publish(&db, &Event::UserDisabled { user_id: 2 }).await.unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let stuck_on_one: Handler = Arc::new(move |e| {
+            let tx = tx.clone();
+            Box::pin(async move {
+                if e == (Event::UserDisabled { user_id: 1 }) {
+                    futures::future::pending::<()>().await;
+                }
+                tx.send(e)?;
+                Ok(())
+            })
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let task = bus.subscribe("stuck", stuck_on_one, stop_rx);
+        assert_eq!(rx.recv().await.unwrap(), Event::UserDisabled { user_id: 2 }, "the bus moved past the hang");
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let letters = bus.dead_letters().await.unwrap();
+        assert_eq!(letters.len(), 1);
+        assert!(letters[0].error.contains("took longer than"), "{}", letters[0].error);
+        // A retry with a handler for an unknown name fails and keeps the letter...
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        assert_eq!(bus.retry_dead_letters(None, &[("other", recorder(tx.clone()))]).await.unwrap(), (0, 1));
+        assert_eq!(bus.dead_letters().await.unwrap().len(), 1);
+        // ...one with the subscriber's (now working) handler delivers it and drops the letter.
+        let id = letters[0].id;
+        assert_eq!(bus.retry_dead_letters(Some(id), &[("stuck", recorder(tx))]).await.unwrap(), (1, 0));
+        assert_eq!(rx.recv().await.unwrap(), Event::UserDisabled { user_id: 1 });
+        assert!(bus.dead_letters().await.unwrap().is_empty());
     }
 
     #[tokio::test]
