@@ -19,8 +19,9 @@ use rml_rtmp::time::RtmpTimestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A small message limit, so that an oversized message is cheap to send.
-const CONFIG: &str = "[stream]\nmax_message_bytes = 65536\n";
+/// A small message limit, so that an oversized message is cheap to send, and short
+/// deadlines, so that hanging clients are closed within the test.
+const CONFIG: &str = "[stream]\nmax_message_bytes = 65536\nrtmp_handshake_seconds = 1\nrtmp_read_timeout_seconds = 2\n";
 
 /// Completes the client side of the RTMP handshake.
 async fn handshake(addr: SocketAddr) -> TcpStream {
@@ -109,13 +110,16 @@ async fn hostile_rtmp_clients_close_only_their_own_connection() {
     // A slow-loris: a chunk header announcing a large message, then a byte now and then.
     let mut loris = handshake(rtmp).await;
     loris.write_all(&[0x03, 0, 0, 0, 0, 0x10, 0x00, 0x14, 0, 0, 0, 0]).await.unwrap();
+    // It keeps dribbling until the server has closed it; returns how long that took.
     let dribble = tokio::spawn(async move {
-        for _ in 0..20 {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
             if loris.write_all(&[0]).await.is_err() {
-                break;
+                return started.elapsed();
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        panic!("the slow-loris connection is still open after 20 s");
     });
 
     // Garbage after a good handshake.
@@ -139,7 +143,10 @@ async fn hostile_rtmp_clients_close_only_their_own_connection() {
     let events = publish(rtmp, "live_not_a_key").await;
     let reply = format!("{events:?}");
     assert!(reply.contains("NetStream.Publish.BadName"), "a wrong key is refused with a reason: {reply}");
-    dribble.await.unwrap();
+    // The half handshake is closed at its deadline (1 s), the slow-loris at its read
+    // deadline (2 s without a whole message).
+    closed_within(&mut truncated, Duration::from_secs(5)).await;
+    let loris_open_for = dribble.await.unwrap();
+    assert!(loris_open_for < Duration::from_secs(8), "the slow-loris lived {loris_open_for:?}");
     healthy(&s).await;
-    drop(truncated);
 }
