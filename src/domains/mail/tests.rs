@@ -338,3 +338,19 @@ Subject: =?utf-8?q?Plans=0D=0ABcc:_victim@evil.example?=\r\n\r\nhi\r\n";
         assert!(subject.ends_with(": Plans  Bcc: victim@evil.example"), "{subject:?}");
     }
 }
+
+#[tokio::test]
+async fn postmaster_and_abuse_reach_the_administrator() {
+    let f = fixture().await;
+    // ada was the first account, so she is the administrator.
+    for address in
+        ["postmaster@localhost", "Postmaster@LOCALHOST", "<ABUSE@localhost>", "abuse+x@localhost", "Postmaster"]
+    {
+        assert_eq!(f.mail.local_user(address).await.unwrap(), Some(f.ada), "{address}");
+        assert!(f.mail.is_local_address(address), "{address}");
+    }
+    for address in ["postmaster@example.org", "webmaster@localhost", "hostmaster@localhost", "admin@localhost"] {
+        assert_eq!(f.mail.local_user(address).await.unwrap(), None, "{address}");
+    }
+    assert_eq!(f.mail.local_user("bob@localhost").await.unwrap(), Some(f.bob));
+}
