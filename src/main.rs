@@ -162,10 +162,17 @@ enum QueueAction {
 
 #[derive(Subcommand, Debug)]
 enum UserAction {
-    /// Create an account; the password is read from standard input.
+    /// Create an account; the password is read from standard input. The first account of
+    /// the server is its administrator.
     Add {
         /// Login name (the address is NAME@DOMAIN).
         name: String,
+    },
+    /// Make a single-use invitation to register (valid for 7 days) and print its link.
+    Invite {
+        /// Where people open the web UI [default: http:// and the HTTP listen address].
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
     },
     /// List accounts.
     List,
@@ -362,13 +369,22 @@ async fn queue_command(config: Config, action: QueueAction) -> anyhow::Result<()
 }
 
 async fn user_command(config: Config, action: UserAction) -> anyhow::Result<()> {
+    let http = config.server.http;
     let services = app::build(config).await?;
     let auth = &services.auth;
     match action {
         UserAction::Add { name } => {
             let password = read_password()?;
             let u = auth.create_user(&name, &password, &ClientInfo::local("cli")).await?;
-            println!("created {} <{}>", u.username, u.address);
+            let role = if u.is_admin { " (the administrator)" } else { "" };
+            println!("created {} <{}>{role}", u.username, u.address);
+        }
+        UserAction::Invite { base_url } => {
+            let made = auth.create_invitation_locally().await?;
+            let base = base_url.unwrap_or_else(|| format!("http://{http}"));
+            println!("{}/register?invitation={}", base.trim_end_matches('/'), made.token);
+            let days = postcast::domains::auth::INVITATION_LIFE / 86_400;
+            eprintln!("single use, valid for {days} days; it is shown only now");
         }
         UserAction::List => {
             let users = auth.list_users().await?;
@@ -378,7 +394,8 @@ async fn user_command(config: Config, action: UserAction) -> anyhow::Result<()> 
             for u in users {
                 let state = if u.disabled { "disabled" } else { "active" };
                 let factor = if u.has_second_factor() { "2fa" } else { "password" };
-                println!("{:<24} {:<40} {:<8} {}", u.username, u.address, state, factor);
+                let role = if u.is_admin { " admin" } else { "" };
+                println!("{:<24} {:<40} {:<8} {}{role}", u.username, u.address, state, factor);
             }
         }
         UserAction::Disable { name } => {

@@ -1,4 +1,5 @@
-//! Accounts end to end through the real binary: registration, login, TOTP with one-time
+//! Accounts end to end through the real binary: registration (the first account is the
+//! administrator; then invitations while registration is closed), login, TOTP with one-time
 //! codes and recovery codes, SMS codes through a loopback webhook, isolation between
 //! users, rate limits and hostile input.
 
@@ -422,4 +423,73 @@ async fn twilio_provider_speaks_the_messages_api() {
     let code = body.split("Body=").nth(1).unwrap()[..6].to_owned();
     let r = post(&s, "/api/v1/auth/sms/confirm", Some(&token), json!({"code": code})).await;
     assert_eq!(r.status(), 200, "the code Twilio carried confirms the phone");
+}
+
+/// `POST /api/v1/auth/register`; returns the status and the JSON answer.
+async fn register(s: &Server, name: &str, invitation: Option<&str>) -> (StatusCode, Value) {
+    let mut body = json!({"username": name, "password": PW});
+    if let Some(token) = invitation {
+        body["invitation"] = json!(token);
+    }
+    let r = post(s, "/api/v1/auth/register", None, body).await;
+    (r.status(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_first_account_is_the_administrator_and_invites_the_others() {
+    let s = Server::start_with("[auth]\nopen_registration = false\n");
+    let (status, v) = register(&s, "ada", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["user"]["is_admin"], true, "the first account is the administrator: {v}");
+    let ada = s.login("ada", PW).await;
+    let me: Value = get(&s, "/api/v1/me", &ada).await.json().await.unwrap();
+    assert_eq!(me["is_admin"], true);
+
+    let (status, v) = register(&s, "bob", None).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("registration_closed")), "{v}");
+    let (status, v) = register(&s, "bob", Some("made-up-token")).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("invalid_invitation")), "{v}");
+
+    let r = post(&s, "/api/v1/admin/invitations", Some(&ada), json!({})).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let inv: Value = r.json().await.unwrap();
+    let token = inv["token"].as_str().expect("token").to_owned();
+    assert_eq!(inv["url"], format!("http://{}/register?invitation={token}", s.http), "{inv}");
+    let expires = inv["expires_at"].as_u64().expect("expires_at");
+    assert!(expires > now() + 6 * 86_400 && expires <= now() + 7 * 86_400 + 5, "about a week: {inv}");
+    let page = s.client().get(inv["url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(page.status(), 200, "the link opens the register page");
+
+    let (status, v) = register(&s, "bob", Some(&token)).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["user"]["is_admin"], false);
+    let (status, v) = register(&s, "carl", Some(&token)).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("invalid_invitation")), "{v}");
+
+    let bob = s.login("bob", PW).await;
+    let r = post(&s, "/api/v1/admin/invitations", Some(&bob), json!({})).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "only the administrator invites");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "not_admin");
+    let r = post(&s, "/api/v1/admin/invitations", None, json!({})).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // `postcast user invite` prints a link that works once.
+    let cfg = s.config_path.clone().unwrap();
+    let base = s.url("");
+    let args = ["--config", cfg.to_str().unwrap(), "user", "invite", "--base-url", &base];
+    let out = common::postcast_cli(s.data.path(), &args, None);
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    let link = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let cli_token = link.strip_prefix(&format!("{base}/register?invitation=")).expect("a register link").to_owned();
+    assert_eq!(register(&s, "dora", Some(&cli_token)).await.0, StatusCode::CREATED);
+    assert_eq!(register(&s, "erin", Some(&cli_token)).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn open_registration_needs_no_invitation() {
+    let s = Server::start_with("[auth]\nopen_registration = true\n");
+    assert_eq!(register(&s, "ada", None).await.1["user"]["is_admin"], true);
+    let (status, v) = register(&s, "bob", None).await;
+    assert_eq!((status, &v["user"]["is_admin"]), (StatusCode::CREATED, &json!(false)), "{v}");
 }

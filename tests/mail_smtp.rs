@@ -1,8 +1,9 @@
 //! The SMTP doors through the real binary and Debian's swaks: submission over STARTTLS
 //! with AUTH and an attachment, AUTH refused before TLS, no relaying, unknown users,
 //! foreign senders, oversize messages, a From that is not exactly one of the user's
-//! mailboxes or a foreign Sender, looping messages (too many Received fields), and a
-//! malformed message that is still stored and readable raw.
+//! mailboxes or a foreign Sender, looping messages (too many Received fields), a
+//! malformed message that is still stored and readable raw, and postmaster@ and abuse@
+//! delivered to the administrator.
 
 mod common;
 
@@ -287,4 +288,47 @@ async fn a_message_with_more_than_50_received_fields_is_refused_as_a_loop() {
     let raw = raw.text().await.unwrap();
     let received = raw.lines().filter(|l| l.starts_with("Received:")).count();
     assert_eq!(received, 51, "ours on top of the 50: {raw}");
+}
+
+#[tokio::test]
+async fn postmaster_and_abuse_reach_the_administrators_inbox() {
+    let server = Server::start();
+    let mx = server.smtp.unwrap();
+    let to = |rcpt: &str, subject: &str| {
+        swaks(mx, &["--from", "reporter@remote.test", "--to", rcpt, "--header", &format!("Subject: {subject}")])
+    };
+
+    // An empty server has no administrator: the role names are unknown like any other.
+    let (ok, t) = to("postmaster@localhost", "nobody home");
+    assert!(!ok && t.contains("550 5.1.1"), "postmaster without an administrator: {t}");
+
+    let admin = server.register_and_login("ada", PW).await;
+    let bob = server.register_and_login("bob", PW).await;
+    let (ok, t) = to("postmaster@localhost", "Bounce storm");
+    assert!(ok && t.contains("250 2.0.0"), "{t}");
+    let (ok, t) = to("ABUSE@localhost", "Spam from your network");
+    assert!(ok && t.contains("250 2.0.0"), "{t}");
+    let reply = raw_session(
+        mx,
+        "EHLO client.test\r\nMAIL FROM:<r@remote.test>\r\nRCPT TO:<Postmaster>\r\nRCPT TO:<hostmaster@localhost>\r\nQUIT\r\n",
+    )
+    .await;
+    // RFC 5321 §4.5.1: `<Postmaster>` without a domain is accepted too; other role
+    // names have no account behind them.
+    let rcpts: Vec<&str> = reply.lines().filter(|l| l.contains(" 2.1.5 ") || l.contains(" 5.1.1 ")).collect();
+    assert_eq!(rcpts, ["250 2.1.5 Recipient OK", "550 5.1.1 Mailbox unavailable: no such user"], "{reply}");
+
+    let mut subjects: Vec<String> =
+        inbox(&server, &admin, "inbox").await.iter().map(|m| m["subject"].as_str().unwrap_or("").to_owned()).collect();
+    subjects.sort();
+    assert_eq!(subjects, ["Bounce storm", "Spam from your network"]);
+    assert!(inbox(&server, &bob, "inbox").await.is_empty(), "only the administrator gets them");
+
+    // A disabled administrator is no administrator: the role names are refused again.
+    let data = server.data.path().to_owned();
+    let cfg = server.config_path.clone().unwrap();
+    let out = common::postcast_cli(&data, &["--config", cfg.to_str().unwrap(), "user", "disable", "ada"], None);
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    let (ok, t) = to("abuse@localhost", "too late");
+    assert!(!ok && t.contains("550 5.1.1"), "abuse without an administrator: {t}");
 }

@@ -14,6 +14,7 @@ mod m20261127_000007_outbound;
 mod m20261130_000008_dead_letters;
 mod m20261130_000009_mail_changes;
 mod m20261130_000010_blob_inline;
+mod m20261201_000011_admin;
 
 /// A foreign key from `table.col` to `to.to_col` that deletes the row with its parent.
 pub(crate) fn cascade(
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000008_dead_letters::Migration),
             Box::new(m20261130_000009_mail_changes::Migration),
             Box::new(m20261130_000010_blob_inline::Migration),
+            Box::new(m20261201_000011_admin::Migration),
         ]
     }
 }

@@ -36,6 +36,13 @@ fn unknown_keys_and_bad_values_are_refused() {
     assert!(Config::parse("[stream]\nrtmp_max_connections = 0\n").is_err());
 }
 
+#[test]
+fn registration_is_closed_unless_the_file_opens_it() {
+    assert!(!Config::default().auth.open_registration, "closed by default: invitations only");
+    assert!(!Config::parse(SHIPPED).expect("config.toml parses").auth.open_registration);
+    assert!(Config::parse("[auth]\nopen_registration = true\n").expect("parses").auth.open_registration);
+}
+
 /// One step of a path into a TOML document.
 #[derive(Debug, Clone)]
 enum Step {

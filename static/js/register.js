@@ -1,10 +1,13 @@
 // register.js: the registration page. Checks the two passwords match, posts the new
-// account and sends the user on to the login page with the name filled in.
+// account (with the invitation from the link's ?invitation=, if any) and sends the user
+// on to the login page with the name filled in.
 
 import { $, UserError, api, bindForm } from './app.js';
 
 const username = $('#username');
 const password2 = $('#password2');
+// Registration may be closed to anyone without an invitation from the administrator.
+const invitation = new URLSearchParams(location.search).get('invitation')?.trim() || null;
 
 bindForm($('#register-form'), async (fields) => {
   const name = fields.username.trim();
@@ -22,7 +25,7 @@ bindForm($('#register-form'), async (fields) => {
   }
   password2.removeAttribute('aria-invalid');
   const answer = await api('POST', '/auth/register', {
-    json: { username: name, password: fields.password },
+    json: { username: name, password: fields.password, ...(invitation ? { invitation } : {}) },
     redirectOn401: false,
   });
   const user = answer?.user ?? {};

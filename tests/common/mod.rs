@@ -44,16 +44,15 @@ impl Server {
     }
 
     /// Starts with the inbound SMTP door on `smtp` (for servers that must know each
-    /// other's port before they start); every other door on an ephemeral port.
+    /// other's port before they start); every other door on an ephemeral port. Tests
+    /// register several accounts, so registration is open unless `config` sets
+    /// `auth.open_registration` itself.
     pub fn start_on(data: tempfile::TempDir, config: &str, smtp: Option<SocketAddr>) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_postcast"));
-        let mut config_path = None;
-        if !config.is_empty() {
-            let p = data.path().join("test-config.toml");
-            std::fs::write(&p, config).unwrap();
-            cmd.arg("--config").arg(&p);
-            config_path = Some(p);
-        }
+        let p = data.path().join("test-config.toml");
+        std::fs::write(&p, with_open_registration(config)).unwrap();
+        cmd.arg("--config").arg(&p);
+        let config_path = Some(p);
         let ready = data.path().join("ready.json");
         let _ = std::fs::remove_file(&ready);
         cmd.arg("serve")
@@ -145,6 +144,14 @@ impl Server {
         let v: Value = r.json().await.unwrap();
         v["token"].as_str().expect("token in login answer").to_owned()
     }
+}
+
+/// `config` with `auth.open_registration = true` added unless it sets that key.
+pub fn with_open_registration(config: &str) -> String {
+    let mut doc: toml::Table = config.parse().expect("the test's config is TOML");
+    let auth = doc.entry("auth").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    auth.as_table_mut().expect("[auth] is a table").entry("open_registration").or_insert(true.into());
+    toml::to_string(&doc).expect("the test's config serialises")
 }
 
 impl Drop for Server {

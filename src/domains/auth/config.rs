@@ -10,7 +10,8 @@ use crate::platform::config::ConfigError;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Whether anyone may register through the web (else only `postcast user add`).
+    /// Whether anyone may register through the web. Off: the first account (the
+    /// administrator) and holders of an invitation only; `postcast user add` always works.
     pub open_registration: bool,
     /// Shortest accepted password.
     pub min_password_length: usize,
@@ -61,7 +62,7 @@ pub struct SmsConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
-            open_registration: true,
+            open_registration: false,
             min_password_length: 10,
             argon2_memory_kib: 19456,
             argon2_iterations: 2,

@@ -32,6 +32,40 @@ pub mod user {
         pub phone_verified: bool,
         /// Unix seconds.
         pub created_at: i64,
+        /// Whether this is the administrator (the first account of the server).
+        pub is_admin: bool,
+    }
+
+    /// No relations are navigated.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Invitations to register while registration is closed, and the first-account row.
+pub mod invitation {
+    use sea_orm::entity::prelude::*;
+
+    /// One single-use invitation, hashed.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "invitations")]
+    pub struct Model {
+        /// Row id.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// Hex SHA-256 of the token, or `first-account` for the first account's row.
+        pub token_hash: String,
+        /// The administrator who made it; none when made on the command line.
+        pub created_by: Option<i64>,
+        /// Unix seconds.
+        pub created_at: i64,
+        /// Unix seconds from which it is refused.
+        pub expires_at: i64,
+        /// When it was used; a used invitation is refused.
+        pub used_at: Option<i64>,
+        /// The account it made.
+        pub used_by: Option<i64>,
     }
 
     /// No relations are navigated.

@@ -1,6 +1,5 @@
-//! Registration, password login and its second step, sessions (create, resolve from the
-//! cache, list, revoke, log out), password changes, and the account operations of the
-//! command line.
+//! Password login and its second step, sessions (create, resolve from the cache, list,
+//! revoke, log out), password changes, and the account operations of the command line.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -12,7 +11,7 @@ use sea_orm::{
 use serde::Serialize;
 
 use super::entities::{session, user};
-use super::password::{check_password, fingerprint, normalise_username, random_token};
+use super::password::{check_password, fingerprint, random_token};
 use super::{AuthError, AuthService, ClientInfo, SessionInfo, User};
 use crate::events::{Bus, Event};
 use crate::platform::db::now;
@@ -54,54 +53,6 @@ pub struct SessionView {
 }
 
 impl AuthService {
-    /// Creates an account through the web: rate-limited per IP, subject to
-    /// `open_registration`.
-    pub async fn register(&self, username: &str, password: &str, client: &ClientInfo) -> Result<User, AuthError> {
-        if !self.inner.cfg.open_registration {
-            return Err(AuthError::RegistrationClosed);
-        }
-        self.inner
-            .per_hour
-            .hit(&format!("register:ip:{}", client.ip), self.inner.cfg.registrations_per_ip_per_hour)
-            .map_err(AuthError::RateLimited)?;
-        self.create_user(username, password, client).await
-    }
-
-    /// Creates an account (also used by `postcast user add`).
-    pub async fn create_user(&self, username: &str, password: &str, client: &ClientInfo) -> Result<User, AuthError> {
-        let name = normalise_username(username).map_err(AuthError::InvalidUsername)?;
-        check_password(password, &name, self.inner.cfg.min_password_length).map_err(AuthError::WeakPassword)?;
-        if user::Entity::find().filter(user::Column::Username.eq(&name)).one(self.db()).await?.is_some() {
-            return Err(AuthError::UsernameTaken);
-        }
-        let hash = self.inner.hasher.hash(password.to_owned()).await?.map_err(AuthError::Internal)?;
-        let txn = self.db().begin().await?;
-        let row = user::ActiveModel {
-            id: NotSet,
-            username: Set(name.clone()),
-            address: Set(format!("{name}@{}", self.inner.domain)),
-            password_hash: Set(hash),
-            disabled: Set(false),
-            totp_secret: Set(None),
-            totp_enabled: Set(false),
-            totp_last_step: Set(None),
-            phone: Set(None),
-            phone_verified: Set(false),
-            created_at: Set(now()),
-        };
-        let row = match row.insert(&txn).await {
-            Ok(r) => r,
-            // Lost a race with another registration of the same name.
-            Err(e) if e.to_string().to_ascii_lowercase().contains("unique") => return Err(AuthError::UsernameTaken),
-            Err(e) => return Err(e.into()),
-        };
-        self.log(&txn, row.id, "register", client, "").await;
-        Bus::publish(&txn, &Event::UserRegistered { user_id: row.id, username: name }).await?;
-        txn.commit().await?;
-        self.inner.bus.wake();
-        Ok(User::from(&row))
-    }
-
     /// Checks name and password; then either opens a session or asks for a second factor.
     pub async fn login(&self, username: &str, password: &str, client: &ClientInfo) -> Result<LoginOutcome, AuthError> {
         self.limit_ip("login", client)?;

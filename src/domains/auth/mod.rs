@@ -1,8 +1,9 @@
-//! Accounts: registration, password login with a second factor (TOTP or SMS codes, plus
-//! recovery codes), server-side sessions, app passwords for mail clients, rate limits and
-//! lock-outs, and a security log per user. It owns the `users`, `sessions`,
-//! `recovery_codes`, `app_passwords`, `sms_codes` and `security_log` tables and never
-//! speaks HTTP: the door maps [`AuthError`] to replies.
+//! Accounts: registration (the first account is the administrator; after it, open
+//! registration or an invitation), password login with a second factor (TOTP or SMS
+//! codes, plus recovery codes), server-side sessions, app passwords for mail clients, rate
+//! limits and lock-outs, and a security log per user. It owns the `users`, `sessions`,
+//! `recovery_codes`, `app_passwords`, `sms_codes`, `invitations` and `security_log` tables
+//! and never speaks HTTP: the door maps [`AuthError`] to replies.
 
 mod app_passwords;
 pub mod config;
@@ -11,6 +12,7 @@ mod factors;
 pub mod limits;
 mod login;
 pub mod password;
+mod registration;
 pub mod sms;
 
 use std::net::IpAddr;
@@ -35,6 +37,7 @@ use sms::SmsSender;
 pub use app_passwords::AppPasswordView;
 pub use factors::TotpSetup;
 pub use login::{LoginOutcome, SessionView};
+pub use registration::{INVITATION_LIFE, Invitation};
 
 /// What the auth domain refuses, and why.
 #[derive(Debug, thiserror::Error)]
@@ -54,9 +57,15 @@ pub enum AuthError {
     /// The password breaks the rules.
     #[error("{0}")]
     WeakPassword(String),
-    /// Registration is turned off.
-    #[error("registration is closed on this server")]
+    /// Registration is turned off and no invitation came with the request.
+    #[error("registration is closed on this server; ask its administrator for an invitation")]
     RegistrationClosed,
+    /// The invitation is unknown, used or expired.
+    #[error("this invitation is not valid: it was used, it expired or it never existed")]
+    InvalidInvitation,
+    /// Only the administrator may do this.
+    #[error("only the administrator may do this")]
+    NotAdmin,
     /// A second-factor or verification code is wrong, used or expired.
     #[error("wrong or expired code")]
     InvalidCode,
@@ -127,6 +136,8 @@ pub struct User {
     pub sms_enabled: bool,
     /// Masked phone number, if one is verified.
     pub phone: Option<String>,
+    /// Whether this is the administrator.
+    pub is_admin: bool,
 }
 
 impl User {
@@ -147,6 +158,7 @@ impl From<&user::Model> for User {
             totp_enabled: m.totp_enabled,
             sms_enabled: m.phone_verified,
             phone: m.phone.as_deref().filter(|_| m.phone_verified).map(sms::mask_phone),
+            is_admin: m.is_admin,
         }
     }
 }

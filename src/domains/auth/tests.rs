@@ -191,3 +191,148 @@ async fn parallel_guesses_at_a_pending_login_get_only_the_allowed_tries() {
     assert_eq!((judged, refused), (3, 17), "three tries judged, the rest refused unjudged");
     svc.send_login_sms(&pending, &client()).await.expect_err("the pending login is used up");
 }
+
+/// A service with registration closed and room for many registrations from one address.
+async fn closed_service() -> (tempfile::TempDir, AuthService) {
+    let mut cfg = Config::default();
+    cfg.auth.open_registration = false;
+    cfg.auth.registrations_per_ip_per_hour = 1000;
+    let (d, svc, _) = service(cfg).await;
+    (d, svc)
+}
+
+#[tokio::test]
+async fn the_first_account_is_the_administrator_then_registration_closes() {
+    let (_d, svc) = closed_service().await;
+    assert!(svc.administrator().await.unwrap().is_none(), "an empty server has no administrator");
+    let ada = svc.register("ada", PW, None, &client()).await.unwrap();
+    assert!(ada.is_admin, "the first account is the administrator");
+    assert_eq!(svc.administrator().await.unwrap().map(|u| u.id), Some(ada.id));
+    assert!(matches!(svc.register("bob", PW, None, &client()).await, Err(AuthError::RegistrationClosed)));
+    assert!(matches!(svc.register("bob", PW, Some("made-up"), &client()).await, Err(AuthError::InvalidInvitation)));
+    assert!(svc.find_by_username("bob").await.unwrap().is_none(), "a refused registration makes no account");
+
+    // The command line may always add accounts; they are not administrators.
+    let carl = svc.create_user("carl", PW, &client()).await.unwrap();
+    assert!(!carl.is_admin);
+    assert!(matches!(svc.create_invitation(carl.id, &client()).await, Err(AuthError::NotAdmin)));
+
+    let invitation = svc.create_invitation(ada.id, &client()).await.unwrap();
+    assert!(invitation.expires_at > now() + INVITATION_LIFE - 60);
+    let bob = svc.register("bob", PW, Some(&invitation.token), &client()).await.unwrap();
+    assert!(!bob.is_admin);
+    assert!(
+        matches!(svc.register("dora", PW, Some(&invitation.token), &client()).await, Err(AuthError::InvalidInvitation)),
+        "an invitation is used once"
+    );
+    let stored: Vec<String> =
+        entities::invitation::Entity::find().all(svc.db()).await.unwrap().into_iter().map(|i| i.token_hash).collect();
+    assert!(!stored.contains(&invitation.token), "only the fingerprint is stored: {stored:?}");
+    assert!(stored.contains(&password::fingerprint(&invitation.token)));
+
+    // The administrator, disabled, is nobody's administrator any more.
+    svc.disable_user("ada").await.unwrap();
+    assert!(svc.administrator().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn open_registration_lets_anybody_in_without_an_invitation() {
+    let mut cfg = Config::default();
+    cfg.auth.open_registration = true;
+    let (_d, svc, _) = service(cfg).await;
+    assert!(svc.register("ada", PW, None, &client()).await.unwrap().is_admin);
+    let bob = svc.register("bob", PW, None, &client()).await.unwrap();
+    assert!(!bob.is_admin, "only the first account is the administrator");
+    assert!(!Config::default().auth.open_registration, "registration is closed by default");
+}
+
+#[tokio::test]
+async fn the_first_account_made_on_the_command_line_is_the_administrator() {
+    let (_d, svc) = closed_service().await;
+    assert!(svc.create_user("root1", PW, &client()).await.unwrap().is_admin);
+    assert!(!svc.create_user("root2", PW, &client()).await.unwrap().is_admin);
+    assert!(matches!(svc.register("eve", PW, None, &client()).await, Err(AuthError::RegistrationClosed)));
+    let invitation = svc.create_invitation_locally().await.unwrap();
+    assert!(!svc.register("eve", PW, Some(&invitation.token), &client()).await.unwrap().is_admin);
+}
+
+#[tokio::test]
+async fn an_expired_invitation_is_refused() {
+    let (_d, svc) = closed_service().await;
+    let ada = svc.register("ada", PW, None, &client()).await.unwrap();
+    let invitation = svc.create_invitation(ada.id, &client()).await.unwrap();
+    entities::invitation::Entity::update_many()
+        .col_expr(entities::invitation::Column::ExpiresAt, now().into())
+        .filter(entities::invitation::Column::TokenHash.eq(password::fingerprint(&invitation.token)))
+        .exec(svc.db())
+        .await
+        .unwrap();
+    let r = svc.register("bob", PW, Some(&invitation.token), &client()).await;
+    assert!(matches!(r, Err(AuthError::InvalidInvitation)), "{r:?}");
+    assert!(svc.find_by_username("bob").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_invitation_makes_one_account_under_parallel_registrations() {
+    let (_d, svc) = closed_service().await;
+    let ada = svc.register("ada", PW, None, &client()).await.unwrap();
+    let token = svc.create_invitation(ada.id, &client()).await.unwrap().token;
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    let n = Arc::new(n);
+    let results = all_at_once(12, || {
+        let (svc, token, n) = (svc.clone(), token.clone(), n.clone());
+        async move {
+            let name = format!("guest{}", n.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            svc.register(&name, PW, Some(&token), &client()).await
+        }
+    })
+    .await;
+    let made: Vec<&User> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(made.len(), 1, "one invitation, one account: {results:?}");
+    assert!(results.iter().all(|r| r.is_ok() || matches!(r, Err(AuthError::InvalidInvitation))), "{results:?}");
+    assert_eq!(svc.list_users().await.unwrap().len(), 2, "no account of a losing registration is left");
+    let used = entities::invitation::Entity::find()
+        .filter(entities::invitation::Column::TokenHash.eq(password::fingerprint(&token)))
+        .one(svc.db())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(used.used_by, Some(made[0].id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_first_registrations_make_one_administrator() {
+    let (_d, svc) = closed_service().await;
+    let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let results = all_at_once(8, || {
+        let (svc, n) = (svc.clone(), n.clone());
+        async move {
+            let name = format!("first{}", n.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            svc.register(&name, PW, None, &client()).await
+        }
+    })
+    .await;
+    let made: Vec<&User> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(made.len(), 1, "registration closes after the first account: {results:?}");
+    assert!(made[0].is_admin);
+    let admins = svc.list_users().await.unwrap().into_iter().filter(|u| u.is_admin).count();
+    assert_eq!((svc.list_users().await.unwrap().len(), admins), (1, 1));
+}
+
+#[tokio::test]
+async fn the_migration_makes_the_oldest_account_of_an_existing_server_its_administrator() {
+    use migrations::{Migrator, MigratorTrait};
+    let (_d, svc) = closed_service().await;
+    let oldest = svc.create_user("oldest", PW, &client()).await.unwrap();
+    svc.create_user("younger", PW, &client()).await.unwrap();
+    // Back to the schema without administrators and invitations, then forward again over
+    // the existing accounts.
+    Migrator::down(svc.db(), Some(1)).await.unwrap();
+    Migrator::up(svc.db(), None).await.unwrap();
+    let admins: Vec<String> =
+        svc.list_users().await.unwrap().into_iter().filter(|u| u.is_admin).map(|u| u.username).collect();
+    assert_eq!(admins, ["oldest"]);
+    assert_eq!(svc.administrator().await.unwrap().map(|u| u.id), Some(oldest.id));
+    let r = svc.register("newcomer", PW, None, &client()).await;
+    assert!(matches!(r, Err(AuthError::RegistrationClosed)), "the first account is taken: {r:?}");
+}

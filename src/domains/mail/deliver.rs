@@ -99,12 +99,13 @@ pub struct Delivered {
 
 impl MailService {
     /// The local account an address belongs to: `name@domain` or `name+tag@domain`,
-    /// case-insensitively. Addresses at other domains are not local.
+    /// case-insensitively; `postmaster@` and `abuse@` are the administrator's (see
+    /// `roles`). Addresses at other domains are not local.
     pub async fn local_user(&self, address: &str) -> Result<Option<i64>, MailError> {
         let Some(name) = self.account_name(address) else {
             return Ok(None);
         };
-        let user = self.inner.auth.find_by_username(&name).await.map_err(|e| MailError::Invalid(e.to_string()))?;
+        let user = self.recipient_account(&name).await?;
         Ok(user.filter(|u| !u.disabled).map(|u| u.id))
     }
 
@@ -117,6 +118,9 @@ impl MailService {
     /// `<name@domain>` give `name`; addresses elsewhere give None.
     pub(crate) fn account_name(&self, address: &str) -> Option<String> {
         let address = address.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
+        if address == "postmaster" {
+            return Some(address); // RFC 5321 §4.5.1: `<Postmaster>` without a domain is ours.
+        }
         let (local, domain) = address.rsplit_once('@')?;
         (domain == self.inner.domain).then(|| local.split_once('+').map_or(local, |(name, _)| name).to_owned())
     }

@@ -28,6 +28,7 @@ pub mod filters;
 pub mod labels;
 pub mod outbound;
 pub mod parse;
+mod roles;
 pub mod scan;
 pub mod send;
 pub mod store;

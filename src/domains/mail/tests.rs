@@ -394,3 +394,19 @@ async fn a_panicking_commit_fails_only_its_own_delivery_and_the_store_goes_on() 
     let rows = entities::message::Entity::find().all(&f.db).await.unwrap();
     assert_eq!(rows.len(), 9, "eight neighbours and the later one, nothing of the poisoned one");
 }
+
+#[tokio::test]
+async fn postmaster_and_abuse_reach_the_administrator() {
+    let f = fixture().await;
+    // ada was the first account, so she is the administrator.
+    for address in
+        ["postmaster@localhost", "Postmaster@LOCALHOST", "<ABUSE@localhost>", "abuse+x@localhost", "Postmaster"]
+    {
+        assert_eq!(f.mail.local_user(address).await.unwrap(), Some(f.ada), "{address}");
+        assert!(f.mail.is_local_address(address), "{address}");
+    }
+    for address in ["postmaster@example.org", "webmaster@localhost", "hostmaster@localhost", "admin@localhost"] {
+        assert_eq!(f.mail.local_user(address).await.unwrap(), None, "{address}");
+    }
+    assert_eq!(f.mail.local_user("bob@localhost").await.unwrap(), Some(f.bob));
+}

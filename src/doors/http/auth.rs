@@ -32,6 +32,8 @@ impl From<AuthError> for AppError {
             E::InvalidUsername(_) => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_username", msg),
             E::WeakPassword(_) => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "weak_password", msg),
             E::RegistrationClosed => AppError::new(StatusCode::FORBIDDEN, "registration_closed", msg),
+            E::InvalidInvitation => AppError::new(StatusCode::FORBIDDEN, "invalid_invitation", msg),
+            E::NotAdmin => AppError::new(StatusCode::FORBIDDEN, "not_admin", msg),
             E::InvalidCode => AppError::new(StatusCode::UNAUTHORIZED, "invalid_code", msg),
             E::PendingExpired => AppError::new(StatusCode::UNAUTHORIZED, "login_expired", msg),
             E::FactorState(_) => AppError::new(StatusCode::CONFLICT, "factor_state", msg),
@@ -77,6 +79,18 @@ pub struct Credentials {
     pub username: String,
     /// Password.
     pub password: String,
+}
+
+/// A new account.
+#[derive(Deserialize, ToSchema)]
+pub struct Registration {
+    /// Login name; it becomes the mail address.
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// An invitation token from the administrator, needed while registration is closed.
+    #[serde(default)]
+    pub invitation: Option<String>,
 }
 
 /// `{user}`.
@@ -204,15 +218,18 @@ fn logged_in(state: &HttpState, jar: CookieJar, token: String, user: User) -> Re
     (jar, Json(SessionBody { token, user })).into_response()
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/register", request_body = Credentials,
-    responses((status = 201, body = UserBody), (status = 409, body = super::error::ErrorBody),
+#[utoipa::path(post, path = "/api/v1/auth/register", request_body = Registration,
+    description = "The first account of the server is its administrator; after it, registration needs \
+        `auth.open_registration` or an invitation (403 `registration_closed`, `invalid_invitation`).",
+    responses((status = 201, body = UserBody), (status = 403, body = super::error::ErrorBody),
+              (status = 409, body = super::error::ErrorBody),
               (status = 422, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]
 async fn register(
     State(s): State<HttpState>,
     client: ClientInfo,
-    ApiJson(c): ApiJson<Credentials>,
+    ApiJson(c): ApiJson<Registration>,
 ) -> Result<impl IntoResponse, AppError> {
-    let user = s.auth.register(&c.username, &c.password, &client).await?;
+    let user = s.auth.register(&c.username, &c.password, c.invitation.as_deref(), &client).await?;
     Ok((StatusCode::CREATED, Json(UserBody { user })))
 }
 
@@ -443,6 +460,7 @@ async fn security_log(State(s): State<HttpState>, user: CurrentUser) -> Result<i
     ),
     components(schemas(
         Credentials,
+        Registration,
         UserBody,
         SessionBody,
         SecondFactorBody,

@@ -62,6 +62,7 @@ async fn metrics(State(s): State<HttpState>) -> Response {
 /// The whole API description, merged from each route module.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut doc = super::auth::openapi();
+    doc.merge(super::admin::openapi());
     doc.merge(super::profile::openapi());
     doc.merge(super::prefs::openapi());
     doc.merge(super::streams::openapi());

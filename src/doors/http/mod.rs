@@ -6,6 +6,7 @@
 //! [`CurrentUser`], so it only ever sees that user's data (public profile cards too are
 //! for logged-in users only); no handler logs a password, token, code or body.
 
+pub mod admin;
 pub mod auth;
 pub mod compose;
 pub mod contacts;
@@ -98,6 +99,7 @@ pub fn router(state: HttpState) -> Router {
     let json_limit = state.settings.json_limit_bytes;
     let api = Router::new()
         .merge(auth::routes())
+        .merge(admin::routes())
         .merge(profile::routes(&state))
         .merge(prefs::routes(&state))
         .merge(streams::routes())
