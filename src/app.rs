@@ -86,10 +86,29 @@ pub struct Services {
     pub metrics: PrometheusHandle,
 }
 
+/// Creates the data folder, or tightens an existing one, so that only this user can enter
+/// it (0700) and its top-level files (the database and its WAL) are 0600. Files made later
+/// inherit the process's umask (0077, set by the binary).
+fn private_data_dir(data: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(data)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))?;
+        for entry in std::fs::read_dir(data)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Opens the database (migrating it) and the blob store, and builds the services.
 pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
     let data = &config.server.data_dir;
-    std::fs::create_dir_all(data).map_err(|e| StartError::DataDir(data.display().to_string(), e))?;
+    private_data_dir(data).map_err(|e| StartError::DataDir(data.display().to_string(), e))?;
     let db =
         db::open(&config.db_url(), config.db.max_connections, Duration::from_millis(config.db.busy_timeout_ms), true)
             .await?;

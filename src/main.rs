@@ -228,6 +228,13 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Everything postcast writes (database, blobs, keys, spool) is for this user alone:
+    // new files 0600, new folders 0700.
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     // Both rustls back-ends are linked (ring and aws-lc-rs); pick one before any TLS use.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

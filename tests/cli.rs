@@ -114,3 +114,34 @@ async fn failed_events_are_listed_and_retried_through_their_subscriber() {
     let left = output_text(&o);
     assert!(!left.contains("profile") && left.contains("no subscriber named \"gone\""), "{left}");
 }
+
+#[test]
+fn the_data_folder_and_everything_in_it_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A folder and a file left open to others, as an older version or a careless copy might.
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(d.join("notes.txt"), "x").unwrap();
+    std::fs::set_permissions(d.join("notes.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = postcast_cli(d, &["user", "add", "zoe"], Some("correct horse battery\n"));
+    assert!(o.status.success(), "{}", output_text(&o));
+    let o = postcast_cli(d, &["dns"], None);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert_eq!(std::fs::metadata(d).unwrap().permissions().mode() & 0o777, 0o700);
+    let mut stack = vec![d.to_path_buf()];
+    let mut files = 0;
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap() {
+            let path = e.unwrap().path();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{} is open to others ({mode:o})", path.display());
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 3, "the database, the DKIM key and notes.txt at least ({files})");
+}
