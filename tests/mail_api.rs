@@ -338,3 +338,53 @@ Subject: =?utf-8?q?Plans=0D=0ABcc:_victim@evil.example?=\r\n\r\nhi\r\n";
         assert_eq!(got["subject"], format!("{prefix}Plans  Bcc: victim@evil.example"), "{key}");
     }
 }
+
+#[tokio::test]
+async fn compose_and_actions_refuse_another_users_ids() {
+    let server = Server::start();
+    let ada = User::new(&server, "ada").await;
+    let bob = User::new(&server, "bob").await;
+    // Ada's things: a sent message with an attachment, a draft, a label, her mailboxes.
+    let file = ada.req(Method::POST, "/api/v1/mail/uploads").body("secret,plan\n").send().await.unwrap();
+    let upload: Value = file.json().await.unwrap();
+    let with_file = json!({"to": ["bob@localhost"], "subject": "Plan", "text": "attached",
+        "attachments": [{"id": upload["id"], "name": "plan.csv", "content_type": "text/csv"}]});
+    ada.ok(Method::POST, "/api/v1/mail/send", Some(with_file)).await;
+    let ada_sent = ada.list("role=sent").await[0].clone();
+    assert_eq!(ada_sent["has_attachments"], true, "the target really has an attachment");
+    let ada_msg = ada_sent["id"].as_i64().unwrap();
+    let attachment = format!("/api/v1/mail/messages/{ada_msg}/attachments/0");
+    assert_eq!(ada.req(Method::GET, &attachment).send().await.unwrap().text().await.unwrap(), "secret,plan\n");
+    let draft = ada.ok(Method::PUT, "/api/v1/mail/drafts", Some(json!({"subject": "ada's draft"}))).await;
+    let label = ada.ok(Method::POST, "/api/v1/mail/labels", Some(json!({"name": "Private"}))).await;
+    let ada_inbox = ada.mailbox("inbox").await["id"].as_i64().unwrap();
+    let bob_msg = bob.list("role=inbox").await[0]["id"].as_i64().unwrap();
+
+    let (status, v) = bob.json(Method::GET, &attachment, None).await;
+    assert_eq!(status, 404, "ada's attachment: {v}");
+    for (what, body) in [
+        ("reply_to_id", json!({"to": ["bob@localhost"], "text": "x", "reply_to_id": ada_msg})),
+        ("forward_id", json!({"to": ["bob@localhost"], "text": "x", "forward_id": ada_msg})),
+        ("draft_id", json!({"to": ["bob@localhost"], "text": "x", "draft_id": draft["id"]})),
+    ] {
+        let (status, v) = bob.json(Method::POST, "/api/v1/mail/send", Some(body)).await;
+        assert_eq!(status, 404, "send with ada's {what}: {v}");
+    }
+    let (status, v) = bob
+        .json(Method::PUT, "/api/v1/mail/drafts", Some(json!({"subject": "mine now", "draft_id": draft["id"]})))
+        .await;
+    assert_eq!(status, 404, "saving over ada's draft: {v}");
+    for body in [
+        json!({"action": "label", "ids": [bob_msg], "label_id": label["id"]}),
+        json!({"action": "move", "ids": [bob_msg], "mailbox_id": ada_inbox}),
+    ] {
+        let (status, v) = bob.json(Method::POST, "/api/v1/mail/messages/actions", Some(body.clone())).await;
+        assert_eq!(status, 404, "{body}: {v}");
+    }
+    // Nothing of ada's moved into bob's mail, nothing of bob's into ada's.
+    assert_eq!(bob.list("role=inbox").await.len(), 1);
+    assert!(bob.list("role=sent").await.is_empty(), "none of bob's sends went out");
+    assert!(ada.list("role=inbox").await.is_empty());
+    assert_eq!(ada.list(&format!("label={}", label["id"])).await.len(), 0);
+    assert_eq!(ada.list("role=drafts").await[0]["subject"], "ada's draft");
+}

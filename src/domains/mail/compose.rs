@@ -218,6 +218,7 @@ impl MailService {
     /// Sends `draft`: builds it, sends it, marks the replied message answered and removes
     /// the draft it replaces and the uploads it used.
     pub async fn send_draft(&self, author: &Author, draft: &Draft) -> Result<Sent, SendError> {
+        self.check_replaced_draft(author.user_id, draft).await?;
         let (raw, recipients) = self.build(author, draft, false).await?;
         let submission = Submission {
             user_id: author.user_id,
@@ -239,6 +240,7 @@ impl MailService {
 
     /// Saves `draft` in Drafts (replacing `draft.draft_id`); returns the stored copy.
     pub async fn save_draft(&self, author: &Author, draft: &Draft) -> Result<Stored, SendError> {
+        self.check_replaced_draft(author.user_id, draft).await?;
         let (raw, _) = self.build(author, draft, true).await?;
         let meta = Arc::new(parse::meta(&raw));
         let mut copy = NewMessage::new(author.user_id, Target::Role(Role::Drafts));
@@ -252,12 +254,26 @@ impl MailService {
 
     /// Deletes one of the user's drafts (only a message in Drafts).
     pub async fn delete_draft(&self, user_id: i64, id: i64) -> Result<(), MailError> {
+        self.check_draft(user_id, id).await?;
+        self.delete_forever(user_id, &[id]).await.map(|_| ())
+    }
+
+    /// Whether `id` is a message in the user's Drafts: `NotFound` for anyone else's id.
+    async fn check_draft(&self, user_id: i64, id: i64) -> Result<(), MailError> {
         let drafts = self.role_mailbox(user_id, Role::Drafts).await?;
         let row = self.row(user_id, id).await?;
         if row.mailbox_id != drafts {
             return Err(MailError::Invalid("not a draft".into()));
         }
-        self.delete_forever(user_id, &[id]).await.map(|_| ())
+        Ok(())
+    }
+
+    /// Checks the draft a send or save replaces before anything is stored or sent.
+    async fn check_replaced_draft(&self, user_id: i64, draft: &Draft) -> Result<(), SendError> {
+        match draft.draft_id {
+            Some(old) => Ok(self.check_draft(user_id, old).await?),
+            None => Ok(()),
+        }
     }
 
     async fn finish_draft(&self, user_id: i64, draft: &Draft) {
