@@ -363,11 +363,97 @@ fn parse_cursor(cursor: &str) -> Result<(i64, i64), MailError> {
     Ok((date.parse().map_err(|_| bad())?, id.parse().map_err(|_| bad())?))
 }
 
+/// The CSS properties a `style` attribute of mail may keep: text, colour, box and table
+/// layout. Left out are every property that can load a resource (`background`,
+/// `background-image`, `border-image`, `list-style`, `content`, `cursor`, `mask`, `filter`,
+/// ...), so no form of `url()` or `image-set()` survives, and `position` with its offsets
+/// and `z-index`, so a message cannot lay an overlay over the page.
+const MAIL_STYLE_PROPERTIES: &[&str] = &[
+    "color",
+    "background-color",
+    "opacity",
+    "visibility",
+    "display",
+    "float",
+    "clear",
+    "overflow",
+    "box-sizing",
+    "vertical-align",
+    "direction",
+    "unicode-bidi",
+    "font",
+    "font-family",
+    "font-size",
+    "font-style",
+    "font-weight",
+    "font-variant",
+    "line-height",
+    "letter-spacing",
+    "word-spacing",
+    "white-space",
+    "word-break",
+    "word-wrap",
+    "overflow-wrap",
+    "text-align",
+    "text-indent",
+    "text-transform",
+    "text-overflow",
+    "text-decoration",
+    "text-decoration-color",
+    "text-decoration-line",
+    "text-decoration-style",
+    "width",
+    "height",
+    "min-width",
+    "min-height",
+    "max-width",
+    "max-height",
+    "margin",
+    "margin-top",
+    "margin-right",
+    "margin-bottom",
+    "margin-left",
+    "padding",
+    "padding-top",
+    "padding-right",
+    "padding-bottom",
+    "padding-left",
+    "border",
+    "border-top",
+    "border-right",
+    "border-bottom",
+    "border-left",
+    "border-width",
+    "border-style",
+    "border-color",
+    "border-radius",
+    "border-collapse",
+    "border-spacing",
+    "border-top-color",
+    "border-right-color",
+    "border-bottom-color",
+    "border-left-color",
+    "border-top-width",
+    "border-right-width",
+    "border-bottom-width",
+    "border-left-width",
+    "border-top-style",
+    "border-right-style",
+    "border-bottom-style",
+    "border-left-style",
+    "table-layout",
+    "caption-side",
+    "empty-cells",
+    "list-style-type",
+    "list-style-position",
+];
+
 /// Cleans mail HTML with ammonia: no scripts, styles sheets, forms or event handlers;
 /// links open in a new tab without referrer; `img` sources other than `data:` and `cid:`
-/// are removed unless `allow_remote` (tracking pixels), as are inline styles that load a
-/// `url(...)`. Returns the HTML and whether an
-/// image was held back.
+/// are removed unless `allow_remote` (tracking pixels). `style` attributes are parsed by
+/// ammonia's CSS tokenizer (cssparser) and keep only [`MAIL_STYLE_PROPERTIES`], so CSS never
+/// loads anything, whatever `allow_remote` says. Returns the HTML and whether an image
+/// (or a style that named a URL) was held back.
 pub fn sanitise_html(html: &str, allow_remote: bool) -> (String, bool) {
     let blocked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let seen = blocked.clone();
@@ -376,6 +462,7 @@ pub fn sanitise_html(html: &str, allow_remote: bool) -> (String, bool) {
         .add_url_schemes(["cid"])
         .set_tag_attribute_value("a", "target", "_blank")
         .add_generic_attributes(["style"])
+        .filter_style_properties(MAIL_STYLE_PROPERTIES.iter().copied().collect())
         .attribute_filter(move |element, attribute, value| {
             if element == "img" && attribute == "src" {
                 let remote = !(value.starts_with("data:") || value.starts_with("cid:"));
@@ -384,13 +471,39 @@ pub fn sanitise_html(html: &str, allow_remote: bool) -> (String, bool) {
                     return None;
                 }
             }
-            if attribute == "style" && !allow_remote && value.to_ascii_lowercase().contains("url(") {
+            if attribute == "style" && value.to_ascii_lowercase().contains("url") {
                 seen.store(true, std::sync::atomic::Ordering::Relaxed);
-                return None;
             }
             Some(value.into())
         })
         .clean(html)
         .to_string();
     (clean, blocked.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitise_html;
+
+    #[test]
+    fn styles_keep_text_and_box_properties_and_never_load_or_overlay() {
+        let (clean, _) = sanitise_html(r#"<p style="color: red; font-weight: bold; margin: 0 4px">hi</p>"#, false);
+        assert!(clean.contains("color:red") && clean.contains("font-weight:bold"), "{clean}");
+        for (hostile, allow) in [
+            (r#"<div style="position:fixed;top:0;left:0;width:100%;height:100%;z-index:9">x</div>"#, true),
+            (r#"<div style="position: absolute">x</div>"#, false),
+            (r#"<p style="background:\75 rl(http://evil.example/a.png)">x</p>"#, true),
+            (r#"<p style="background-image:url('http://evil.example/a.png')">x</p>"#, true),
+            (r#"<p style="background-image:image-set('http://evil.example/a.png' 1x)">x</p>"#, true),
+            (r#"<p style="list-style:url(http://evil.example/a.png)">x</p>"#, true),
+            (r#"<p style="border-image:url(http://evil.example/a.png) 30">x</p>"#, true),
+            (r#"<p style="cursor:url(http://evil.example/c.cur),auto">x</p>"#, true),
+            (r#"<p style="color:red;@import 'http://evil.example/x.css'">x</p>"#, true),
+        ] {
+            let (clean, _) = sanitise_html(hostile, allow);
+            let lower = clean.to_ascii_lowercase();
+            assert!(!lower.contains("evil") && !lower.contains("position"), "{hostile} -> {clean}");
+            assert!(!lower.contains("url") && !lower.contains("image-set"), "{hostile} -> {clean}");
+        }
+    }
 }
