@@ -105,10 +105,14 @@ impl MailService {
         }
         // The message's author must be the user too: one From mailbox and, if present, one
         // Sender mailbox, both theirs (RFC 5322 §3.6.2), before anything is stored or signed.
-        let (meta, originator) = match parse::message(&data) {
+        // Parsing is CPU work: a blocking thread does it, with the bytes shared, not copied.
+        let data = Bytes::from(data);
+        let shared = data.clone();
+        let parsed = tokio::task::spawn_blocking(move || match parse::message(&shared) {
             Some(msg) => (parse::meta_of(&msg), parse::originator(&msg)),
             None => (parse::Meta::default(), Err(parse::OriginatorError::FromFields(0))),
-        };
+        });
+        let (meta, originator) = parsed.await.map_err(|_| MailError::Interrupted)?;
         let originator = originator?;
         for address in std::iter::once(&originator.from).chain(&originator.sender) {
             if !self.is_own_address(&sub.username, address) {
@@ -148,7 +152,7 @@ impl MailService {
                 check_auth: false,
                 forwarded: false,
             };
-            self.deliver(&envelope, data.clone()).await?.stored
+            self.deliver(&envelope, data.to_vec()).await?.stored
         };
         let queued = if remote.is_empty() {
             None
@@ -159,8 +163,7 @@ impl MailService {
         let mut copy = NewMessage::new(sub.user_id, Target::Role(Role::Sent));
         copy.flags = Flags(Flags::SEEN);
         copy.sent_to = Some(recipients);
-        let sent_copy =
-            self.store(Bytes::from(data), Arc::new(meta), vec![copy]).await?.pop().ok_or(MailError::NotFound)?;
+        let sent_copy = self.store(data, Arc::new(meta), vec![copy]).await?.pop().ok_or(MailError::NotFound)?;
         Ok(Sent { sent_copy, local, queued })
     }
 }

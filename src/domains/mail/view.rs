@@ -235,7 +235,7 @@ impl MailService {
         let parsed_ok = row.parsed;
         let summary = self.summaries(vec![row.clone()]).await?.pop().ok_or(MailError::NotFound)?;
         let message_id = row.message_id_hdr.clone();
-        let mut view = MessageView {
+        let view = MessageView {
             summary,
             message_id,
             text: None,
@@ -245,29 +245,8 @@ impl MailService {
             parsed: parsed_ok,
             raw: None,
         };
-        let parsed = if parsed_ok { MessageParser::default().parse(&raw[..]) } else { None };
-        let Some(msg) = parsed else {
-            view.parsed = false;
-            view.raw = Some(String::from_utf8_lossy(&raw).into_owned());
-            return Ok(view);
-        };
-        view.text = msg.body_text(0).map(|t| t.into_owned());
-        if let Some(html) = msg.body_html(0).filter(|_| msg.html_body_count() > 0 && has_real_html(&msg)) {
-            let (clean, blocked) = sanitise_html(&html, allow_remote_images);
-            view.html = Some(clean);
-            view.remote_images_blocked = blocked;
-        }
-        view.attachments = msg
-            .attachments()
-            .enumerate()
-            .map(|(i, part)| AttachmentInfo {
-                index: i as u32,
-                name: part.attachment_name().unwrap_or("attachment").to_owned(),
-                content_type: content_type(part),
-                size: part.contents().len(),
-            })
-            .collect();
-        Ok(view)
+        // Parsing and sanitising a large message is CPU work: a blocking thread does it.
+        off_the_runtime(move || render(view, &raw, allow_remote_images)).await
     }
 
     /// The raw RFC 5322 message.
@@ -276,12 +255,16 @@ impl MailService {
         Ok(self.inner.blobs.get(&BlobId::try_from(row.blob_id)?).await?)
     }
 
-    /// One attachment: its name, MIME type and decoded bytes.
+    /// One attachment: its name, MIME type and decoded bytes (decoded on a blocking thread).
     pub async fn attachment(&self, user_id: i64, id: i64, index: u32) -> Result<(String, String, Vec<u8>), MailError> {
         let raw = self.raw(user_id, id).await?;
-        let msg = MessageParser::default().parse(&raw[..]).ok_or(MailError::NotFound)?;
-        let part = msg.attachments().nth(index as usize).ok_or(MailError::NotFound)?;
-        Ok((part.attachment_name().unwrap_or("attachment").to_owned(), content_type(part), part.contents().to_vec()))
+        off_the_runtime(move || {
+            let msg = MessageParser::default().parse(&raw[..]).ok_or(MailError::NotFound)?;
+            let part = msg.attachments().nth(index as usize).ok_or(MailError::NotFound)?;
+            let name = part.attachment_name().unwrap_or("attachment").to_owned();
+            Ok((name, content_type(part), part.contents().to_vec()))
+        })
+        .await
     }
 
     /// The user's row `id`.
@@ -355,6 +338,42 @@ fn content_type(part: &mail_parser::MessagePart<'_>) -> String {
             None => ct.ctype().to_owned(),
         })
         .unwrap_or_else(|| "application/octet-stream".into())
+}
+
+/// Runs CPU-heavy `work` (MIME parsing, HTML sanitising) on the blocking pool, keeping the
+/// async threads free for I/O.
+async fn off_the_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, MailError> + Send + 'static,
+) -> Result<T, MailError> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| MailError::Interrupted)?
+}
+
+/// Fills `view`'s body, HTML and attachment list from the raw message; a message that
+/// does not parse is shown raw.
+fn render(mut view: MessageView, raw: &[u8], allow_remote_images: bool) -> Result<MessageView, MailError> {
+    let parsed = if view.parsed { MessageParser::default().parse(raw) } else { None };
+    let Some(msg) = parsed else {
+        view.parsed = false;
+        view.raw = Some(String::from_utf8_lossy(raw).into_owned());
+        return Ok(view);
+    };
+    view.text = msg.body_text(0).map(|t| t.into_owned());
+    if let Some(html) = msg.body_html(0).filter(|_| msg.html_body_count() > 0 && has_real_html(&msg)) {
+        let (clean, blocked) = sanitise_html(&html, allow_remote_images);
+        view.html = Some(clean);
+        view.remote_images_blocked = blocked;
+    }
+    view.attachments = msg
+        .attachments()
+        .enumerate()
+        .map(|(i, part)| AttachmentInfo {
+            index: i as u32,
+            name: part.attachment_name().unwrap_or("attachment").to_owned(),
+            content_type: content_type(part),
+            size: part.contents().len(),
+        })
+        .collect();
+    Ok(view)
 }
 
 fn parse_cursor(cursor: &str) -> Result<(i64, i64), MailError> {

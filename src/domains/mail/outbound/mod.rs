@@ -312,7 +312,10 @@ impl OutboundQueue {
             return Err(QueueError::InvalidMessage("no From header field".into()));
         }
         let key = self.dkim_key().await?;
-        let signed = match key.sign(raw) {
+        // An RSA signature over the whole body is CPU work: a blocking thread makes it.
+        let to_sign = raw.to_vec();
+        let signing = tokio::task::spawn_blocking(move || key.sign(&to_sign));
+        let signed = match signing.await.map_err(|e| QueueError::Internal(e.into()))? {
             Ok(s) => s,
             Err(DkimError::Sign(e)) => return Err(QueueError::InvalidMessage(e.to_string())),
             Err(e) => return Err(QueueError::Dkim(e)),
