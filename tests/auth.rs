@@ -493,3 +493,59 @@ async fn open_registration_needs_no_invitation() {
     let (status, v) = register(&s, "bob", None).await;
     assert_eq!((status, &v["user"]["is_admin"]), (StatusCode::CREATED, &json!(false)), "{v}");
 }
+
+/// A login as `name` sending `headers`; the response's `Set-Cookie`.
+async fn login_with(s: &Server, name: &str, password: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut r = s.client().post(s.url("/api/v1/auth/login")).json(&json!({"username": name, "password": password}));
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.send().await.unwrap()
+}
+
+fn secure_cookie(r: &reqwest::Response) -> bool {
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("postcast_session="), "{cookie}");
+    cookie.split(';').any(|a| a.trim().eq_ignore_ascii_case("secure"))
+}
+
+/// The addresses in the security log, newest first.
+async fn logged_ips(s: &Server, token: &str) -> Vec<String> {
+    let log: Value = get(s, "/api/v1/security-log", token).await.json().await.unwrap();
+    log["events"].as_array().unwrap().iter().map(|e| e["ip"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_and_scheme_count() {
+    let s = Server::start_with("[server]\ntrusted_proxies = [\"127.0.0.1\"]\n");
+    s.register_and_login("ada", PW).await;
+    let https = [("x-forwarded-proto", "https"), ("x-forwarded-for", "6.6.6.6, 198.51.100.7")];
+    let r = login_with(&s, "ada", PW, &https).await;
+    assert_eq!(r.status(), 200);
+    assert!(secure_cookie(&r), "https through the proxy: Secure");
+    let token: Value = r.json().await.unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let r = login_with(&s, "ada", PW, &[("x-forwarded-for", "198.51.100.7")]).await;
+    assert!(!secure_cookie(&r), "plain http through the proxy: not Secure");
+    // The client is the right-most address the proxy forwarded, not the proxy.
+    assert_eq!(logged_ips(&s, &token).await[..2], ["198.51.100.7", "198.51.100.7"]);
+    // The proxy is local; the client it forwards is not.
+    let r = s.client().get(s.url("/metrics")).header("x-forwarded-for", "198.51.100.7").send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(s.client().get(s.url("/metrics")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
+    let s = Server::start_with("[auth]\nattempts_per_ip_per_minute = 3\n");
+    let token = s.register_and_login("bea", PW).await; // 1 login attempt
+    let r = login_with(&s, "bea", PW, &[("x-forwarded-proto", "https"), ("x-forwarded-for", "198.51.100.7")]).await;
+    assert_eq!(r.status(), 200);
+    assert!(!secure_cookie(&r), "an untrusted peer's X-Forwarded-Proto makes nothing Secure");
+    assert!(logged_ips(&s, &token).await.iter().all(|ip| ip == "127.0.0.1"));
+    // A fresh X-Forwarded-For per attempt does not escape the per-address limit.
+    let r = login_with(&s, "bea", "nope nope nope", &[("x-forwarded-for", "198.51.100.8")]).await;
+    assert_eq!(r.status(), 401);
+    let r = login_with(&s, "bea", PW, &[("x-forwarded-for", "198.51.100.9")]).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}

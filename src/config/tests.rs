@@ -34,6 +34,21 @@ fn unknown_keys_and_bad_values_are_refused() {
     assert!(Config::parse("[outbound]\nmx_allow_loopback = true\n").is_err(), "renamed to allow_private_targets");
     assert!(Config::parse("[jobs]\nqueue_bytes = 0\n").is_err());
     assert!(Config::parse("[stream]\nrtmp_max_connections = 0\n").is_err());
+    assert!(Config::parse("[server]\nsecure_cookies = true\n").is_err(), "replaced by trusted_proxies");
+    assert!(Config::parse("[server]\ntrusted_proxies = [\"proxy.example\"]\n").is_err());
+    assert!(Config::parse("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n").is_err());
+}
+
+#[test]
+fn trusted_proxies_take_addresses_and_cidr_blocks() {
+    let c =
+        Config::parse("[server]\ntrusted_proxies = [\"127.0.0.1\", \"10.1.2.3/8\", \"fd00::/8\"]\n").expect("parses");
+    let shown: Vec<String> = c.server.trusted_proxies.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]);
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+    let inside = |s: &str| c.server.trusted_proxies.iter().any(|p| p.contains(ip(s)));
+    assert!(inside("127.0.0.1") && inside("::ffff:127.0.0.1") && inside("10.200.0.1") && inside("fd12::1"));
+    assert!(!inside("127.0.0.2") && !inside("11.0.0.1") && !inside("fe80::1"));
 }
 
 #[test]
@@ -90,8 +105,8 @@ fn at<'a>(value: &'a mut toml::Value, path: &[Step]) -> &'a mut toml::Value {
     })
 }
 
-/// A value of the same type as `v` that differs from it.
-fn changed(v: &toml::Value) -> toml::Value {
+/// A value of the same type as `v` that differs from it and is valid for `key`.
+fn changed(v: &toml::Value, key: &str) -> toml::Value {
     use toml::Value;
     match v {
         Value::Boolean(b) => Value::Boolean(!b),
@@ -105,6 +120,7 @@ fn changed(v: &toml::Value) -> toml::Value {
             Err(_) if s.is_empty() => Value::String("127.0.0.1:25".into()),
             Err(_) => Value::String(format!("{s}x")),
         },
+        Value::Array(_) if key == "server.trusted_proxies" => Value::Array(vec![Value::String("10.0.0.0/8".into())]),
         Value::Array(_) => Value::Array(vec![Value::String("127.0.0.1:53".into())]),
         Value::Table(_) => {
             let mut t = toml::Table::new();
@@ -143,7 +159,7 @@ fn every_key_in_config_toml_is_read_into_the_config() {
     for path in &paths {
         let mut value = toml::Value::Table(doc.clone());
         let leaf = at(&mut value, path);
-        *leaf = changed(leaf);
+        *leaf = changed(leaf, &dotted(path));
         let text = toml::to_string(&value).expect("serialises");
         let parsed: Config = crate::platform::config::parse(&text)
             .unwrap_or_else(|e| panic!("{} changed: config.toml no longer parses: {e}", dotted(path)));

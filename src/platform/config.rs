@@ -5,7 +5,11 @@
 //! `crate::config::Config` puts them together. Each field's doc comment is what users read
 //! in the shipped `config.toml`.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+use ipnet::IpNet;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -69,8 +73,61 @@ pub struct ServerConfig {
     pub imap: SocketAddr,
     /// RTMP ingest.
     pub rtmp: SocketAddr,
-    /// Mark session cookies `Secure` (set when a TLS proxy fronts the HTTP port).
-    pub secure_cookies: bool,
+    /// Reverse proxies in front of the HTTP door, as addresses or CIDR blocks. Only a
+    /// request whose TCP peer is one of them has its `X-Forwarded-For` (the client) and
+    /// `X-Forwarded-Proto` (HTTPS, hence `Secure` cookies) believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Bearer token that opens `/metrics` to other hosts; empty means loopback only.
+    pub metrics_token: String,
+}
+
+/// An IP address or a CIDR block: `10.0.0.1`, `10.0.0.0/8`, `fd00::/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cidr(IpNet);
+
+impl Cidr {
+    /// Whether `ip` is in the block; an IPv4-mapped IPv6 address counts as its IPv4 one.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&ip.to_canonical())
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        let s = s.trim();
+        let net = match s.parse::<IpAddr>() {
+            Ok(ip) => IpNet::from(ip.to_canonical()),
+            Err(_) => s.parse::<IpNet>().map_err(|_| ConfigError::Invalid(format!("not an address or CIDR: {s:?}")))?,
+        };
+        Ok(Self(net.trunc()))
+    }
+}
+
+impl TryFrom<String> for Cidr {
+    type Error = ConfigError;
+
+    fn try_from(s: String) -> Result<Self, ConfigError> {
+        s.parse()
+    }
+}
+
+impl From<Cidr> for String {
+    fn from(c: Cidr) -> String {
+        c.to_string()
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.prefix_len() == self.0.max_prefix_len() {
+            write!(f, "{}", self.0.addr())
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
 }
 
 /// `[db]`: the database.
@@ -151,7 +208,8 @@ impl Default for ServerConfig {
             submissions: addr("127.0.0.1:2465"),
             imap: addr("127.0.0.1:1143"),
             rtmp: addr("127.0.0.1:1935"),
-            secure_cookies: false,
+            trusted_proxies: Vec::new(),
+            metrics_token: String::new(),
         }
     }
 }

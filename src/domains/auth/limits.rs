@@ -2,9 +2,23 @@
 //! is limited (`login:ip:1.2.3.4`, `fail:user:7`, ...). In memory by design: a restart
 //! forgets them, which costs an attacker nothing they could not get by waiting.
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+/// The part of a client address that rate limits count: an IPv4 address as is (an
+/// IPv4-mapped IPv6 one as its IPv4 address), an IPv6 address by its /64, since one
+/// host is routinely handed a whole /64 and could otherwise take a fresh address per try.
+pub fn rate_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{}/64", Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    }
+}
 
 /// One window's counter.
 struct Window {
@@ -59,6 +73,22 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_keys_group_ipv6_by_64_and_unmap_ipv4() {
+        let cases = [
+            ("192.0.2.7", "192.0.2.7"),
+            ("::ffff:192.0.2.7", "192.0.2.7"),
+            ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+            ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+            ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+            ("::1", "::/64"),
+            ("127.0.0.1", "127.0.0.1"),
+        ];
+        for (ip, key) in cases {
+            assert_eq!(rate_key(ip.parse().expect("ip")), key, "{ip}");
+        }
+    }
 
     #[test]
     fn counts_per_key_and_resets() {

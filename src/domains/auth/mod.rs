@@ -354,11 +354,12 @@ impl AuthService {
         Ok(rows.into_iter().map(|r| SecurityEvent { at: r.at, kind: r.kind, ip: r.ip, detail: r.detail }).collect())
     }
 
-    /// Counts an attempt from `ip` against the per-minute limit.
+    /// Counts an attempt from the client's address (its /64 for IPv6) against the
+    /// per-minute limit.
     fn limit_ip(&self, what: &str, client: &ClientInfo) -> Result<(), AuthError> {
         self.inner
             .per_minute
-            .hit(&format!("{what}:ip:{}", client.ip), self.inner.cfg.attempts_per_ip_per_minute)
+            .hit(&format!("{what}:ip:{}", limits::rate_key(client.ip)), self.inner.cfg.attempts_per_ip_per_minute)
             .map_err(AuthError::RateLimited)
     }
 

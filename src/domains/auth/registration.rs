@@ -59,7 +59,10 @@ impl AuthService {
     ) -> Result<User, AuthError> {
         self.inner
             .per_hour
-            .hit(&format!("register:ip:{}", client.ip), self.inner.cfg.registrations_per_ip_per_hour)
+            .hit(
+                &format!("register:ip:{}", super::limits::rate_key(client.ip)),
+                self.inner.cfg.registrations_per_ip_per_hour,
+            )
             .map_err(AuthError::RateLimited)?;
         let admission = match invitation.map(str::trim).filter(|t| !t.is_empty()) {
             _ if self.inner.cfg.open_registration => Admission::Anyone,

@@ -336,3 +336,25 @@ async fn the_migration_makes_the_oldest_account_of_an_existing_server_its_admini
     let r = svc.register("newcomer", PW, None, &client()).await;
     assert!(matches!(r, Err(AuthError::RegistrationClosed)), "the first account is taken: {r:?}");
 }
+
+#[tokio::test]
+async fn login_attempts_are_counted_per_ipv6_64_and_per_ipv4_address() {
+    let mut cfg = Config::default();
+    cfg.auth.attempts_per_ip_per_minute = 2;
+    let (_d, svc, _) = service(cfg).await;
+    let from = |ip: &str| ClientInfo { ip: ip.parse().expect("ip"), user_agent: "test".into() };
+    // Two tries from one /64, each from a fresh address: the third is refused.
+    for ip in ["2001:db8:0:1::1", "2001:db8:0:1::2"] {
+        assert!(matches!(svc.login("nobody", PW, &from(ip)).await, Err(AuthError::InvalidCredentials)), "{ip}");
+    }
+    let refused = svc.login("nobody", PW, &from("2001:db8:0:1:ffff::3")).await;
+    assert!(matches!(refused, Err(AuthError::RateLimited(_))), "{refused:?}");
+    // The next /64 has its own count.
+    assert!(matches!(svc.login("nobody", PW, &from("2001:db8:0:2::1")).await, Err(AuthError::InvalidCredentials)));
+    // An IPv4-mapped address counts as its IPv4 address.
+    for ip in ["192.0.2.1", "::ffff:192.0.2.1"] {
+        assert!(matches!(svc.login("nobody", PW, &from(ip)).await, Err(AuthError::InvalidCredentials)), "{ip}");
+    }
+    assert!(matches!(svc.login("nobody", PW, &from("192.0.2.1")).await, Err(AuthError::RateLimited(_))));
+    assert!(matches!(svc.login("nobody", PW, &from("192.0.2.2")).await, Err(AuthError::InvalidCredentials)));
+}

@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{AppError, CurrentUser, HttpState};
+use super::{AppError, CurrentUser, HttpState, Origin};
 use crate::domains::auth::ClientInfo;
 
 /// The administrator routes, relative to `/api/v1`.
@@ -47,12 +47,13 @@ fn invitation_url(host: Option<&str>, secure: bool, token: &str) -> String {
 async fn create_invitation(
     State(s): State<HttpState>,
     client: ClientInfo,
+    origin: Origin,
     user: CurrentUser,
     headers: axum::http::HeaderMap,
 ) -> Result<impl IntoResponse, AppError> {
     let made = s.auth.create_invitation(user.user_id, &client).await?;
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let url = invitation_url(host, s.settings.secure_cookies, &made.token);
+    let url = invitation_url(host, origin.https, &made.token);
     Ok((StatusCode::CREATED, Json(InvitationBody { token: made.token, url, expires_at: made.expires_at })))
 }
 

@@ -14,7 +14,7 @@ use serde_json::json;
 use utoipa::{OpenApi, ToSchema};
 
 use super::session::SESSION_COOKIE;
-use super::{ApiJson, AppError, CurrentUser, HttpState};
+use super::{ApiJson, AppError, CurrentUser, HttpState, Origin};
 use crate::domains::auth::password;
 use crate::domains::auth::{
     AppPasswordView, AuthError, ClientInfo, LoginOutcome, SecurityEvent, SessionView, TotpSetup, User,
@@ -198,12 +198,13 @@ pub struct NewAppPasswordBody {
     pub password: String,
 }
 
-fn session_cookie(state: &HttpState, token: String) -> Cookie<'static> {
+/// The session cookie; `Secure` when the browser came over HTTPS (through a trusted proxy).
+fn session_cookie(state: &HttpState, token: String, origin: &Origin) -> Cookie<'static> {
     let hours = state.settings.session_idle_hours;
     Cookie::build((SESSION_COOKIE, token))
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(state.settings.secure_cookies)
+        .secure(origin.https)
         .path("/")
         .max_age(time_hours(hours))
         .build()
@@ -213,8 +214,8 @@ fn time_hours(h: u64) -> time::Duration {
     time::Duration::hours(h.min(24 * 365) as i64)
 }
 
-fn logged_in(state: &HttpState, jar: CookieJar, token: String, user: User) -> Response {
-    let jar = jar.add(session_cookie(state, token.clone()));
+fn logged_in(state: &HttpState, origin: &Origin, jar: CookieJar, token: String, user: User) -> Response {
+    let jar = jar.add(session_cookie(state, token.clone(), origin));
     (jar, Json(SessionBody { token, user })).into_response()
 }
 
@@ -239,11 +240,12 @@ async fn register(
 async fn login(
     State(s): State<HttpState>,
     client: ClientInfo,
+    origin: Origin,
     jar: CookieJar,
     ApiJson(c): ApiJson<Credentials>,
 ) -> Result<Response, AppError> {
     match s.auth.login(&c.username, &c.password, &client).await? {
-        LoginOutcome::Session { token, user } => Ok(logged_in(&s, jar, token, user)),
+        LoginOutcome::Session { token, user } => Ok(logged_in(&s, &origin, jar, token, user)),
         LoginOutcome::SecondFactor { pending, methods } => {
             Ok(Json(SecondFactorBody { second_factor: methods, pending }).into_response())
         }
@@ -255,11 +257,12 @@ async fn login(
 async fn login_second_factor(
     State(s): State<HttpState>,
     client: ClientInfo,
+    origin: Origin,
     jar: CookieJar,
     ApiJson(r): ApiJson<SecondFactorRequest>,
 ) -> Result<Response, AppError> {
     let (token, user) = s.auth.login_second_factor(&r.pending, &r.code, &client).await?;
-    Ok(logged_in(&s, jar, token, user))
+    Ok(logged_in(&s, &origin, jar, token, user))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login/sms", request_body = PendingRequest,
@@ -277,11 +280,12 @@ async fn login_sms(
 async fn logout(
     State(s): State<HttpState>,
     client: ClientInfo,
+    origin: Origin,
     jar: CookieJar,
     user: CurrentUser,
 ) -> Result<impl IntoResponse, AppError> {
     s.auth.logout(&user.token, &client).await?;
-    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/").build());
+    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/").secure(origin.https).build());
     Ok((jar, StatusCode::NO_CONTENT))
 }
 
@@ -488,4 +492,65 @@ pub struct AuthApi;
 /// The OpenAPI description of the account routes.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     AuthApi::openapi()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::http::{Request, header};
+    use tower::ServiceExt;
+
+    use crate::app;
+    use crate::config::Config;
+    use crate::domains::auth::ClientInfo;
+    use crate::doors::http::router;
+
+    /// The `Set-Cookie` of a login from `peer` with `headers`, on a server trusting the
+    /// proxies `trusted`.
+    async fn login_cookie(trusted: &[&str], peer: &str, headers: &[(&str, &str)]) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().to_owned();
+        config.server.trusted_proxies = trusted.iter().map(|t| t.parse().expect("cidr")).collect();
+        config.auth.argon2_memory_kib = 1024;
+        config.auth.argon2_iterations = 1;
+        let services = app::build(config).await.expect("services");
+        let state = app::http_state(&services);
+        state.auth.create_user("ada", "correct horse battery", &ClientInfo::local("test")).await.expect("user");
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/api/v1/auth/login")
+            .header(header::CONTENT_TYPE, "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut req =
+            req.body(Body::from(r#"{"username":"ada","password":"correct horse battery"}"#)).expect("request");
+        req.extensions_mut().insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().expect("peer")));
+        let resp = router(state).oneshot(req).await.expect("infallible");
+        assert_eq!(resp.status(), 200);
+        resp.headers()[header::SET_COOKIE].to_str().expect("ascii").to_owned()
+    }
+
+    fn is_secure(cookie: &str) -> bool {
+        cookie.split(';').any(|a| a.trim().eq_ignore_ascii_case("secure"))
+    }
+
+    #[tokio::test]
+    async fn session_cookies_are_secure_when_a_trusted_proxy_says_https() {
+        let https = [("x-forwarded-proto", "https")];
+        let cookie = login_cookie(&["127.0.0.1"], "127.0.0.1:4000", &https).await;
+        assert!(cookie.starts_with("postcast_session=") && is_secure(&cookie), "{cookie}");
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+        for (trusted, peer, headers) in [
+            (&["127.0.0.1"][..], "127.0.0.1:4000", &[("x-forwarded-proto", "http")][..]),
+            (&["127.0.0.1"][..], "127.0.0.1:4000", &[][..]),
+            (&["127.0.0.1"][..], "192.0.2.1:4000", &https[..]),
+            (&[][..], "127.0.0.1:4000", &https[..]),
+        ] {
+            let cookie = login_cookie(trusted, peer, headers).await;
+            assert!(!is_secure(&cookie), "{trusted:?} {peer} {headers:?}: {cookie}");
+        }
+    }
 }

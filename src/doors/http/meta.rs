@@ -5,14 +5,14 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::future::BoxFuture;
 
-use super::HttpState;
+use super::{HttpState, Origin};
 
 /// The page policy: nothing but our own scripts and styles; images may also be data:
 /// and blob: URLs (QR codes, previews).
@@ -55,8 +55,28 @@ async fn healthz(State(s): State<HttpState>) -> Response {
     (status, report).into_response()
 }
 
-async fn metrics(State(s): State<HttpState>) -> Response {
+/// Prometheus text, for loopback clients or a caller with `server.metrics_token`; 403
+/// for anyone else.
+async fn metrics(State(s): State<HttpState>, origin: Origin, headers: HeaderMap) -> Response {
+    if !origin.is_loopback() && !bearer_matches(&headers, &s.settings.metrics_token) {
+        return (StatusCode::FORBIDDEN, "forbidden\n").into_response();
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render()).into_response()
+}
+
+/// Whether `headers` carry `Authorization: Bearer TOKEN` with TOKEN equal to a non-empty
+/// `expected`, compared in constant time.
+fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(given) if !expected.is_empty() => bool::from(given.as_bytes().ct_eq(expected.as_bytes())),
+        _ => false,
+    }
 }
 
 /// The whole API description, merged from each route module.
@@ -165,5 +185,51 @@ mod tests {
             healthz(down).await,
             (StatusCode::SERVICE_UNAVAILABLE, "database ok\nblobs unavailable\n".to_owned())
         );
+    }
+
+    /// The status of `GET /metrics` from `peer`, with `headers`, on a server whose
+    /// `[server]` section is changed by `setup`.
+    async fn metrics_status(setup: impl FnOnce(&mut Config), peer: &str, headers: &[(&str, &str)]) -> StatusCode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().to_owned();
+        setup(&mut config);
+        let services = app::build(config).await.expect("services");
+        let state = app::http_state(&services);
+        let mut req = Request::builder().uri("/metrics");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut req = req.body(Body::empty()).expect("request");
+        let peer: std::net::SocketAddr = peer.parse().expect("peer");
+        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        super::super::router(state).oneshot(req).await.expect("infallible").status()
+    }
+
+    #[tokio::test]
+    async fn metrics_answer_loopback_clients_and_the_token_only() {
+        let none = |_: &mut Config| {};
+        let token = |c: &mut Config| c.server.metrics_token = "s3cret-token".into();
+        let proxied = |c: &mut Config| c.server.trusted_proxies = vec!["127.0.0.1".parse().expect("cidr")];
+        let bearer = |t: &'static str| [("authorization", t)];
+        assert_eq!(metrics_status(none, "127.0.0.1:5000", &[]).await, StatusCode::OK);
+        assert_eq!(metrics_status(none, "[::1]:5000", &[]).await, StatusCode::OK);
+        assert_eq!(metrics_status(none, "[::ffff:127.0.0.1]:5000", &[]).await, StatusCode::OK);
+        assert_eq!(metrics_status(none, "192.0.2.1:5000", &[]).await, StatusCode::FORBIDDEN);
+        // An empty token opens nothing.
+        assert_eq!(metrics_status(none, "192.0.2.1:5000", &bearer("Bearer ")).await, StatusCode::FORBIDDEN);
+        assert_eq!(metrics_status(token, "192.0.2.1:5000", &bearer("Bearer s3cret-token")).await, StatusCode::OK);
+        assert_eq!(
+            metrics_status(token, "192.0.2.1:5000", &bearer("Bearer s3cret-tokem")).await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(metrics_status(token, "192.0.2.1:5000", &bearer("Bearer s3cret")).await, StatusCode::FORBIDDEN);
+        assert_eq!(metrics_status(token, "192.0.2.1:5000", &bearer("s3cret-token")).await, StatusCode::FORBIDDEN);
+        // A loopback proxy forwarding an outside client does not make it local...
+        let outside = [("x-forwarded-for", "192.0.2.1")];
+        assert_eq!(metrics_status(proxied, "127.0.0.1:5000", &outside).await, StatusCode::FORBIDDEN);
+        // ...and an untrusted outside peer cannot claim to be local.
+        let claims_local = [("x-forwarded-for", "127.0.0.1")];
+        assert_eq!(metrics_status(none, "192.0.2.1:5000", &claims_local).await, StatusCode::FORBIDDEN);
     }
 }

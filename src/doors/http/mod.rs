@@ -15,6 +15,7 @@ pub mod error;
 pub mod hls;
 pub mod mail;
 pub mod meta;
+pub mod origin;
 pub mod prefs;
 pub mod profile;
 pub mod queue;
@@ -36,8 +37,10 @@ use crate::domains::mail::outbound::OutboundQueue;
 use crate::domains::prefs::PrefsService;
 use crate::domains::profile::ProfileService;
 use crate::domains::stream::StreamService;
+use crate::platform::config::Cidr;
 pub use error::{ApiJson, AppError};
 pub use meta::Probe;
+pub use origin::Origin;
 pub use session::CurrentUser;
 
 /// What every handler gets: the services this door calls, by name, and its settings.
@@ -75,8 +78,10 @@ pub struct HttpSettings {
     pub upload_limit_bytes: usize,
     /// Session cookie lifetime.
     pub session_idle_hours: u64,
-    /// Whether cookies carry `Secure`.
-    pub secure_cookies: bool,
+    /// Reverse proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Bearer token that opens `/metrics` to non-loopback clients; empty: none.
+    pub metrics_token: String,
     /// The keyframe interval OBS is told to use (the stream chunk length).
     pub keyframe_seconds: f64,
 }
@@ -88,7 +93,8 @@ impl HttpSettings {
             json_limit_bytes: config.http.json_limit_bytes,
             upload_limit_bytes: config.http.upload_limit_bytes,
             session_idle_hours: config.auth.session_idle_hours,
-            secure_cookies: config.server.secure_cookies,
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            metrics_token: config.server.metrics_token.clone(),
             keyframe_seconds: config.stream.chunk_seconds,
         }
     }

@@ -1,15 +1,13 @@
 //! Who is calling: the session cookie or bearer token resolved to a [`CurrentUser`], and
-//! the caller's address and user agent as a [`ClientInfo`] for rate limits and the
+//! the caller's address (see [`Origin`]) and user agent as a [`ClientInfo`] for rate limits and the
 //! security log.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use axum_extra::extract::CookieJar;
 
-use super::{AppError, HttpState};
+use super::{AppError, HttpState, Origin};
 use crate::domains::auth::ClientInfo;
 
 /// The session cookie's name.
@@ -48,15 +46,12 @@ impl FromRequestParts<HttpState> for CurrentUser {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+impl FromRequestParts<HttpState> for ClientInfo {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, Self::Rejection> {
+        let Ok(origin) = Origin::from_request_parts(parts, state).await;
+        let ip = origin.ip;
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
