@@ -274,6 +274,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let limits = RtmpLimits {
         handshake_timeout: Duration::from_secs(ingest.rtmp_handshake_seconds),
         read_timeout: Duration::from_secs(ingest.rtmp_read_timeout_seconds),
+        publish_timeout: Duration::from_secs(ingest.rtmp_publish_seconds),
         max_message_bytes: ingest.max_message_bytes,
         max_connections: ingest.rtmp_max_connections,
         connections_per_ip: ingest.rtmp_connections_per_ip,
