@@ -169,6 +169,7 @@ pub fn subscribers(services: &Services) -> Vec<(&'static str, Handler)> {
         ("profile", handler(services.profile.clone(), |p, e| async move { p.handle_event(e).await })),
         ("prefs", handler(services.prefs.clone(), |p, e| async move { p.handle_event(e).await })),
         ("contacts", handler(services.contacts.clone(), |c, e| async move { c.handle_event(e).await })),
+        ("stream", handler(services.stream.clone(), |s, e| async move { s.handle_event(e).await })),
     ]
 }
 

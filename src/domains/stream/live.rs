@@ -298,6 +298,18 @@ impl LiveStream {
         true
     }
 
+    /// Ends the stream now, even with a publisher connected; `true` if it ended now.
+    pub fn stop(&self, at: i64) -> bool {
+        let mut st = self.lock();
+        if st.phase == Phase::Ended {
+            return false;
+        }
+        st.phase = Phase::Ended;
+        st.publisher_connected = false;
+        st.ended_at = Some(at);
+        true
+    }
+
     /// Source facts from the broadcaster's metadata.
     pub fn set_metadata(&self, meta: SourceMetadata) {
         self.lock().meta = meta;
