@@ -12,9 +12,10 @@ pub mod live;
 mod pipeline;
 pub mod playlist;
 pub mod transcode;
+pub mod viewers;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -35,6 +36,7 @@ use entities::{stream, stream_chunk, stream_segment};
 use live::{ChunkFacts, LiveStream, Outcome, Segment, StreamHead};
 pub use live::{Phase, PlaylistKind, RenditionStatus};
 use transcode::{Ffmpeg, TranscodeError};
+pub use viewers::HlsFetch;
 
 /// What the stream domain refuses, and why.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +109,7 @@ pub struct StreamSummary {
     pub ended_at: Option<i64>,
     /// Listed length, ms.
     pub duration_ms: u64,
-    /// Player sessions in the last 30 s.
+    /// Player sessions that fetched a media playlist and a segment, within the last 30 s.
     pub viewers: u64,
     /// The master playlist.
     pub master_url: String,
@@ -583,10 +585,11 @@ impl StreamService {
         Ok(bytes)
     }
 
-    /// Counts a player session of a stream.
-    pub fn note_viewer(&self, stream_id: &str, viewer: &str) {
+    /// Notes a request of a player session of a stream from `address`: it counts as a
+    /// viewer once it fetched a media playlist and a segment ([`viewers`]).
+    pub fn note_viewer(&self, stream_id: &str, viewer: &str, fetch: HlsFetch, address: IpAddr) {
         if let Some(s) = self.cached(stream_id) {
-            s.note_viewer(viewer);
+            s.note_viewer(viewer, fetch, address);
         }
     }
 
