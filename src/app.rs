@@ -188,6 +188,7 @@ pub fn subscribers(services: &Services) -> Vec<(&'static str, Handler)> {
         ("profile", handler(services.profile.clone(), |p, e| async move { p.handle_event(e).await })),
         ("prefs", handler(services.prefs.clone(), |p, e| async move { p.handle_event(e).await })),
         ("contacts", handler(services.contacts.clone(), |c, e| async move { c.handle_event(e).await })),
+        ("stream", handler(services.stream.clone(), |s, e| async move { s.handle_event(e).await })),
     ]
 }
 
@@ -293,6 +294,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let limits = RtmpLimits {
         handshake_timeout: Duration::from_secs(ingest.rtmp_handshake_seconds),
         read_timeout: Duration::from_secs(ingest.rtmp_read_timeout_seconds),
+        publish_timeout: Duration::from_secs(ingest.rtmp_publish_seconds),
         max_message_bytes: ingest.max_message_bytes,
         max_connections: ingest.rtmp_max_connections,
         connections_per_ip: ingest.rtmp_connections_per_ip,

@@ -130,3 +130,63 @@ async fn playlists_and_segments_carry_the_headers_players_need() {
 
     let _ = ffmpeg.wait();
 }
+
+#[tokio::test]
+async fn invented_session_ids_from_one_client_do_not_make_viewers() {
+    let s = Server::start_with(SMALL);
+    let c = s.client();
+    let token = s.register_and_login("hlscounter", "correct horse battery").await;
+    let r = c.post(s.url("/api/v1/stream-key/rotate")).bearer_auth(&token).send().await.unwrap();
+    let key = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_owned();
+    let mut ffmpeg = push(&s, &key, 8);
+
+    let start = Instant::now();
+    let (id, first) = loop {
+        assert!(start.elapsed() < Duration::from_secs(30), "no segment listed in time");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let list: Value = c.get(s.url("/api/v1/streams")).send().await.unwrap().json().await.unwrap();
+        let Some(id) = list["live"].as_array().and_then(|l| l.first()).and_then(|x| x["id"].as_str()) else {
+            continue;
+        };
+        let text = c.get(s.url(&format!("/hls/{id}/source/index.m3u8"))).send().await.unwrap().text().await.unwrap();
+        if let Some(uri) = text.lines().find(|l| l.ends_with(".ts")) {
+            break (id.to_owned(), uri.to_owned());
+        }
+    };
+    let viewers = |c: reqwest::Client, url: String| async move {
+        let status: Value = c.get(url).send().await.unwrap().json().await.unwrap();
+        status["viewers"].as_u64().expect("the status has a viewer count")
+    };
+    let status_url = s.url(&format!("/api/v1/streams/{id}"));
+
+    // A real player: a media playlist, then a segment. The polling above (no `?session=`,
+    // playlists only) is not a viewer.
+    let before = viewers(c.clone(), status_url.clone()).await;
+    let playlist = c.get(s.url(&format!("/hls/{id}/source/index.m3u8?session=real-1"))).send().await.unwrap();
+    assert_eq!(playlist.status(), 200);
+    let segment = c.get(s.url(&format!("/hls/{id}/source/{first}?session=real-1"))).send().await.unwrap();
+    assert_eq!(segment.status(), 200);
+    let with_player = viewers(c.clone(), status_url.clone()).await;
+    assert_eq!(with_player, before + 1, "a player that fetched a playlist and a segment counts");
+
+    // 500 invented sessions from one address, each behaving like a player.
+    for i in 0..500 {
+        for path in [
+            format!("/hls/{id}/source/index.m3u8?session=fake-{i}"),
+            format!("/hls/{id}/source/{first}?session=fake-{i}"),
+        ] {
+            assert_eq!(c.get(s.url(&path)).send().await.unwrap().status(), 200, "{path}");
+        }
+    }
+    let after = viewers(c.clone(), status_url.clone()).await;
+    assert!(after >= with_player, "real viewers still count: {after}");
+    assert!(after <= with_player + 20, "500 invented sessions made {} viewers", after - with_player);
+
+    // Segments alone, with yet other ids, are not players either.
+    for i in 0..50 {
+        let path = format!("/hls/{id}/source/{first}?session=segment-only-{i}");
+        assert_eq!(c.get(s.url(&path)).send().await.unwrap().status(), 200);
+    }
+    assert_eq!(viewers(c.clone(), status_url).await, after);
+    let _ = ffmpeg.wait();
+}

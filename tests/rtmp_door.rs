@@ -23,6 +23,10 @@ use tokio::net::TcpStream;
 /// deadlines, so that hanging clients are closed within the test.
 const CONFIG: &str = "[stream]\nmax_message_bytes = 65536\nrtmp_handshake_seconds = 1\nrtmp_read_timeout_seconds = 2\n";
 
+/// A short publish deadline and a long idle one, so that only the publish deadline can
+/// close a connection that never publishes within the test.
+const PUBLISH_DEADLINE: &str = "[stream]\nrtmp_publish_seconds = 1\nrtmp_read_timeout_seconds = 30\n";
+
 /// Completes the client side of the RTMP handshake.
 async fn handshake(addr: SocketAddr) -> TcpStream {
     let mut socket = TcpStream::connect(addr).await.unwrap();
@@ -148,5 +152,23 @@ async fn hostile_rtmp_clients_close_only_their_own_connection() {
     closed_within(&mut truncated, Duration::from_secs(5)).await;
     let loris_open_for = dribble.await.unwrap();
     assert!(loris_open_for < Duration::from_secs(8), "the slow-loris lived {loris_open_for:?}");
+    healthy(&s).await;
+}
+
+#[tokio::test]
+async fn a_connection_that_never_publishes_is_closed_at_the_publish_deadline() {
+    let s = Server::start_with(PUBLISH_DEADLINE);
+    let rtmp = s.rtmp.expect("the server prints its RTMP address");
+    // Handshake and `connect`, then no publish.
+    let mut socket = handshake(rtmp).await;
+    let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).unwrap();
+    socket.write_all(&outbound_bytes(session.request_connection("live".into()).unwrap())).await.unwrap();
+    let started = std::time::Instant::now();
+    closed_within(&mut socket, Duration::from_secs(5)).await;
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(800), "closed by the publish deadline, not before: {elapsed:?}");
+    // The door still serves publishers.
+    let events = publish(rtmp, "live_not_a_key").await;
+    assert!(format!("{events:?}").contains("NetStream.Publish.BadName"));
     healthy(&s).await;
 }

@@ -52,6 +52,13 @@ fn trusted_proxies_take_addresses_and_cidr_blocks() {
 }
 
 #[test]
+fn the_rtmp_publish_deadline_is_read_and_checked() {
+    assert_eq!(Config::default().stream.rtmp_publish_seconds, 10);
+    assert_eq!(Config::parse("[stream]\nrtmp_publish_seconds = 3\n").expect("parses").stream.rtmp_publish_seconds, 3);
+    assert!(Config::parse("[stream]\nrtmp_publish_seconds = 0\n").is_err(), "0 would close every connection");
+}
+
+#[test]
 fn registration_is_closed_unless_the_file_opens_it() {
     assert!(!Config::default().auth.open_registration, "closed by default: invitations only");
     assert!(!Config::parse(SHIPPED).expect("config.toml parses").auth.open_registration);

@@ -34,6 +34,9 @@ pub struct StreamConfig {
     pub rtmp_handshake_seconds: u64,
     /// Seconds an RTMP connection may go without completing a message before it is closed.
     pub rtmp_read_timeout_seconds: u64,
+    /// Seconds after the RTMP handshake within which a publish with a valid stream key must
+    /// be accepted; the connection is closed otherwise.
+    pub rtmp_publish_seconds: u64,
     /// RTMP connections open at once; more are closed on arrival.
     pub rtmp_max_connections: usize,
     /// RTMP connections open at once from one IP address; more are closed on arrival.
@@ -91,6 +94,7 @@ impl Default for StreamConfig {
             max_message_bytes: 8 << 20,
             rtmp_handshake_seconds: 10,
             rtmp_read_timeout_seconds: 30,
+            rtmp_publish_seconds: 10,
             rtmp_max_connections: 256,
             rtmp_connections_per_ip: 16,
             ladder: vec![rendition("source", 0, 0), rendition("480p", 480, 1200), rendition("240p", 240, 400)],
@@ -119,6 +123,7 @@ impl StreamConfig {
         let rtmp = [
             self.rtmp_handshake_seconds,
             self.rtmp_read_timeout_seconds,
+            self.rtmp_publish_seconds,
             self.rtmp_max_connections as u64,
             self.rtmp_connections_per_ip as u64,
         ];

@@ -7,8 +7,9 @@
 //! Invariant: the state mutex is never held across an `.await`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sea_orm::sea_query::StringLen;
 use serde::Serialize;
@@ -16,6 +17,7 @@ use serde::Serialize;
 use super::SourceMetadata;
 use super::config::RenditionConfig;
 use super::playlist::{self, MediaPlaylist, PlaylistSegment, Variant};
+use super::viewers::{HlsFetch, Viewers};
 use crate::platform::blobs::BlobId;
 
 /// Where a stream is in its life; stored (the `streams.state` column) and shown as its
@@ -110,7 +112,6 @@ struct State {
     next_seq: u64,
     chunks: BTreeMap<u64, ChunkState>,
     tracks: Vec<Track>,
-    viewers: HashMap<String, Instant>,
     meta: SourceMetadata,
     source_codec: Option<String>,
     keyframe_interval_ms: Option<u64>,
@@ -186,10 +187,9 @@ pub struct LiveStream {
     window: usize,
     chunk_ms: u64,
     state: Mutex<State>,
+    /// Bounded and locked on its own: counting a viewer never waits for the state.
+    viewers: Viewers,
 }
-
-/// How long a viewer counts after their last request.
-const VIEWER_WINDOW: Duration = Duration::from_secs(30);
 
 impl LiveStream {
     /// A new, live stream.
@@ -210,7 +210,6 @@ impl LiveStream {
                 next_seq: 0,
                 chunks: BTreeMap::new(),
                 tracks,
-                viewers: HashMap::new(),
                 meta: SourceMetadata::default(),
                 source_codec: None,
                 keyframe_interval_ms: None,
@@ -218,6 +217,7 @@ impl LiveStream {
                 lag_ms: None,
                 ended_at: None,
             }),
+            viewers: Viewers::default(),
         }
     }
 
@@ -294,6 +294,18 @@ impl LiveStream {
             return false;
         }
         st.phase = Phase::Ended;
+        st.ended_at = Some(at);
+        true
+    }
+
+    /// Ends the stream now, even with a publisher connected; `true` if it ended now.
+    pub fn stop(&self, at: i64) -> bool {
+        let mut st = self.lock();
+        if st.phase == Phase::Ended {
+            return false;
+        }
+        st.phase = Phase::Ended;
+        st.publisher_connected = false;
         st.ended_at = Some(at);
         true
     }
@@ -538,19 +550,15 @@ impl LiveStream {
             .collect()
     }
 
-    /// Counts a player session.
-    pub fn note_viewer(&self, viewer: &str) {
-        let mut st = self.lock();
-        if st.viewers.len() > 100_000 {
-            st.viewers.retain(|_, t| t.elapsed() < VIEWER_WINDOW);
-        }
-        st.viewers.insert(viewer.to_owned(), Instant::now());
+    /// Notes a request of a player session from `address` ([`Viewers::note`]).
+    pub fn note_viewer(&self, viewer: &str, fetch: HlsFetch, address: IpAddr) {
+        self.viewers.note(viewer, fetch, address);
     }
 
     /// The live figures for the status page.
     pub fn figures(&self) -> LiveFigures {
-        let mut st = self.lock();
-        st.viewers.retain(|_, t| t.elapsed() < VIEWER_WINDOW);
+        let viewers = self.viewers.count();
+        let st = self.lock();
         let (ingest_kbps, fps) = match &st.last_chunk {
             Some(c) if c.duration_ms > 0 && st.phase != Phase::Ended => (
                 Some(c.bytes_in * 8 / c.duration_ms),
@@ -559,7 +567,7 @@ impl LiveStream {
             _ => (None, None),
         };
         LiveFigures {
-            viewers: st.viewers.len() as u64,
+            viewers,
             ingest_kbps,
             fps,
             keyframe_interval_ms: st.keyframe_interval_ms,

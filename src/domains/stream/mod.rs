@@ -12,9 +12,10 @@ pub mod live;
 mod pipeline;
 pub mod playlist;
 pub mod transcode;
+pub mod viewers;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -35,6 +36,7 @@ use entities::{stream, stream_chunk, stream_segment};
 use live::{ChunkFacts, LiveStream, Outcome, Segment, StreamHead};
 pub use live::{Phase, PlaylistKind, RenditionStatus};
 use transcode::{Ffmpeg, TranscodeError};
+pub use viewers::HlsFetch;
 
 /// What the stream domain refuses, and why.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,12 @@ pub enum StreamError {
     /// Somebody is already publishing with this key.
     #[error("this stream key is already live")]
     AlreadyLive,
+    /// The key belongs to a disabled account.
+    #[error("this account is disabled and cannot publish")]
+    AccountDisabled,
+    /// The stream was ended by the server (its owner's account was disabled).
+    #[error("this stream was ended by the server")]
+    Stopped,
     /// ffmpeg is missing: nothing can be transcoded.
     #[error("{0}")]
     FfmpegMissing(String),
@@ -101,7 +109,7 @@ pub struct StreamSummary {
     pub ended_at: Option<i64>,
     /// Listed length, ms.
     pub duration_ms: u64,
-    /// Player sessions in the last 30 s.
+    /// Player sessions that fetched a media playlist and a segment, within the last 30 s.
     pub viewers: u64,
     /// The master playlist.
     pub master_url: String,
@@ -335,6 +343,11 @@ impl StreamService {
         }
         let ffmpeg = self.inner.ffmpeg.as_ref().map_err(|e| StreamError::FfmpegMissing(e.to_string()))?.clone();
         let user_id = self.key_owner(key).await?.ok_or(StreamError::InvalidKey)?;
+        // Asked of the auth service: the stream domain never reads the users table.
+        let owner = self.inner.auth.me(user_id).await.map_err(|e| StreamError::Account(e.to_string()))?;
+        if owner.disabled {
+            return Err(StreamError::AccountDisabled);
+        }
         let mut by_user = self.inner.by_user.lock().await;
         if let Some(id) = by_user.get(&user_id).cloned()
             && let Some(live) = self.cached(&id)
@@ -478,6 +491,10 @@ impl StreamService {
     /// The publisher left: wait out the grace period, then end the stream.
     fn publisher_gone(&self, live: Arc<LiveStream>) {
         live.detach_publisher();
+        if live.phase() == Phase::Ended {
+            // Already ended by the server (`end_streams_of`).
+            return;
+        }
         let me = self.clone();
         tokio::spawn(async move {
             if let Err(e) = me.set_state(&live.id, Phase::Reconnecting, None).await {
@@ -490,22 +507,51 @@ impl StreamService {
             }
             by_user.remove(&live.user_id);
             drop(by_user);
-            let saved = SavedRenditions { ladder: live.renditions().to_vec(), source: live.metadata() };
-            let renditions = serde_json::to_string(&saved).unwrap_or_default();
-            let res = stream::Entity::update_many()
-                .col_expr(stream::Column::State, Expr::value(Phase::Ended))
-                .col_expr(stream::Column::EndedAt, live.ended_at().into())
-                .col_expr(stream::Column::Renditions, renditions.into())
-                .filter(stream::Column::Id.eq(live.id.as_str()))
-                .exec(&me.inner.db)
-                .await;
-            if let Err(e) = res {
-                tracing::error!(stream = %live.id, error = %e, "end state not stored");
-            }
-            metrics::gauge!("postcast_streams_live").decrement(1.0);
-            tracing::info!(stream = %live.id, "stream ended; the recording stays");
-            me.inner.bus.emit(Event::StreamEnded { stream_id: live.id.clone() });
+            me.stream_ended(&live).await;
         });
+    }
+
+    /// Stores the end of a stream that has just ended in memory, and announces it.
+    async fn stream_ended(&self, live: &LiveStream) {
+        let saved = SavedRenditions { ladder: live.renditions().to_vec(), source: live.metadata() };
+        let renditions = serde_json::to_string(&saved).unwrap_or_default();
+        let res = stream::Entity::update_many()
+            .col_expr(stream::Column::State, Expr::value(Phase::Ended))
+            .col_expr(stream::Column::EndedAt, live.ended_at().into())
+            .col_expr(stream::Column::Renditions, renditions.into())
+            .filter(stream::Column::Id.eq(live.id.as_str()))
+            .exec(&self.inner.db)
+            .await;
+        if let Err(e) = res {
+            tracing::error!(stream = %live.id, error = %e, "end state not stored");
+        }
+        metrics::gauge!("postcast_streams_live").decrement(1.0);
+        tracing::info!(stream = %live.id, "stream ended; the recording stays");
+        self.inner.bus.emit(Event::StreamEnded { stream_id: live.id.clone() });
+    }
+
+    /// Ends `user_id`'s live or reconnecting stream now, publisher connected or not: its
+    /// publisher's next media is refused ([`StreamError::Stopped`]), so the door closes
+    /// the connection. Returns whether a stream was ended.
+    pub async fn end_streams_of(&self, user_id: i64) -> bool {
+        let mut by_user = self.inner.by_user.lock().await;
+        let Some(id) = by_user.remove(&user_id) else { return false };
+        drop(by_user);
+        let Some(live) = self.cached(&id) else { return false };
+        if !live.stop(now()) {
+            return false;
+        }
+        tracing::info!(stream = %live.id, user_id, "stream ended by the server: account disabled");
+        self.stream_ended(&live).await;
+        true
+    }
+
+    /// Bus subscriber: a disabled account's live stream ends. Idempotent.
+    pub async fn handle_event(&self, event: Event) -> Result<(), StreamError> {
+        if let Event::UserDisabled { user_id } = event {
+            self.end_streams_of(user_id).await;
+        }
+        Ok(())
     }
 
     /// The master playlist of a stream.
@@ -539,10 +585,11 @@ impl StreamService {
         Ok(bytes)
     }
 
-    /// Counts a player session of a stream.
-    pub fn note_viewer(&self, stream_id: &str, viewer: &str) {
+    /// Notes a request of a player session of a stream from `address`: it counts as a
+    /// viewer once it fetched a media playlist and a segment ([`viewers`]).
+    pub fn note_viewer(&self, stream_id: &str, viewer: &str, fetch: HlsFetch, address: IpAddr) {
         if let Some(s) = self.cached(stream_id) {
-            s.note_viewer(viewer);
+            s.note_viewer(viewer, fetch, address);
         }
     }
 
@@ -789,6 +836,9 @@ impl Publisher {
 
     /// One audio, video or script message.
     pub async fn media(&mut self, tag: MediaTag) -> Result<(), StreamError> {
+        if self.live.phase() == Phase::Ended {
+            return Err(StreamError::Stopped);
+        }
         metrics::counter!("postcast_stream_ingest_bytes_total").increment(tag.data.len() as u64);
         if tag.kind == TagKind::Video
             && let Some(codec) = avc_codec(&tag.data)
@@ -817,7 +867,10 @@ impl Publisher {
 
     /// The broadcaster is gone: close the last chunk and start the grace period.
     pub async fn finish(mut self) {
-        if let Some(chunk) = self.chunker.finish() {
+        // A stream the server ended takes no more chunks.
+        if self.live.phase() != Phase::Ended
+            && let Some(chunk) = self.chunker.finish()
+        {
             self.close(chunk).await;
         }
         self.service.publisher_gone(self.live.clone());
@@ -913,6 +966,61 @@ mod tests {
         assert_eq!(svc.status(&id).await.unwrap().summary.state, Phase::Ended);
         svc.revoke_key(user).await.unwrap();
         assert!(matches!(svc.begin_publish("live", &key, peer).await, Err(StreamError::InvalidKey)));
+    }
+
+    #[tokio::test]
+    async fn a_disabled_account_cannot_publish() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, user) = service(dir.path()).await;
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let key = svc.rotate_key(user).await.unwrap();
+        svc.inner.auth.disable_user("rita").await.unwrap();
+        let refused = svc.begin_publish("live", &key, peer).await;
+        assert!(matches!(refused, Err(StreamError::AccountDisabled)), "{:?}", refused.err());
+        assert_eq!(StreamError::AccountDisabled.to_string(), "this account is disabled and cannot publish");
+    }
+
+    #[tokio::test]
+    async fn disabling_the_owner_ends_the_live_stream_through_the_bus() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, user) = service(dir.path()).await;
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let key = svc.rotate_key(user).await.unwrap();
+        let mut publisher = svc.begin_publish("live", &key, peer).await.unwrap();
+        let id = publisher.stream_id().to_owned();
+        let mut events = svc.inner.bus.listen().await.unwrap();
+        // The subscriber as the application starts it: the event comes from the outbox.
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let me = svc.clone();
+        let handler: crate::events::Handler = Arc::new(move |e| {
+            let me = me.clone();
+            Box::pin(async move { me.handle_event(e).await.map_err(|e| e.into()) })
+        });
+        let task = svc.inner.bus.subscribe("stream", handler, stop_rx);
+        svc.inner.auth.disable_user("rita").await.unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Ok(Event::StreamEnded { stream_id }) = events.recv().await {
+                    return stream_id;
+                }
+            }
+        })
+        .await
+        .expect("the stream ends when its owner is disabled");
+        assert_eq!(ended, id);
+        let status = svc.status(&id).await.unwrap();
+        assert_eq!((status.summary.state, status.summary.live), (Phase::Ended, false));
+        // The connected publisher's next media is refused, so the door closes it.
+        let tag = MediaTag { kind: TagKind::Video, timestamp_ms: 0, data: Bytes::from_static(&[0x17, 1]) };
+        assert!(matches!(publisher.media(tag).await, Err(StreamError::Stopped)));
+        publisher.finish().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(svc.status(&id).await.unwrap().summary.state, Phase::Ended, "finish does not revive it");
+        let stored = stream::Entity::find_by_id(id.clone()).one(&svc.inner.db).await.unwrap().unwrap();
+        assert_eq!(stored.state, Phase::Ended);
+        assert!(!svc.end_streams_of(user).await, "idempotent: nothing left to end");
+        let _ = stop.send(true);
+        let _ = task.await;
     }
 
     #[tokio::test]

@@ -29,7 +29,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use super::{AppError, HttpState};
 use crate::domains::auth::ClientInfo;
-use crate::domains::stream::{PlaylistKind, StreamError, is_valid_name};
+use crate::domains::stream::{HlsFetch, PlaylistKind, StreamError, is_valid_name};
 
 /// RFC 8216 §4: the media type of playlists.
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
@@ -49,6 +49,8 @@ impl From<StreamError> for AppError {
             StreamError::UnknownApp(_) => AppError::bad_request(e.to_string()),
             StreamError::InvalidKey => AppError::new(StatusCode::FORBIDDEN, "invalid_key", e.to_string()),
             StreamError::AlreadyLive => AppError::new(StatusCode::CONFLICT, "already_live", e.to_string()),
+            StreamError::AccountDisabled => AppError::new(StatusCode::FORBIDDEN, "account_disabled", e.to_string()),
+            StreamError::Stopped => AppError::new(StatusCode::CONFLICT, "stream_stopped", e.to_string()),
             StreamError::FfmpegMissing(m) => AppError::new(StatusCode::SERVICE_UNAVAILABLE, "ffmpeg_missing", m),
             StreamError::Db(_) | StreamError::Blob(_) | StreamError::Account(_) => AppError::internal(e),
         }
@@ -125,26 +127,27 @@ async fn hls(
 ) -> Result<Response, AppError> {
     let Some(path) = path.ok().and_then(|Path(p)| parse_path(&p)) else { return Err(not_found().await) };
     let service = &s.stream;
-    let (stream, response) = match path {
+    let (stream, fetch, response) = match path {
         HlsPath::Master { stream } => {
             let text = service.master_playlist(&stream).await?;
-            (stream, playlist_response(text, LIVE_PLAYLIST_CACHE))
+            (stream, HlsFetch::Master, playlist_response(text, LIVE_PLAYLIST_CACHE))
         }
         HlsPath::Rendition { stream, rendition, file: file @ (RenditionFile::Live | RenditionFile::Recording) } => {
             let kind = if file == RenditionFile::Live { PlaylistKind::Live } else { PlaylistKind::Recording };
             let text = service.media_playlist(&stream, &rendition, kind).await?;
             // RFC 8216 §4.3.3.4: a playlist with EXT-X-ENDLIST gets no more segments.
             let cache = if text.contains("#EXT-X-ENDLIST") { ENDED_PLAYLIST_CACHE } else { LIVE_PLAYLIST_CACHE };
-            (stream, playlist_response(text, cache))
+            (stream, HlsFetch::MediaPlaylist, playlist_response(text, cache))
         }
         HlsPath::Rendition { stream, rendition, file: RenditionFile::Segment(seq) } => {
             let bytes = service.segment(&stream, &rendition, seq).await?;
             let etag = format!("\"{stream}-{rendition}-{seq}-{:x}\"", bytes.len());
             let response = segment_response(bytes, &etag, &headers);
-            (stream, response)
+            (stream, HlsFetch::Segment, response)
         }
     };
-    service.note_viewer(&stream, &viewer_key(query.ok().and_then(|Query(q)| q.session), &client));
+    let viewer = viewer_key(query.ok().and_then(|Query(q)| q.session), &client);
+    service.note_viewer(&stream, &viewer, fetch, client.ip);
     Ok(response)
 }
 

@@ -36,6 +36,7 @@ pub(super) async fn handle<S: Streams>(
         limits,
         session: RtmpSession::new(limits.max_message_bytes),
         publisher: None,
+        accepted: false,
     };
     let result = conn.run(&mut shutdown).await;
     if let Some(publisher) = conn.publisher.take() {
@@ -48,7 +49,7 @@ pub(super) async fn handle<S: Streams>(
             tracing::info!(%peer, error = %e, "rtmp: refused");
             conn.linger().await;
         }
-        Err(e @ (RtmpError::MessageTooLarge { .. } | RtmpError::Stream(_))) => {
+        Err(e @ (RtmpError::MessageTooLarge { .. } | RtmpError::Stream(_) | RtmpError::Timeout("publish"))) => {
             tracing::info!(%peer, error = %e, "rtmp: connection closed")
         }
         Err(e) => tracing::debug!(%peer, error = %e, "rtmp: connection closed"),
@@ -62,6 +63,8 @@ struct Connection<'a, S: Streams> {
     limits: &'a RtmpLimits,
     session: RtmpSession,
     publisher: Option<S::Publisher>,
+    /// Whether a publish was accepted on this connection (the publish deadline is met).
+    accepted: bool,
 }
 
 impl<S: Streams> Connection<'_, S> {
@@ -70,9 +73,14 @@ impl<S: Streams> Connection<'_, S> {
         let mut buf = vec![0u8; READ_BUFFER];
         let handshake_deadline = Instant::now() + self.limits.handshake_timeout;
         let mut idle_deadline = handshake_deadline;
+        // Set when the handshake completes; no longer applies once a publish is accepted.
+        let mut publish_deadline = None;
         loop {
-            let (deadline, what) =
-                if self.session.is_open() { (idle_deadline, "idle") } else { (handshake_deadline, "handshake") };
+            let (deadline, what) = match publish_deadline {
+                _ if !self.session.is_open() => (handshake_deadline, "handshake"),
+                Some(publish) if !self.accepted && publish < idle_deadline => (publish, "publish"),
+                _ => (idle_deadline, "idle"),
+            };
             let n = tokio::select! {
                 read = timeout_at(deadline, self.socket.read(&mut buf)) => match read {
                     Ok(read) => read?,
@@ -92,6 +100,9 @@ impl<S: Streams> Connection<'_, S> {
             // Counted from now: time spent in the stream service is not the client's.
             if received.progress || (!was_open && self.session.is_open()) {
                 idle_deadline = Instant::now() + self.limits.read_timeout;
+            }
+            if !was_open && self.session.is_open() {
+                publish_deadline = Some(Instant::now() + self.limits.publish_timeout);
             }
         }
     }
@@ -133,6 +144,7 @@ impl<S: Streams> Connection<'_, S> {
             Ok(publisher) => {
                 // Held before anything else can fail, so that it is finished in every case.
                 self.publisher = Some(publisher);
+                self.accepted = true;
                 let reply = self.session.accept(request_id)?;
                 tracing::info!(peer = %self.peer, app, "rtmp: publishing");
                 metrics::counter!("postcast_rtmp_publishes_total").increment(1);

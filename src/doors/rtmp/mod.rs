@@ -18,7 +18,10 @@
 //!   never a panic (rml_rtmp's own panics are caught in [`session`]).
 //! - **Deadlines**: the handshake must finish within `handshake_timeout`; afterwards a
 //!   connection that completes no RTMP message for `read_timeout` (silent, or dribbling
-//!   bytes) is closed, and so is one that does not take our replies for as long.
+//!   bytes) is closed, and so is one that does not take our replies for as long. A
+//!   connection that has no accepted publish `publish_timeout` after its handshake is
+//!   closed, and until then its messages are limited to
+//!   [`session::UNAUTHENTICATED_MESSAGE_BYTES`], not `max_message_bytes`.
 
 mod connection;
 pub mod session;
@@ -46,6 +49,8 @@ pub struct RtmpLimits {
     pub handshake_timeout: Duration,
     /// A connection that completes no message (or accepts none of ours) for this long is closed.
     pub read_timeout: Duration,
+    /// Time allowed after the handshake until a publish with a valid stream key is accepted.
+    pub publish_timeout: Duration,
     /// Largest RTMP message accepted, in bytes (a video keyframe is the largest in practice).
     pub max_message_bytes: usize,
     /// Connections open at once; more are closed on arrival.
@@ -59,6 +64,7 @@ impl Default for RtmpLimits {
         Self {
             handshake_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
+            publish_timeout: Duration::from_secs(10),
             max_message_bytes: 8 << 20,
             max_connections: 64,
             connections_per_ip: 16,
@@ -88,7 +94,7 @@ pub enum RtmpError {
     /// The session already failed.
     #[error("RTMP session already failed")]
     Failed,
-    /// A deadline passed (`handshake` or `idle`).
+    /// A deadline passed (`handshake`, `publish`, `idle` or `write`).
     #[error("RTMP {0} timed out")]
     Timeout(&'static str),
     /// The socket.

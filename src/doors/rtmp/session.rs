@@ -18,6 +18,9 @@
 //! - **Bounded buffering**: rml_rtmp buffers an incomplete message without a size limit; this
 //!   core counts the bytes received since the last complete message and fails with
 //!   [`RtmpError::MessageTooLarge`] past `max_message_bytes` (plus chunk-header overhead).
+//! - **Small until a publish is accepted**: before [`RtmpSession::accept`] the limit is
+//!   [`UNAUTHENTICATED_MESSAGE_BYTES`] (commands are small), so a peer without a valid stream
+//!   key cannot make the server hold megabytes; `accept` raises it to `max_message_bytes`.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -32,6 +35,10 @@ use crate::domains::stream::chunker::{MediaTag, TagKind};
 /// buffer of the next message, plus the chunk headers (at most 1 in 16 at the smallest
 /// chunk sizes in use) are added on top.
 const SLACK_BYTES: usize = 64 * 1024;
+
+/// The message limit before a publish is accepted: `connect`, `createStream` and `publish`
+/// commands are a few hundred bytes.
+pub const UNAUTHENTICATED_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// What the connection must act on.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,20 +87,30 @@ enum State {
 /// The server side of one RTMP connection, from the first handshake byte.
 pub struct RtmpSession {
     state: State,
+    /// The limit in force: small until a publish is accepted.
     max_message_bytes: usize,
+    /// The limit once a publish is accepted.
+    publishing_message_bytes: usize,
     /// Bytes received since the last complete message.
     pending_bytes: usize,
 }
 
 impl RtmpSession {
     /// A session expecting the client's handshake; messages are limited to about
-    /// `max_message_bytes`.
+    /// [`UNAUTHENTICATED_MESSAGE_BYTES`] until a publish is accepted, to about
+    /// `max_message_bytes` after.
     pub fn new(max_message_bytes: usize) -> Self {
         Self {
             state: State::Handshaking(Box::new(Handshake::new(PeerType::Server))),
-            max_message_bytes,
+            max_message_bytes: max_message_bytes.min(UNAUTHENTICATED_MESSAGE_BYTES),
+            publishing_message_bytes: max_message_bytes,
             pending_bytes: 0,
         }
+    }
+
+    /// The message limit in force, in bytes.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
     }
 
     /// True once the handshake has completed.
@@ -116,10 +133,14 @@ impl RtmpSession {
         self.fail_on_err(result)
     }
 
-    /// Accepts an outstanding publish request; returns the bytes to send.
+    /// Accepts an outstanding publish request and raises the message limit to
+    /// `max_message_bytes`; returns the bytes to send.
     pub fn accept(&mut self, request_id: u32) -> Result<Vec<u8>, RtmpError> {
         let State::Open(session) = &mut self.state else { return Err(RtmpError::Failed) };
         let result = guarded(|| session.accept_request(request_id)).map(|r| packets(r, &mut Vec::new()));
+        if result.is_ok() {
+            self.max_message_bytes = self.publishing_message_bytes;
+        }
         self.fail_on_err(result)
     }
 

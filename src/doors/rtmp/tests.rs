@@ -83,6 +83,7 @@ fn limits() -> RtmpLimits {
     RtmpLimits {
         handshake_timeout: Duration::from_millis(300),
         read_timeout: Duration::from_millis(400),
+        publish_timeout: Duration::from_secs(2),
         max_message_bytes: 1 << 20,
         max_connections: 8,
         connections_per_ip: 8,
@@ -255,6 +256,50 @@ async fn a_slow_loris_is_closed_after_the_read_timeout() {
     let elapsed = started.elapsed();
     closed_within(&mut socket, Duration::from_secs(1)).await;
     assert!(elapsed < Duration::from_secs(3), "closed after about read_timeout, not {elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_connection_without_a_publish_is_closed_at_the_publish_deadline() {
+    // The idle deadline is far away: only the publish deadline can close it in time.
+    let publish_timeout = Duration::from_millis(300);
+    let door = start(RtmpLimits { read_timeout: Duration::from_secs(10), publish_timeout, ..limits() }).await;
+    let mut client = Client::connect(door.addr).await;
+    let started = std::time::Instant::now();
+    closed_within(&mut client.socket, Duration::from_secs(3)).await;
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(200), "closed by the publish deadline, not before: {elapsed:?}");
+    assert_eq!(door.fake.seen(|s| s.begun), 0);
+}
+
+#[tokio::test]
+async fn an_accepted_publish_outlives_the_publish_deadline() {
+    let limits = RtmpLimits { publish_timeout: Duration::from_millis(200), ..limits() };
+    let door = start(limits).await;
+    let (mut client, accepted) = Client::publish(door.addr, "good").await;
+    assert!(accepted);
+    for i in 0..8 {
+        client.video(i * 100, i == 0).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_until("all frames arrive", || door.fake.seen(|s| s.tags.len() == 8)).await;
+    assert_eq!(door.fake.seen(|s| s.finished), 0, "still publishing after 800 ms");
+}
+
+#[tokio::test]
+async fn a_large_message_before_the_publish_is_accepted_closes_the_connection() {
+    // 8 MiB allowed to publishers; a peer without an accepted publish gets 64 KiB.
+    // Both deadlines are far away: only the size limit can close it in time.
+    let far = Duration::from_secs(10);
+    let door =
+        start(RtmpLimits { max_message_bytes: 8 << 20, read_timeout: far, publish_timeout: far, ..limits() }).await;
+    let mut client = Client::connect(door.addr).await;
+    let mut serializer = rml_rtmp::chunk_io::ChunkSerializer::new();
+    let mut bytes = serializer.set_max_chunk_size(65536, RtmpTimestamp::new(0)).unwrap().bytes;
+    let message = rml_rtmp::messages::RtmpMessage::VideoData { data: Bytes::from(vec![0x27u8; 1 << 20]) };
+    let payload = message.into_message_payload(RtmpTimestamp::new(0), 1).unwrap();
+    bytes.extend(serializer.serialize(&payload, true, false).unwrap().bytes);
+    let _ = client.socket.write_all(&bytes).await;
+    closed_within(&mut client.socket, Duration::from_secs(2)).await;
 }
 
 #[tokio::test]

@@ -216,6 +216,40 @@ fn a_message_over_the_limit_fails() {
     assert_eq!(server.len(), 1);
 }
 
+/// Chunk-stream bytes of one video message of `size` bytes, in 4096-byte chunks.
+fn video_message(size: usize) -> Vec<u8> {
+    let mut serializer = ChunkSerializer::new();
+    let mut bytes = serializer.set_max_chunk_size(4096, RtmpTimestamp::new(0)).unwrap().bytes;
+    let message = RtmpMessage::VideoData { data: Bytes::from(vec![0x27u8; size]) };
+    let payload = message.into_message_payload(RtmpTimestamp::new(0), 1).unwrap();
+    bytes.extend(serializer.serialize(&payload, true, false).unwrap().bytes);
+    bytes
+}
+
+#[test]
+fn the_limit_is_small_until_a_publish_is_accepted() {
+    let bytes = video_message(1 << 20);
+    // Connected, publish asked for but not yet accepted: 1 MiB is over the small limit,
+    // although `max_message_bytes` is 8 MiB.
+    let mut pair = Pair::new(8 << 20, 4096);
+    pair.request_publish("k3y");
+    assert_eq!(pair.server.max_message_bytes(), UNAUTHENTICATED_MESSAGE_BYTES);
+    let mut fed = 0;
+    let error = bytes.chunks(4096).find_map(|part| {
+        fed += part.len();
+        pair.server.receive(part).err()
+    });
+    let limit = UNAUTHENTICATED_MESSAGE_BYTES;
+    assert!(matches!(error, Some(RtmpError::MessageTooLarge { limit: l }) if l == limit), "{error:?}");
+    assert!(fed < 4 * limit, "stopped early, after {fed} bytes");
+
+    // Once accepted, the configured limit applies and the same message passes.
+    let mut pair = Pair::publishing(8 << 20, 4096);
+    assert_eq!(pair.server.max_message_bytes(), 8 << 20);
+    let (server, _) = pair.deliver_to_server(&bytes);
+    assert_eq!(server.len(), 1);
+}
+
 #[test]
 fn garbage_after_the_handshake_never_panics() {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
