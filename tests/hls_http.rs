@@ -71,29 +71,39 @@ fn push(s: &Server, key: &str, seconds: u32) -> std::process::Child {
         .expect("ffmpeg is installed (apt-get install ffmpeg)")
 }
 
-#[tokio::test]
-async fn playlists_and_segments_carry_the_headers_players_need() {
-    let s = Server::start_with(SMALL);
-    let c = s.client();
-    let token = s.register_and_login("hlsviewer", "correct horse battery").await;
-    let r = c.post(s.url("/api/v1/stream-key/rotate")).bearer_auth(&token).send().await.unwrap();
-    let key = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_owned();
-    let mut ffmpeg = push(&s, &key, 4);
+/// Registers `user` and returns a fresh stream key.
+async fn stream_key(s: &Server, user: &str) -> String {
+    let token = s.register_and_login(user, "correct horse battery").await;
+    let r = s.client().post(s.url("/api/v1/stream-key/rotate")).bearer_auth(&token).send().await.unwrap();
+    r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_owned()
+}
 
-    // The stream and its first listed segment.
+/// Waits for the live stream to list a segment in `rendition`: (stream id, segment URI).
+async fn first_segment(s: &Server, rendition: &str) -> (String, String) {
+    let c = s.client();
     let start = Instant::now();
-    let (id, first) = loop {
+    loop {
         assert!(start.elapsed() < Duration::from_secs(30), "no segment listed in time");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let list: Value = c.get(s.url("/api/v1/streams")).send().await.unwrap().json().await.unwrap();
         let Some(id) = list["live"].as_array().and_then(|l| l.first()).and_then(|x| x["id"].as_str()) else {
             continue;
         };
-        let text = c.get(s.url(&format!("/hls/{id}/240p/index.m3u8"))).send().await.unwrap().text().await.unwrap();
+        let playlist = s.url(&format!("/hls/{id}/{rendition}/index.m3u8"));
+        let text = c.get(playlist).send().await.unwrap().text().await.unwrap();
         if let Some(uri) = text.lines().find(|l| l.ends_with(".ts")) {
-            break (id.to_owned(), uri.to_owned());
+            return (id.to_owned(), uri.to_owned());
         }
-    };
+    }
+}
+
+#[tokio::test]
+async fn playlists_and_segments_carry_the_headers_players_need() {
+    let s = Server::start_with(SMALL);
+    let c = s.client();
+    let mut ffmpeg = push(&s, &stream_key(&s, "hlsviewer").await, 4);
+    // The stream and its first listed segment.
+    let (id, first) = first_segment(&s, "240p").await;
 
     let r = c.get(s.url(&format!("/hls/{id}/master.m3u8"))).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -135,24 +145,8 @@ async fn playlists_and_segments_carry_the_headers_players_need() {
 async fn invented_session_ids_from_one_client_do_not_make_viewers() {
     let s = Server::start_with(SMALL);
     let c = s.client();
-    let token = s.register_and_login("hlscounter", "correct horse battery").await;
-    let r = c.post(s.url("/api/v1/stream-key/rotate")).bearer_auth(&token).send().await.unwrap();
-    let key = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_owned();
-    let mut ffmpeg = push(&s, &key, 8);
-
-    let start = Instant::now();
-    let (id, first) = loop {
-        assert!(start.elapsed() < Duration::from_secs(30), "no segment listed in time");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let list: Value = c.get(s.url("/api/v1/streams")).send().await.unwrap().json().await.unwrap();
-        let Some(id) = list["live"].as_array().and_then(|l| l.first()).and_then(|x| x["id"].as_str()) else {
-            continue;
-        };
-        let text = c.get(s.url(&format!("/hls/{id}/source/index.m3u8"))).send().await.unwrap().text().await.unwrap();
-        if let Some(uri) = text.lines().find(|l| l.ends_with(".ts")) {
-            break (id.to_owned(), uri.to_owned());
-        }
-    };
+    let mut ffmpeg = push(&s, &stream_key(&s, "hlscounter").await, 8);
+    let (id, first) = first_segment(&s, "source").await;
     let viewers = |c: reqwest::Client, url: String| async move {
         let status: Value = c.get(url).send().await.unwrap().json().await.unwrap();
         status["viewers"].as_u64().expect("the status has a viewer count")
