@@ -332,3 +332,29 @@ async fn postmaster_and_abuse_reach_the_administrators_inbox() {
     let (ok, t) = to("abuse@localhost", "too late");
     assert!(!ok && t.contains("550 5.1.1"), "abuse without an administrator: {t}");
 }
+
+#[tokio::test]
+async fn results_forged_in_this_servers_name_are_removed_on_arrival() {
+    let server = Server::start();
+    let bob = server.register_and_login("bob", PW).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("forged.eml");
+    std::fs::write(
+        &data,
+        "Authentication-Results: localhost; spf=pass; dkim=pass; dmarc=pass\r\n\
+         Authentication-Results: relay.example; spf=pass\r\n\
+         From: ceo@localhost\r\nTo: bob@localhost\r\nSubject: Trust me\r\n\r\nPay the invoice.\r\n",
+    )
+    .unwrap();
+    let data = data.to_str().unwrap();
+    let (ok, t) = swaks(server.smtp.unwrap(), &["--from", "eve@remote.test", "--to", "bob@localhost", "--data", data]);
+    assert!(ok && t.contains("250 2.0.0"), "{t}");
+    let list = inbox(&server, &bob, "inbox").await;
+    let id = list[0]["id"].as_i64().unwrap();
+    let raw = server.user(&bob).get(server.url(&format!("/api/v1/mail/messages/{id}/raw"))).send().await.unwrap();
+    let raw = raw.text().await.unwrap();
+    let ours: Vec<&str> = raw.lines().filter(|l| l.starts_with("Authentication-Results: localhost")).collect();
+    assert_eq!(ours.len(), 1, "only the result this server added: {raw}");
+    assert!(!ours[0].contains("dkim=pass"), "the forged verdict is gone: {raw}");
+    assert!(raw.contains("Authentication-Results: relay.example; spf=pass"), "other servers' results stay: {raw}");
+}

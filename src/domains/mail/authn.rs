@@ -127,6 +127,11 @@ impl InboundAuth {
         Self { dns, hostname: hostname.into() }
     }
 
+    /// The name this server signs its `Authentication-Results` with.
+    pub fn authserv_id(&self) -> &str {
+        &self.hostname
+    }
+
     /// Checks a raw message from `peer`, which said `helo` and `MAIL FROM:<mail_from>`
     /// (empty for the null sender), reading its headers itself. Never fails and never panics.
     pub async fn check(&self, raw: &[u8], peer: IpAddr, helo: &str, mail_from: &str) -> AuthVerdict {
@@ -301,3 +306,46 @@ fn dmarc_outcome(spf: &DmarcResult, dkim: &DmarcResult, has_record: bool) -> Out
 
 #[cfg(test)]
 mod tests;
+
+/// `raw` without the `Authentication-Results` header fields that claim to come from
+/// `authserv_id` (RFC 8601 §5: a receiver removes such claims before adding its own, so a
+/// sender cannot forge our verdict); `None` when there is none to remove. Only the header
+/// section is read; a field's folded continuation lines go with it.
+pub fn strip_forged_results(raw: &[u8], authserv_id: &str) -> Option<Vec<u8>> {
+    let header_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 2)
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 1));
+    let header = &raw[..header_end.unwrap_or(raw.len())];
+    let mut fields: Vec<(usize, usize)> = Vec::new();
+    let mut start = 0;
+    while start < header.len() {
+        let mut end = start;
+        loop {
+            end = header[end..].iter().position(|&b| b == b'\n').map_or(header.len(), |p| end + p + 1);
+            if end >= header.len() || !matches!(header[end], b' ' | b'\t') {
+                break;
+            }
+        }
+        fields.push((start, end));
+        start = end;
+    }
+    let forged = |field: &[u8]| {
+        let text = String::from_utf8_lossy(field);
+        let Some((name, value)) = text.split_once(':') else { return false };
+        let id = value.trim_start().split(|c: char| c == ';' || c.is_whitespace()).next().unwrap_or("");
+        name.trim().eq_ignore_ascii_case("Authentication-Results") && id.eq_ignore_ascii_case(authserv_id)
+    };
+    if !fields.iter().any(|&(a, b)| forged(&header[a..b])) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for &(a, b) in &fields {
+        if !forged(&header[a..b]) {
+            out.extend_from_slice(&header[a..b]);
+        }
+    }
+    out.extend_from_slice(&raw[header.len()..]);
+    Some(out)
+}

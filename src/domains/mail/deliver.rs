@@ -133,6 +133,13 @@ impl MailService {
         if let Some(v) = &verdict {
             envelope.trace.insert(0, v.header.trim_end().to_owned());
         }
+        // Mail from outside may not carry results in our name: only ours, added above, stay.
+        let data = match (&self.inner.authn, envelope.check_auth) {
+            (Some(authn), true) => {
+                super::authn::strip_forged_results(&data, authn.authserv_id()).map_or(data, Bytes::from)
+            }
+            _ => data,
+        };
         let envelope = &envelope;
         let raw = Bytes::from(self.with_trace(envelope, &data));
         let meta = Arc::new(meta);

@@ -137,3 +137,23 @@ async fn an_unknown_sender_domain_is_asked_about_once() {
     }
     assert_eq!(dns.queries(), asked, "NXDOMAIN answers are kept like positive ones");
 }
+
+#[test]
+fn results_claiming_our_name_are_stripped_and_others_kept() {
+    use super::strip_forged_results;
+    let raw = b"Authentication-Results: MX.postcast.test; dkim=pass;\r\n\tdmarc=pass\r\n\
+From: a@b.example\r\n\
+Authentication-Results: relay.example; spf=pass\r\n\
+Authentication-Results:mx.postcast.test;spf=pass\r\n\
+Subject: hi\r\n\r\nAuthentication-Results: mx.postcast.test; in the body stays\r\n";
+    let out = String::from_utf8(strip_forged_results(raw, "mx.postcast.test").expect("two forged fields")).unwrap();
+    assert_eq!(
+        out,
+        "From: a@b.example\r\nAuthentication-Results: relay.example; spf=pass\r\nSubject: hi\r\n\r\n\
+         Authentication-Results: mx.postcast.test; in the body stays\r\n"
+    );
+    assert!(strip_forged_results(b"From: a@b\r\n\r\nbody", "mx.postcast.test").is_none());
+    assert!(
+        strip_forged_results(b"Authentication-Results: mx.postcast.testing; x\r\n\r\n", "mx.postcast.test").is_none()
+    );
+}
