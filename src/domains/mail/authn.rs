@@ -19,6 +19,7 @@ use mail_auth::{
 use mail_parser::Message;
 
 use super::dns::Dns;
+use super::parse;
 
 /// The outcome of one check, in the words of RFC 8601 §2.7.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -312,40 +313,23 @@ mod tests;
 /// sender cannot forge our verdict); `None` when there is none to remove. Only the header
 /// section is read; a field's folded continuation lines go with it.
 pub fn strip_forged_results(raw: &[u8], authserv_id: &str) -> Option<Vec<u8>> {
-    let header_end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 2)
-        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 1));
-    let header = &raw[..header_end.unwrap_or(raw.len())];
-    let mut fields: Vec<(usize, usize)> = Vec::new();
-    let mut start = 0;
-    while start < header.len() {
-        let mut end = start;
-        loop {
-            end = header[end..].iter().position(|&b| b == b'\n').map_or(header.len(), |p| end + p + 1);
-            if end >= header.len() || !matches!(header[end], b' ' | b'\t') {
-                break;
-            }
-        }
-        fields.push((start, end));
-        start = end;
-    }
-    let forged = |field: &[u8]| {
-        let text = String::from_utf8_lossy(field);
-        let Some((name, value)) = text.split_once(':') else { return false };
-        let id = value.trim_start().split(|c: char| c == ';' || c.is_whitespace()).next().unwrap_or("");
-        name.trim().eq_ignore_ascii_case("Authentication-Results") && id.eq_ignore_ascii_case(authserv_id)
+    let forged = |f: &parse::HeaderField<'_>| {
+        f.is("Authentication-Results")
+            && f.value()
+                .split(|c: char| c == ';' || c.is_whitespace())
+                .next()
+                .unwrap_or("")
+                .eq_ignore_ascii_case(authserv_id)
     };
-    if !fields.iter().any(|&(a, b)| forged(&header[a..b])) {
+    let mut fields = parse::header_fields(raw);
+    let kept: Vec<(parse::HeaderField<'_>, bool)> = fields.by_ref().map(|f| (f, forged(&f))).collect();
+    if !kept.iter().any(|(_, forged)| *forged) {
         return None;
     }
     let mut out = Vec::with_capacity(raw.len());
-    for &(a, b) in &fields {
-        if !forged(&header[a..b]) {
-            out.extend_from_slice(&header[a..b]);
-        }
+    for (field, _) in kept.iter().filter(|(_, forged)| !forged) {
+        out.extend_from_slice(field.raw);
     }
-    out.extend_from_slice(&raw[header.len()..]);
+    out.extend_from_slice(&raw[fields.body_start()..]);
     Some(out)
 }

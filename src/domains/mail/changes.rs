@@ -20,7 +20,6 @@ use serde::Serialize;
 use super::entities::{expunged, label, mailbox, message, message_label};
 use super::{Flags, MailError, MailService};
 use crate::events::{Bus, Event};
-use crate::platform::db::Db;
 
 /// How many ids go into one `IN (...)` list or one multi-row insert.
 pub(crate) const CHUNK: usize = 500;
@@ -162,10 +161,7 @@ pub(crate) fn by_mailbox<T>(items: Vec<T>, mailbox_of: impl Fn(&T) -> i64) -> BT
     groups
 }
 
-/// Starts a write transaction holding the database's write lock.
-pub(crate) async fn begin_write(db: &Db) -> Result<DatabaseTransaction, MailError> {
-    Ok(crate::platform::db::begin_write(db).await?)
-}
+pub(crate) use crate::platform::db::begin_write;
 
 /// A UID that left a mailbox, and when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]

@@ -316,32 +316,9 @@ fn placement(user_id: i64, is_spam: bool, score: Option<f64>, actions: &Actions)
 /// The addresses of the `Delivered-To` fields (RFC 9228) in the header section of `raw`
 /// (up to the first empty line), folded lines joined, angle brackets dropped, lowercased.
 fn delivered_to(raw: &[u8]) -> Vec<String> {
-    const NAME: &[u8] = b"delivered-to:";
-    let mut values: Vec<Vec<u8>> = Vec::new();
-    let mut in_field = false;
-    for line in raw.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        match line.first() {
-            None => break,
-            Some(b' ' | b'\t') => {
-                if let (true, Some(value)) = (in_field, values.last_mut()) {
-                    value.extend_from_slice(line);
-                }
-            }
-            Some(_) => {
-                in_field = line.get(..NAME.len()).is_some_and(|n| n.eq_ignore_ascii_case(NAME));
-                if in_field {
-                    values.push(line[NAME.len()..].to_vec());
-                }
-            }
-        }
-    }
-    values
-        .iter()
-        .map(|v| {
-            let v = String::from_utf8_lossy(v);
-            v.trim().trim_start_matches('<').trim_end_matches('>').trim().to_ascii_lowercase()
-        })
+    parse::header_fields(raw)
+        .filter(|f| f.is("Delivered-To"))
+        .map(|f| f.value().trim_start_matches('<').trim_end_matches('>').trim().to_ascii_lowercase())
         .filter(|v| !v.is_empty())
         .collect()
 }

@@ -262,3 +262,73 @@ Date: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\nHello   there,\r\n\r\nworld\r\n";
         }
     }
 }
+
+/// The fields of a message's header section as they stand in the raw bytes, up to the
+/// first empty line, each with its folded continuation lines; no decoding, so it is cheap
+/// enough for every message on the receiving path. [`HeaderFields::body_start`] tells where
+/// the header section ended once the iterator is used up.
+pub fn header_fields(raw: &[u8]) -> HeaderFields<'_> {
+    HeaderFields { raw, pos: 0 }
+}
+
+/// Iterator of [`header_fields`].
+pub struct HeaderFields<'a> {
+    raw: &'a [u8],
+    pos: usize,
+}
+
+impl HeaderFields<'_> {
+    /// The offset after the fields read so far: after the last one, where the empty line
+    /// (or the end of a message without a body) starts.
+    pub fn body_start(&self) -> usize {
+        self.pos
+    }
+}
+
+impl<'a> Iterator for HeaderFields<'a> {
+    type Item = HeaderField<'a>;
+
+    fn next(&mut self) -> Option<HeaderField<'a>> {
+        let rest = &self.raw[self.pos..];
+        if rest.is_empty() || rest.starts_with(b"\r\n") || rest.starts_with(b"\n") {
+            return None;
+        }
+        let mut end = 0;
+        loop {
+            end = rest[end..].iter().position(|&b| b == b'\n').map_or(rest.len(), |p| end + p + 1);
+            if end >= rest.len() || !matches!(rest[end], b' ' | b'\t') {
+                break;
+            }
+        }
+        let field = HeaderField { raw: &rest[..end], start: self.pos };
+        self.pos += end;
+        Some(field)
+    }
+}
+
+/// One header field: its raw bytes (line breaks included) and where they start.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderField<'a> {
+    /// The field as received, from its name to its last line break.
+    pub raw: &'a [u8],
+    /// Its offset in the message.
+    pub start: usize,
+}
+
+impl HeaderField<'_> {
+    /// Whether the field is named `name` (ASCII case-insensitive; blanks may stand before
+    /// the colon, as parsers accept).
+    pub fn is(&self, name: &str) -> bool {
+        let n = name.len();
+        self.raw.len() > n
+            && self.raw[..n].eq_ignore_ascii_case(name.as_bytes())
+            && self.raw[n..].trim_ascii_start().starts_with(b":")
+    }
+
+    /// The value after the colon with folding undone (line breaks dropped), trimmed.
+    pub fn value(&self) -> String {
+        let after = self.raw.iter().position(|&b| b == b':').map_or(&[][..], |p| &self.raw[p + 1..]);
+        let unfolded: Vec<u8> = after.iter().copied().filter(|&b| b != b'\r' && b != b'\n').collect();
+        String::from_utf8_lossy(&unfolded).trim().to_owned()
+    }
+}

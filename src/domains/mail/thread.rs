@@ -46,7 +46,7 @@ pub(crate) type NewThread = (i64, String, i64);
 /// two new threads with the same owner, key and time are alike, either id fits either.
 pub(crate) async fn create_many<C: ConnectionTrait>(conn: &C, threads: &[NewThread]) -> Result<Vec<i64>, DbErr> {
     use thread::Column as T;
-    let mut ids: HashMap<&NewThread, Vec<i64>> = HashMap::new();
+    let mut ids: HashMap<NewThread, Vec<i64>> = HashMap::new();
     for chunk in threads.chunks(CREATE_CHUNK) {
         let rows = chunk.iter().map(|(user_id, key, at)| thread::ActiveModel {
             id: NotSet,
@@ -58,8 +58,7 @@ pub(crate) async fn create_many<C: ConnectionTrait>(conn: &C, threads: &[NewThre
         insert.returning(Query::returning().columns([T::Id, T::UserId, T::SubjectKey, T::LastAt]));
         for r in conn.query_all(&insert).await? {
             let key: NewThread = (r.try_get("", "user_id")?, r.try_get("", "subject_key")?, r.try_get("", "last_at")?);
-            let Some(spec) = chunk.iter().find(|t| **t == key) else { return Err(DbErr::RecordNotInserted) };
-            ids.entry(spec).or_default().push(r.try_get("", "id")?);
+            ids.entry(key).or_default().push(r.try_get("", "id")?);
         }
     }
     threads.iter().map(|t| ids.get_mut(t).and_then(Vec::pop).ok_or(DbErr::RecordNotInserted)).collect()

@@ -17,6 +17,7 @@ use super::reply;
 use super::{
     AuthMechanism, AuthVerdict, Event, MessageVerdict, RcptVerdict, SessionConfig, SessionContext, SessionKind,
 };
+use crate::domains::mail::parse::header_fields;
 
 /// After this many failed commands the session says 421 and closes.
 const MAX_ERRORS: u32 = 10;
@@ -671,20 +672,7 @@ impl Session {
 /// Whether the header section of `message` (up to the first empty line) holds more than
 /// `max` lines starting with `Received:`, in any case. Stops counting past `max`.
 pub(super) fn too_many_received(message: &[u8], max: usize) -> bool {
-    let mut count = 0;
-    for line in message.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        if line.get(..9).is_some_and(|name| name.eq_ignore_ascii_case(b"received:")) {
-            count += 1;
-            if count > max {
-                return true;
-            }
-        }
-    }
-    false
+    header_fields(message).filter(|f| f.is("Received")).nth(max).is_some()
 }
 
 /// A body receiver that knows it starts at the beginning of a line: smtp-proto's
