@@ -17,7 +17,7 @@ use super::authn::{AuthVerdict, Sender};
 use super::filters::{self, Actions};
 use super::parse::{self, Meta};
 use super::scan::{ScanError, ScanInput, VirusVerdict};
-use super::store::{NewMessage, Stored, Target};
+use super::store::{NewMessage, Part, Stored, Target};
 use super::{Flags, MailError, MailService, Role, SpamVerdict};
 use crate::platform::db::now;
 
@@ -88,6 +88,15 @@ struct Forward {
     to: String,
 }
 
+/// A delivery that went through the pipeline and waits to be committed.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadyDelivery {
+    /// The message with its trace header and a placement per recipient.
+    pub part: Part,
+    /// What the recipients' filters ask to forward once it is stored.
+    forwards: Vec<Forward>,
+}
+
 /// The outcome of a delivery.
 #[derive(Debug, Clone, Default)]
 pub struct Delivered {
@@ -127,6 +136,20 @@ impl MailService {
 
     /// Runs the pipeline and stores one copy per recipient; returns once all are durable.
     pub async fn deliver(&self, envelope: &Envelope, data: Vec<u8>) -> Result<Delivered, DeliverError> {
+        let ready = self.prepare_delivery(envelope, data).await?;
+        let part = ready.part.clone();
+        let stored = self.store(part.raw, part.meta, part.targets).await?;
+        Ok(self.delivered(ready, stored).await)
+    }
+
+    /// Runs the pipeline up to the store: the message with its trace header and one
+    /// placement per recipient, ready to be committed (alone by [`MailService::deliver`],
+    /// or with the rest of a sending).
+    pub(crate) async fn prepare_delivery(
+        &self,
+        envelope: &Envelope,
+        data: Vec<u8>,
+    ) -> Result<ReadyDelivery, DeliverError> {
         let data = Bytes::from(data);
         let (meta, verdict) = self.read(envelope, &data).await;
         let mut envelope = envelope.clone();
@@ -166,13 +189,18 @@ impl MailService {
             }
             targets.push(placement(user_id, spam.is_spam, spam.score, &actions));
         }
-        let stored = self.store(raw.clone(), meta, targets).await?;
+        Ok(ReadyDelivery { part: Part { raw, meta, targets }, forwards })
+    }
+
+    /// Finishes a committed delivery: counts it and sends the forwards its recipients'
+    /// filters asked for.
+    pub(crate) async fn delivered(&self, ready: ReadyDelivery, stored: Vec<Stored>) -> Delivered {
         metrics::counter!("postcast_mail_delivered_total").increment(stored.len() as u64);
-        for forward in &forwards {
-            self.forward(forward, &raw).await;
+        for forward in &ready.forwards {
+            self.forward(forward, &ready.part.raw).await;
         }
-        let forwards = forwards.into_iter().map(|f| (f.user_id, f.to)).collect();
-        Ok(Delivered { stored, forwards })
+        let forwards = ready.forwards.into_iter().map(|f| (f.user_id, f.to)).collect();
+        Delivered { stored, forwards }
     }
 
     /// The forwards of `user_id` to `targets` that would not loop: none when the message

@@ -83,6 +83,9 @@ pub enum MailError {
     /// trying again may work.
     #[error("the message could not be stored; try again")]
     Interrupted,
+    /// Queueing for other servers failed inside the store's transaction.
+    #[error("outbound queue: {0}")]
+    Queue(#[source] Box<outbound::QueueError>),
 }
 
 /// The role of a system mailbox.

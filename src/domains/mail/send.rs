@@ -1,10 +1,11 @@
 //! Sending (ARCHITECTURE.md, "Sending mail"): a message a user submits (SMTP submission
 //! or web compose) is checked to come from their own address (the envelope sender, the
-//! one From mailbox and the Sender mailbox if any), delivered directly to local
-//! recipients through the delivery pipeline, queued for remote ones, and copied into the
-//! sender's Sent mailbox together with the `MailSent` event. Local delivery comes first,
-//! so a message it refuses (malware, a scanner without a verdict) is neither queued nor
-//! kept in Sent.
+//! one From mailbox and the Sender mailbox if any), run through the delivery pipeline for
+//! local recipients and DKIM-signed for remote ones; then the local copies, the queued
+//! remote copy and the sender's Sent copy (with the `MailSent` event) are committed in one
+//! transaction. A message anything refuses (malware, a scanner without a verdict, the
+//! queue) leaves nothing behind, and one that fails to commit leaves nothing either, so
+//! a client retrying after a temporary failure never sends it twice.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use bytes::Bytes;
 use super::deliver::{DeliverError, Envelope};
 use super::outbound::{BounceError, QueueError};
 use super::parse;
-use super::store::{NewMessage, Stored, Target};
+use super::store::{NewMessage, Part, Stored, Target, Work};
 use super::{Flags, MailError, MailService, Role};
 
 /// Why a message was not sent.
@@ -137,10 +138,13 @@ impl MailService {
                 remote.push(r.clone());
             }
         }
-        // Local recipients first: a message their delivery refuses (malware, or a scanner
-        // that gave no verdict) must leave no queued or Sent copy behind.
+        // Everything is checked and prepared before anything is stored: a message local
+        // delivery refuses (malware, or a scanner that gave no verdict) or the queue refuses
+        // leaves nothing behind, and what is accepted (Sent copy, local copies, queued
+        // remote copy) is committed in one transaction, so a client that retries after a
+        // temporary failure never sends it twice.
         let local = if local_users.is_empty() {
-            Vec::new()
+            None
         } else {
             let envelope = Envelope {
                 mail_from: sub.envelope_from.clone(),
@@ -152,19 +156,34 @@ impl MailService {
                 check_auth: false,
                 forwarded: false,
             };
-            self.deliver(&envelope, data.to_vec()).await?.stored
+            Some(self.prepare_delivery(&envelope, data.to_vec()).await?)
         };
-        let queued = if remote.is_empty() {
-            None
-        } else {
-            let queue = self.inner.outbound.get().ok_or(SendError::NoQueue)?;
-            Some(queue.enqueue(Some(sub.user_id), &sub.envelope_from, &remote, &data).await?)
-        };
+        let queue = if remote.is_empty() { None } else { Some(self.inner.outbound.get().ok_or(SendError::NoQueue)?) };
+        let mut work = Work::default();
+        if let Some(queue) = queue {
+            work.outgoing.push(queue.prepare(Some(sub.user_id), &sub.envelope_from, &remote, &data).await?);
+        }
         let mut copy = NewMessage::new(sub.user_id, Target::Role(Role::Sent));
         copy.flags = Flags(Flags::SEEN);
         copy.sent_to = Some(recipients);
-        let sent_copy = self.store(data, Arc::new(meta), vec![copy]).await?.pop().ok_or(MailError::NotFound)?;
-        Ok(Sent { sent_copy, local, queued })
+        work.parts.push(Part { raw: data, meta: Arc::new(meta), targets: vec![copy] });
+        if let Some(ready) = &local {
+            work.parts.push(ready.part.clone());
+        }
+        let mut committed = self.inner.store.commit_work(work).await.map_err(|e| match e {
+            MailError::Queue(e) => SendError::Queue(*e),
+            e => SendError::Store(e),
+        })?;
+        if let Some(queue) = queue {
+            queue.wake();
+        }
+        let mut stored = committed.stored.drain(..);
+        let sent_copy = stored.next().and_then(|mut s| s.pop()).ok_or(MailError::NotFound)?;
+        let local = match local {
+            Some(ready) => self.delivered(ready, stored.next().unwrap_or_default()).await.stored,
+            None => Vec::new(),
+        };
+        Ok(Sent { sent_copy, local, queued: committed.queued.first().copied() })
     }
 }
 

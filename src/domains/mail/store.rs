@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::changes::{CHUNK, Count, adjust_labels, advance, begin_write};
 use super::entities::{mailbox, message, message_label};
 use super::labels::ensure_label;
+use super::outbound::{Outgoing, insert_in};
 use super::parse::Meta;
 use super::thread::{self, subject_key};
 use super::{Flags, MailError, Role, SpamVerdict};
@@ -97,11 +98,39 @@ pub struct Stored {
     pub thread_id: i64,
 }
 
+/// One raw message and the copies of it to store.
+#[derive(Debug, Clone)]
+pub(crate) struct Part {
+    /// The bytes, stored once as a blob.
+    pub raw: Bytes,
+    /// What was parsed from them.
+    pub meta: Arc<Meta>,
+    /// A row per copy.
+    pub targets: Vec<NewMessage>,
+}
+
+/// Everything one caller commits at once: all of it is stored in one transaction, or
+/// none of it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Work {
+    /// Messages to store.
+    pub parts: Vec<Part>,
+    /// Messages to put in the outbound queue.
+    pub outgoing: Vec<Outgoing>,
+}
+
+/// What one [`Work`] became.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Committed {
+    /// The stored copies, per part.
+    pub stored: Vec<Vec<Stored>>,
+    /// The outbound queue ids, per outgoing message.
+    pub queued: Vec<i64>,
+}
+
 struct Job {
-    raw: Bytes,
-    meta: Arc<Meta>,
-    targets: Vec<NewMessage>,
-    reply: oneshot::Sender<Result<Vec<Stored>, MailError>>,
+    work: Work,
+    reply: oneshot::Sender<Result<Committed, MailError>>,
 }
 
 /// The handle to the committer task.
@@ -127,8 +156,14 @@ impl Store {
         if targets.is_empty() {
             return Ok(Vec::new());
         }
+        let work = Work { parts: vec![Part { raw, meta, targets }], ..Work::default() };
+        Ok(self.commit_work(work).await?.stored.pop().unwrap_or_default())
+    }
+
+    /// Commits `work` as one transaction; returns once all of it is durable.
+    pub(crate) async fn commit_work(&self, work: Work) -> Result<Committed, MailError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Job { raw, meta, targets, reply }).await.map_err(|_| MailError::Closed)?;
+        self.tx.send(Job { work, reply }).await.map_err(|_| MailError::Closed)?;
         answer.await.map_err(|_| MailError::Closed)?
     }
 }
@@ -186,7 +221,7 @@ impl Committer {
     /// transaction is rolled back as it is dropped, its deliveries get
     /// [`MailError::Interrupted`] (a temporary failure) and the committer goes on with the
     /// next batch, so one fault never leaves every later delivery failing.
-    async fn commit_batch(&mut self, batch: &[Job]) -> Result<Vec<Vec<Stored>>, MailError> {
+    async fn commit_batch(&mut self, batch: &[Job]) -> Result<Vec<Committed>, MailError> {
         let result = match AssertUnwindSafe(self.try_commit_batch(batch)).catch_unwind().await {
             Ok(result) => result,
             Err(_) => {
@@ -201,25 +236,45 @@ impl Committer {
         result
     }
 
-    async fn try_commit_batch(&mut self, batch: &[Job]) -> Result<Vec<Vec<Stored>>, MailError> {
+    async fn try_commit_batch(&mut self, batch: &[Job]) -> Result<Vec<Committed>, MailError> {
         #[cfg(test)]
-        if batch.iter().any(|j| j.raw.starts_with(test_hooks::PANIC_MARKER)) {
+        if batch.iter().flat_map(|j| &j.work.parts).any(|p| p.raw.starts_with(test_hooks::PANIC_MARKER)) {
             panic!("a test asked the committer to panic");
         }
-        let raws: Vec<Bytes> = batch.iter().map(|j| j.raw.clone()).collect();
+        // Every part of every job, flat, each with (job, part) to sort the results back.
+        let parts: Vec<(usize, usize, &Part)> = batch
+            .iter()
+            .enumerate()
+            .flat_map(|(j, job)| job.work.parts.iter().enumerate().map(move |(p, part)| (j, p, part)))
+            .collect();
+        let mut raws: Vec<Bytes> = parts.iter().map(|(_, _, p)| p.raw.clone()).collect();
+        raws.extend(batch.iter().flat_map(|j| &j.work.outgoing).map(|o| o.signed.clone()));
         let (ids, blobs) = self.blobs.write_many(&raws).await?;
+        let (part_blobs, mut outgoing_blobs) = ids.split_at(parts.len());
         let txn = begin_write(&self.db).await?;
         blobs.store_in(&txn).await?;
-        let (copies, resolved) = place(&txn, batch, &ids, &self.system_mailboxes).await?;
+        let (copies, resolved) = place(&txn, &parts, part_blobs, &self.system_mailboxes).await?;
         let stored = write_rows(&txn, &copies).await?;
+        let mut out: Vec<Committed> = batch
+            .iter()
+            .map(|j| Committed { stored: vec![Vec::new(); j.work.parts.len()], queued: Vec::new() })
+            .collect();
+        for (job, committed) in batch.iter().zip(&mut out) {
+            let (mine, rest) = outgoing_blobs.split_at(job.work.outgoing.len().min(outgoing_blobs.len()));
+            outgoing_blobs = rest;
+            if !job.work.outgoing.is_empty() {
+                committed.queued =
+                    insert_in(&txn, &job.work.outgoing, mine).await.map_err(|e| MailError::Queue(Box::new(e)))?;
+            }
+        }
         txn.commit().await?;
         if self.system_mailboxes.len() > SYSTEM_MAILBOXES_KEPT {
             self.system_mailboxes.clear();
         }
         self.system_mailboxes.extend(resolved.into_iter().filter(|((_, t), _)| matches!(t, Target::Role(_))));
-        let mut out: Vec<Vec<Stored>> = batch.iter().map(|j| Vec::with_capacity(j.targets.len())).collect();
         for (copy, s) in copies.iter().zip(stored) {
-            if let Some(slot) = out.get_mut(copy.job) {
+            let (job, part, _) = parts[copy.part];
+            if let Some(slot) = out.get_mut(job).and_then(|c| c.stored.get_mut(part)) {
                 slot.push(s);
             }
         }
@@ -229,8 +284,8 @@ impl Committer {
 
 /// One row to store: a target of a delivery, with its mailbox, UID and MODSEQ decided.
 struct Placed<'a> {
-    /// The delivery's place in the batch.
-    job: usize,
+    /// The index of its part in the batch's flat list of parts.
+    part: usize,
     new: &'a NewMessage,
     meta: &'a Meta,
     blob: &'a BlobId,
@@ -246,14 +301,14 @@ struct Placed<'a> {
 /// mailbox id resolved for the batch.
 async fn place<'a>(
     txn: &DatabaseTransaction,
-    batch: &'a [Job],
+    parts: &[(usize, usize, &'a Part)],
     blobs: &'a [BlobId],
     known: &HashMap<(i64, Target), i64>,
 ) -> Result<(Vec<Placed<'a>>, HashMap<(i64, Target), i64>), MailError> {
     let mut mailboxes: HashMap<(i64, Target), i64> = HashMap::new();
     let mut copies = Vec::new();
-    for (job_index, (job, blob)) in batch.iter().zip(blobs).enumerate() {
-        for new in &job.targets {
+    for (part_index, (&(_, _, part), blob)) in parts.iter().zip(blobs).enumerate() {
+        for new in &part.targets {
             let key = (new.user_id, new.target.clone());
             let mailbox_id = match mailboxes.get(&key).or_else(|| known.get(&key)) {
                 Some(id) => *id,
@@ -263,8 +318,8 @@ async fn place<'a>(
                     id
                 }
             };
-            let size = job.raw.len();
-            copies.push(Placed { job: job_index, new, meta: &job.meta, blob, size, mailbox_id, uid: 0, modseq: 0 });
+            let size = part.raw.len();
+            copies.push(Placed { part: part_index, new, meta: &part.meta, blob, size, mailbox_id, uid: 0, modseq: 0 });
         }
     }
     let mut arriving: BTreeMap<i64, (i64, Count)> = BTreeMap::new();

@@ -410,3 +410,50 @@ async fn postmaster_and_abuse_reach_the_administrator() {
     }
     assert_eq!(f.mail.local_user("bob@localhost").await.unwrap(), Some(f.bob));
 }
+
+/// An outbound queue for `f` (its worker not started, so queued mail stays queued).
+fn queue_for(f: &Fixture) -> outbound::OutboundQueue {
+    use outbound::dkim::test_key;
+    test_key::install(f.dir.path(), "postcast");
+    let dns = dns::Dns::new(&config::DnsConfig { nameservers: vec!["127.0.0.1:9".into()] }).unwrap();
+    let settings = outbound::QueueSettings {
+        domain: "localhost".into(),
+        data_dir: f.dir.path().to_owned(),
+        selector: "postcast".into(),
+        config: Default::default(),
+    };
+    let queue = outbound::OutboundQueue::new(
+        f.db.clone(),
+        Blobs::open(f.dir.path().join("blobs"), f.db.clone()).unwrap(),
+        dns,
+        settings,
+        Arc::new(f.mail.clone()),
+    )
+    .unwrap();
+    f.mail.set_outbound(queue.clone());
+    queue
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sending_is_stored_whole_or_not_at_all() {
+    let f = fixture().await;
+    let queue = queue_for(&f);
+    let mut sub = ada_submits(&f);
+    sub.recipients = vec!["bob@localhost".into(), "zed@remote.test".into()];
+    let body = b"From: ada@localhost\r\nTo: bob@localhost, zed@remote.test\r\nSubject: once\r\n\r\nhi\r\n";
+    // The store fails while committing the sending: nothing of it may be left anywhere.
+    let mut poisoned = store::test_hooks::PANIC_MARKER.to_vec();
+    poisoned.extend_from_slice(body);
+    let err = f.mail.submit(&sub, poisoned).await.unwrap_err();
+    assert!(matches!(err, send::SendError::Store(MailError::Interrupted)), "{err:?}");
+    assert_eq!(count(&f, f.ada, Role::Sent).await, 0, "no Sent copy");
+    assert_eq!(count(&f, f.bob, Role::Inbox).await, 0, "no local copy");
+    assert!(queue.list(None).await.unwrap().is_empty(), "nothing queued for the remote recipient");
+    // The client tries again: one copy of each, the remote one queued once.
+    let sent = f.mail.submit(&sub, body.to_vec()).await.expect("sent");
+    assert_eq!((count(&f, f.ada, Role::Sent).await, count(&f, f.bob, Role::Inbox).await), (1, 1));
+    let queued = queue.list(None).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(Some(queued[0].id), sent.queued);
+    assert_eq!(queued[0].recipients.len(), 1);
+}

@@ -56,7 +56,7 @@ impl From<MailError> for AppError {
             MailError::LabelExists => AppError::new(StatusCode::CONFLICT, "exists", "a label with that name exists"),
             MailError::Closed => AppError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "shutting down"),
             e @ MailError::Interrupted => AppError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
-            e @ (MailError::Db(_) | MailError::Blob(_)) => AppError::internal(e),
+            e @ (MailError::Db(_) | MailError::Blob(_) | MailError::Queue(_)) => AppError::internal(e),
         }
     }
 }

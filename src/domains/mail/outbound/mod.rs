@@ -11,8 +11,10 @@
 //! the sink), and knows no HTTP.
 //!
 //! Invariants:
-//! - **`enqueue` returns only once the blob is durable and the rows committed**; a crash
-//!   before that leaves a `new` row the worker cleans up, never a half-queued message.
+//! - **`enqueue` returns only once the blob is durable and the rows committed**, in one
+//!   transaction with the blob reference: a crash before leaves nothing queued. Callers
+//!   that must queue together with other writes (sending) use [`OutboundQueue::prepare`]
+//!   and [`insert_in`] inside their own transaction.
 //! - **A message is delivered at least once per recipient**: a crash mid-attempt repeats
 //!   the attempt; recipients already marked delivered are never sent again.
 //! - **No bounce of a bounce**: mail with the null reverse-path never produces a DSN.
@@ -33,9 +35,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use tokio::sync::{Notify, OnceCell};
 
 use self::config::OutboundConfig;
@@ -217,6 +217,63 @@ fn subject_of(raw: &[u8]) -> String {
         .unwrap_or_default()
 }
 
+/// A message checked and signed by [`OutboundQueue::prepare`], ready to be queued.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The account it is sent for (None: the server's own mail).
+    owner: Option<i64>,
+    /// The envelope sender (empty: the null sender).
+    envelope_from: String,
+    /// The recipients, valid and without duplicates.
+    recipients: Vec<String>,
+    /// The subject, for listings.
+    subject: String,
+    /// The DKIM-signed message: the blob to write before [`insert_in`].
+    pub signed: Bytes,
+}
+
+/// Queues `outgoing` inside `txn`: a row per message (status `queued`), a row per
+/// recipient and the `outbound:ID` blob reference, with `blobs[i]` the id of
+/// `outgoing[i].signed`, already written durably by the caller. Returns the queue ids.
+pub async fn insert_in<C: ConnectionTrait>(
+    txn: &C,
+    outgoing: &[Outgoing],
+    blobs: &[BlobId],
+) -> Result<Vec<i64>, QueueError> {
+    let t = now();
+    let mut ids = Vec::with_capacity(outgoing.len());
+    for (out, blob) in outgoing.iter().zip(blobs) {
+        let row = message::ActiveModel {
+            user_id: Set(out.owner),
+            envelope_from: Set(out.envelope_from.clone()),
+            blob_id: Set(blob.to_string()),
+            subject: Set(out.subject.clone()),
+            size: Set(out.signed.len() as i64),
+            status: Set(MessageStatus::Queued),
+            attempts: Set(0),
+            created_at: Set(t),
+            next_attempt_at: Set(t),
+            ..Default::default()
+        }
+        .insert(txn)
+        .await?;
+        let rows = out.recipients.iter().map(|a| recipient::ActiveModel {
+            message_id: Set(row.id),
+            address: Set(a.clone()),
+            domain: Set(a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default()),
+            status: Set(RecipientStatus::Queued),
+            notified: Set(false),
+            updated_at: Set(t),
+            ..Default::default()
+        });
+        recipient::Entity::insert_many(rows).exec(txn).await?;
+        Blobs::add_ref_in(txn, blob, &blob_owner(row.id)).await?;
+        tracing::info!(queue_id = row.id, recipients = out.recipients.len(), "queued for delivery");
+        ids.push(row.id);
+    }
+    Ok(ids)
+}
+
 impl OutboundQueue {
     /// A queue over `db` and `blobs` that resolves with `dns` and hands bounces to `sink`.
     /// The DKIM key is loaded (made on first use) by [`OutboundQueue::dkim_key`].
@@ -289,6 +346,28 @@ impl OutboundQueue {
         recipients: &[String],
         raw: &[u8],
     ) -> Result<i64, QueueError> {
+        let outgoing = self.prepare(owner, envelope_from, recipients, raw).await?;
+        let (ids, blobs) = self.inner.blobs.write_many(std::slice::from_ref(&outgoing.signed)).await?;
+        let txn = crate::platform::db::begin_write(&self.inner.db).await?;
+        blobs.store_in(&txn).await?;
+        let queued = insert_in(&txn, std::slice::from_ref(&outgoing), &ids).await?;
+        txn.commit().await?;
+        self.wake();
+        queued.first().copied().ok_or(QueueError::NoRecipients)
+    }
+
+    /// Checks and DKIM-signs `raw` for queueing from `envelope_from` to `recipients` on
+    /// behalf of `owner`, without storing anything: the caller commits the result with
+    /// [`insert_in`] in its own transaction (so a message is queued together with
+    /// whatever else that transaction stores, or not at all) and then calls
+    /// [`OutboundQueue::wake`].
+    pub async fn prepare(
+        &self,
+        owner: Option<i64>,
+        envelope_from: &str,
+        recipients: &[String],
+        raw: &[u8],
+    ) -> Result<Outgoing, QueueError> {
         if !envelope_from.is_empty() && !is_valid_address(envelope_from) {
             return Err(QueueError::InvalidAddress(envelope_from.to_owned()));
         }
@@ -320,46 +399,18 @@ impl OutboundQueue {
             Err(DkimError::Sign(e)) => return Err(QueueError::InvalidMessage(e.to_string())),
             Err(e) => return Err(QueueError::Dkim(e)),
         };
-        let blob = BlobId::of(&signed);
-        let t = now();
-        let txn = self.inner.db.begin().await?;
-        let row = message::ActiveModel {
-            user_id: Set(owner),
-            envelope_from: Set(envelope_from.to_owned()),
-            blob_id: Set(blob.to_string()),
-            subject: Set(subject_of(raw)),
-            size: Set(signed.len() as i64),
-            status: Set(MessageStatus::New),
-            attempts: Set(0),
-            created_at: Set(t),
-            next_attempt_at: Set(t),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        let rows = rcpts.iter().map(|a| recipient::ActiveModel {
-            message_id: Set(row.id),
-            address: Set(a.clone()),
-            domain: Set(a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default()),
-            status: Set(RecipientStatus::Queued),
-            notified: Set(false),
-            updated_at: Set(t),
-            ..Default::default()
-        });
-        recipient::Entity::insert_many(rows).exec(&txn).await?;
-        txn.commit().await?;
-        if let Err(e) = self.inner.blobs.put(Bytes::from(signed), &blob_owner(row.id)).await {
-            let _ = message::Entity::delete_by_id(row.id).exec(&self.inner.db).await;
-            return Err(e.into());
-        }
-        message::Entity::update_many()
-            .col_expr(message::Column::Status, Expr::value(MessageStatus::Queued))
-            .filter(message::Column::Id.eq(row.id))
-            .exec(&self.inner.db)
-            .await?;
-        tracing::info!(queue_id = row.id, recipients = rcpts.len(), "queued for delivery");
+        Ok(Outgoing {
+            owner,
+            envelope_from: envelope_from.to_owned(),
+            recipients: rcpts,
+            subject: subject_of(raw),
+            signed: Bytes::from(signed),
+        })
+    }
+
+    /// Wakes the worker after messages were queued with [`insert_in`].
+    pub fn wake(&self) {
         self.inner.wake.notify_one();
-        Ok(row.id)
     }
 
     /// The messages of `owner` (None: everybody's), newest first, with their recipients.
