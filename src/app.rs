@@ -20,6 +20,7 @@ use crate::domains::mail::authn::InboundAuth;
 use crate::domains::mail::dns::Dns;
 use crate::domains::mail::outbound::{OutboundQueue, QueueSettings};
 use crate::domains::mail::scan::Scanners;
+use crate::domains::mail::send::Limits;
 use crate::domains::prefs::PrefsService;
 use crate::domains::profile::ProfileService;
 use crate::domains::stream::StreamService;
@@ -30,6 +31,7 @@ use crate::events::{Bus, Event, Handler};
 use crate::platform::blobs::Blobs;
 use crate::platform::db::{self, Db};
 use crate::platform::jobs::{JobPool, PoolSettings};
+use crate::platform::quota::Quota;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +155,11 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         Arc::new(mail.clone()),
     )?;
     mail.set_outbound(outbound.clone());
+    let quota = Quota::new(&config.quota);
+    quota.add_source(Arc::new(mail.clone()));
+    quota.add_source(Arc::new(stream.clone()));
+    mail.set_limits(Limits { sending: config.sending.clone(), quota: quota.clone() });
+    stream.set_quota(quota);
     Ok(Arc::new(Services {
         config: Arc::new(config),
         db,
@@ -197,7 +204,7 @@ fn start_subscribers(services: &Arc<Services>, stop: &watch::Receiver<bool>) -> 
     subscribers(services).into_iter().map(|(name, h)| services.bus.subscribe(name, h, stop.clone())).collect()
 }
 
-/// Hourly upkeep: stream retention and pruning of delivered outbox events.
+/// Hourly upkeep: stream retention, unsent uploads and pruning of delivered outbox events.
 fn start_housekeeping(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -212,6 +219,11 @@ fn start_housekeeping(services: Arc<Services>, mut stop: watch::Receiver<bool>) 
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "stream retention failed"),
+            }
+            match services.mail.collect_uploads(db::now()).await {
+                Ok(n) if n > 0 => tracing::info!(uploads = n, "unsent uploads older than a day removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "collecting unsent uploads failed"),
             }
             if let Err(e) = services.bus.prune().await {
                 tracing::warn!(error = %e, "outbox pruning failed");

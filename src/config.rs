@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::domains::auth::config::{AuthConfig, SmsConfig};
-use crate::domains::mail::config::DnsConfig;
+use crate::domains::mail::config::{DnsConfig, SendingConfig};
 use crate::domains::mail::outbound::config::{DkimConfig, OutboundConfig};
 use crate::domains::prefs::config::PrefsConfig;
 use crate::domains::profile::config::ProfileConfig;
@@ -17,6 +17,7 @@ use crate::domains::stream::config::StreamConfig;
 use crate::doors::smtp::config::SmtpConfig;
 pub use crate::platform::config::ConfigError;
 use crate::platform::config::{self, CacheConfig, DbConfig, HttpConfig, JobsConfig, ServerConfig, TlsConfig};
+use crate::platform::quota::QuotaConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -52,6 +53,10 @@ pub struct Config {
     pub dkim: DkimConfig,
     /// Delivery of outgoing mail to other servers.
     pub outbound: OutboundConfig,
+    /// What one user may send.
+    pub sending: SendingConfig,
+    /// How much one user may store.
+    pub quota: QuotaConfig,
 }
 
 impl Config {
@@ -87,6 +92,7 @@ impl Config {
         self.jobs.check()?;
         self.dns.check()?;
         self.dkim.check()?;
+        self.sending.check()?;
         self.outbound.check()
     }
 

@@ -62,3 +62,10 @@ pub fn now() -> i64 {
 pub async fn ping(db: &Db) -> Result<(), DbErr> {
     db.execute_unprepared("SELECT 1").await.map(|_| ())
 }
+
+/// `CAST(SUM(col) AS BIGINT)`: SUM of an integer column is `numeric` on PostgreSQL; the
+/// cast makes both back-ends give an `i64` (NULL over no rows).
+pub fn sum_bigint(col: impl sea_orm::sea_query::IntoColumnRef) -> sea_orm::sea_query::Expr {
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait};
+    Expr::col(col).sum().cast_as(Alias::new("BIGINT"))
+}

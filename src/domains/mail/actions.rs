@@ -285,6 +285,7 @@ impl MailService {
     ) -> Result<usize, MailError> {
         let events = remove_rows(&txn, user_id, &rows).await?;
         self.finish(txn, &events).await?;
+        self.limits().quota.forget(user_id);
         for row in &rows {
             let Ok(id) = BlobId::try_from(row.blob_id.clone()) else { continue };
             if let Err(e) = self.inner.blobs.release(&id, &blob_owner(row.id)).await {

@@ -13,12 +13,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address as BuilderAddress;
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde::Deserialize;
 
+use super::entities::upload;
 use super::send::{SendError, Sent, Submission};
 use super::store::{NewMessage, Stored, Target};
 use super::{Flags, MailError, MailService, Role, parse};
 use crate::platform::blobs::BlobId;
+use crate::platform::db::now;
 
 /// The largest total size of a composed message's attachments.
 pub const MAX_ATTACHMENTS_BYTES: usize = 25 * 1024 * 1024;
@@ -80,6 +84,9 @@ pub struct Author {
     pub display_name: String,
 }
 
+/// Seconds an upload is kept for a message that is never sent.
+const UPLOAD_KEPT: i64 = 86_400;
+
 /// The blob owner of a user's upload.
 fn upload_owner(user_id: i64) -> String {
     format!("mail-upload:{user_id}")
@@ -119,12 +126,59 @@ fn safe_id(id: &str) -> bool {
 }
 
 impl MailService {
-    /// Keeps an uploaded attachment for `user_id` until it is sent; returns its id.
+    /// Keeps an uploaded attachment for `user_id` until it is sent (or for a day, see
+    /// [`MailService::collect_uploads`]); returns its id. It counts against the storage
+    /// quota meanwhile.
     pub async fn upload(&self, user_id: i64, bytes: Bytes) -> Result<String, MailError> {
         if bytes.len() > MAX_ATTACHMENTS_BYTES {
             return Err(MailError::Invalid("attachment too large".into()));
         }
-        Ok(self.inner.blobs.put(bytes, &upload_owner(user_id)).await?.to_string())
+        let size = bytes.len() as u64;
+        self.limits().quota.check(user_id, size).await.map_err(MailError::from)?;
+        let id = self.inner.blobs.put(bytes, &upload_owner(user_id)).await?;
+        let row = upload::ActiveModel {
+            id: NotSet,
+            user_id: Set(user_id),
+            blob_id: Set(id.to_string()),
+            size: Set(size as i64),
+            created_at: Set(now()),
+        };
+        upload::Entity::insert(row).exec_without_returning(self.db()).await?;
+        self.limits().quota.charge(user_id, size);
+        Ok(id.to_string())
+    }
+
+    /// Removes uploads never sent that are more than a day old at `at`; returns how many.
+    pub async fn collect_uploads(&self, at: i64) -> Result<u64, MailError> {
+        let old = upload::Entity::find().filter(upload::Column::CreatedAt.lt(at - UPLOAD_KEPT)).all(self.db()).await?;
+        for row in &old {
+            self.drop_upload(row.user_id, &row.blob_id, Some(row.id)).await?;
+        }
+        Ok(old.len() as u64)
+    }
+
+    /// Forgets upload `blob_id` of `user_id` (one row when `row` names it, else every row
+    /// of that blob); the blob is released once no upload row of the user names it.
+    async fn drop_upload(&self, user_id: i64, blob_id: &str, row: Option<i64>) -> Result<(), MailError> {
+        let mut delete = upload::Entity::delete_many()
+            .filter(upload::Column::UserId.eq(user_id))
+            .filter(upload::Column::BlobId.eq(blob_id));
+        if let Some(id) = row {
+            delete = delete.filter(upload::Column::Id.eq(id));
+        }
+        delete.exec(self.db()).await?;
+        let left = upload::Entity::find()
+            .filter(upload::Column::UserId.eq(user_id))
+            .filter(upload::Column::BlobId.eq(blob_id))
+            .count(self.db())
+            .await?;
+        if left == 0
+            && let Ok(id) = BlobId::try_from(blob_id.to_owned())
+        {
+            self.inner.blobs.release(&id, &upload_owner(user_id)).await?;
+        }
+        self.limits().quota.forget(user_id);
+        Ok(())
     }
 
     /// Builds the message of `draft` by `author`; with `for_draft` the Bcc header is kept.
@@ -283,8 +337,8 @@ impl MailService {
             tracing::warn!(error = %e, "removing a sent draft failed");
         }
         for a in &draft.attachments {
-            if let Ok(id) = BlobId::try_from(a.id.clone()) {
-                let _ = self.inner.blobs.release(&id, &upload_owner(user_id)).await;
+            if let Err(e) = self.drop_upload(user_id, &a.id, None).await {
+                tracing::warn!(error = %e, "releasing a sent upload failed");
             }
         }
     }

@@ -28,3 +28,33 @@ impl DnsConfig {
         Ok(())
     }
 }
+
+/// `[sending]`: what one user may send, by SMTP submission and web compose alike (group
+/// names count as the members they expand to). The defaults are far above what a
+/// household or a small team sends and far below what a spammer needs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SendingConfig {
+    /// Messages per user in any hour.
+    pub messages_per_hour: u32,
+    /// Recipients per user in any 24 hours (a message to 3 people counts 3).
+    pub recipients_per_day: u32,
+    /// Recipients of one message.
+    pub recipients_per_message: u32,
+}
+
+impl Default for SendingConfig {
+    fn default() -> Self {
+        Self { messages_per_hour: 100, recipients_per_day: 1000, recipients_per_message: 100 }
+    }
+}
+
+impl SendingConfig {
+    /// Rejects a limit of 0, which would refuse every message.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.messages_per_hour == 0 || self.recipients_per_day == 0 || self.recipients_per_message == 0 {
+            return Err(ConfigError::Invalid("sending: every limit must be at least 1".into()));
+        }
+        Ok(())
+    }
+}

@@ -196,6 +196,9 @@ impl MailService {
     /// filters asked for.
     pub(crate) async fn delivered(&self, ready: ReadyDelivery, stored: Vec<Stored>) -> Delivered {
         metrics::counter!("postcast_mail_delivered_total").increment(stored.len() as u64);
+        for copy in &stored {
+            self.limits().quota.charge(copy.user_id, ready.part.raw.len() as u64);
+        }
         for forward in &ready.forwards {
             self.forward(forward, &ready.part.raw).await;
         }

@@ -1,6 +1,6 @@
 //! sea-orm entities for the mail store's tables: mailboxes, threads, messages, labels and
-//! their links to messages (the mail migration), and the expunge log (the mail-changes
-//! migration).
+//! their links to messages (the mail migration), the expunge log (the mail-changes
+//! migration), and the sending log and pending uploads (the limits migration).
 
 /// Mailboxes (folders): the system ones and the user's own.
 pub mod mailbox {
@@ -206,6 +206,60 @@ pub mod expunged {
         pub modseq: i64,
         /// Owner.
         pub user_id: i64,
+    }
+
+    /// No relations are navigated.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Messages users sent in the last day, counted by the sending limits (the limits migration).
+pub mod sending {
+    use sea_orm::entity::prelude::*;
+
+    /// One message sent by one user.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "mail_sendings")]
+    pub struct Model {
+        /// Row id.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The sender.
+        pub user_id: i64,
+        /// When, Unix seconds.
+        pub sent_at: i64,
+        /// How many recipients it had.
+        pub recipients: i64,
+    }
+
+    /// No relations are navigated.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Attachments uploaded for a message not sent yet (the limits migration).
+pub mod upload {
+    use sea_orm::entity::prelude::*;
+
+    /// One upload; the blob is held by the owner `mail-upload:USER`.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "mail_uploads")]
+    pub struct Model {
+        /// Row id.
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// The uploader.
+        pub user_id: i64,
+        /// The blob's hex id (what the client names in a draft's attachments).
+        pub blob_id: String,
+        /// Its size in bytes.
+        pub size: i64,
+        /// When it was uploaded, Unix seconds.
+        pub created_at: i64,
     }
 
     /// No relations are navigated.

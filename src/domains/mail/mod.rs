@@ -34,6 +34,7 @@ pub mod send;
 pub mod store;
 pub mod thread;
 pub mod transfer;
+mod usage;
 pub mod view;
 
 #[cfg(test)]
@@ -83,6 +84,9 @@ pub enum MailError {
     /// trying again may work.
     #[error("the message could not be stored; try again")]
     Interrupted,
+    /// The user's storage is full (or its usage could not be read).
+    #[error(transparent)]
+    Quota(#[from] crate::platform::quota::QuotaError),
     /// Queueing for other servers failed inside the store's transaction.
     #[error("outbound queue: {0}")]
     Queue(#[source] Box<outbound::QueueError>),
@@ -208,6 +212,10 @@ struct Inner {
     scanners: scan::Scanners,
     authn: Option<authn::InboundAuth>,
     outbound: std::sync::OnceLock<outbound::OutboundQueue>,
+    limits: std::sync::OnceLock<send::Limits>,
+    /// One lock per user sending right now: a user's limits are checked and their sending
+    /// committed one message at a time.
+    senders: moka::sync::Cache<i64, Arc<tokio::sync::Mutex<()>>>,
     domain: String,
 }
 
@@ -237,6 +245,11 @@ impl MailService {
             scanners,
             authn,
             outbound: std::sync::OnceLock::new(),
+            limits: std::sync::OnceLock::new(),
+            senders: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_idle(std::time::Duration::from_secs(600))
+                .build(),
             domain: domain.to_ascii_lowercase(),
         };
         Self { inner: Arc::new(inner) }

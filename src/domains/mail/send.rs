@@ -11,12 +11,17 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
+use super::config::SendingConfig;
 use super::deliver::{DeliverError, Envelope};
+use super::entities::sending;
 use super::outbound::{BounceError, QueueError};
 use super::parse;
-use super::store::{NewMessage, Part, Stored, Target, Work};
+use super::store::{NewMessage, Part, Sending, Stored, Target, Work};
 use super::{Flags, MailError, MailService, Role};
+use crate::platform::db::now;
+use crate::platform::quota::{Quota, QuotaConfig, QuotaError};
 
 /// Why a message was not sent.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +58,54 @@ pub enum SendError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] MailError),
+    /// More recipients than one message may have.
+    #[error("too many recipients: at most {0} per message")]
+    TooManyRecipients(u32),
+    /// The user sent as many messages as allowed in an hour; try again after this many
+    /// seconds.
+    #[error("sending limit reached: at most {limit} messages per hour; try again in {retry_after} s")]
+    HourlyLimit {
+        /// Messages per hour.
+        limit: u32,
+        /// Seconds until one more may be sent.
+        retry_after: u64,
+    },
+    /// This message would take the user past their recipients of the last 24 hours.
+    #[error("daily sending limit reached: at most {limit} recipients per day; try again in {retry_after} s")]
+    DailyLimit {
+        /// Recipients per day.
+        limit: u32,
+        /// Seconds until enough older sendings leave the window (at most a day).
+        retry_after: u64,
+    },
+    /// The sender's storage is full (the Sent copy would not fit).
+    #[error(transparent)]
+    OverQuota(QuotaError),
+    /// A local recipient's storage is full.
+    #[error("mailbox full: {0}")]
+    MailboxFull(String),
 }
+
+/// What users may send and store: `[sending]` and the storage quota.
+#[derive(Clone)]
+pub struct Limits {
+    /// Messages and recipients per user.
+    pub sending: SendingConfig,
+    /// Storage per user.
+    pub quota: Quota,
+}
+
+impl Default for Limits {
+    /// The default sending limits and no storage limit.
+    fn default() -> Self {
+        Self { sending: SendingConfig::default(), quota: Quota::new(&QuotaConfig { storage_mb: 0 }) }
+    }
+}
+
+/// Seconds in the window of the hourly limit.
+const HOUR: i64 = 3600;
+/// Seconds in the window of the daily limit.
+const DAY: i64 = 86_400;
 
 /// What became of a sent message.
 #[derive(Debug, Clone)]
@@ -86,6 +138,64 @@ pub struct Submission {
 }
 
 impl MailService {
+    /// Sets the sending limits and the storage quota (before the first message; the
+    /// defaults hold until then).
+    pub fn set_limits(&self, limits: Limits) {
+        let _ = self.inner.limits.set(limits);
+    }
+
+    /// The sending limits and the storage quota.
+    pub(crate) fn limits(&self) -> &Limits {
+        self.inner.limits.get_or_init(Limits::default)
+    }
+
+    /// Refuses a sending of `recipients` recipients by `user_id` at time `at` that would
+    /// break the hourly or daily limit, counting the sendings of the last day.
+    async fn check_rate(&self, user_id: i64, recipients: usize, at: i64) -> Result<(), SendError> {
+        let limits = &self.limits().sending;
+        let rows: Vec<(i64, i64)> = sending::Entity::find()
+            .select_only()
+            .columns([sending::Column::SentAt, sending::Column::Recipients])
+            .filter(sending::Column::UserId.eq(user_id))
+            .filter(sending::Column::SentAt.gt(at - DAY))
+            .order_by_asc(sending::Column::SentAt)
+            .into_tuple()
+            .all(self.db())
+            .await
+            .map_err(MailError::from)?;
+        let last_hour: Vec<i64> = rows.iter().map(|r| r.0).filter(|t| *t > at - HOUR).collect();
+        if last_hour.len() >= limits.messages_per_hour as usize {
+            // One more may go once the oldest of the last hour is an hour old.
+            let oldest = last_hour.len() - limits.messages_per_hour as usize;
+            let retry_after = (last_hour[oldest] + HOUR - at).max(1) as u64;
+            return Err(SendError::HourlyLimit { limit: limits.messages_per_hour, retry_after });
+        }
+        let limit = i64::from(limits.recipients_per_day);
+        let mut total: i64 = rows.iter().map(|r| r.1).sum::<i64>() + recipients as i64;
+        if total > limit {
+            // Enough older sendings must leave the window for this one to fit.
+            let mut retry_after = DAY;
+            for (sent_at, n) in &rows {
+                total -= n;
+                if total <= limit {
+                    retry_after = sent_at + DAY - at;
+                    break;
+                }
+            }
+            return Err(SendError::DailyLimit {
+                limit: limits.recipients_per_day,
+                retry_after: retry_after.max(1) as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `user_id`'s storage is full, so new mail for them is deferred. A usage that
+    /// cannot be read counts as not full: the store itself reports real failures.
+    pub async fn is_full(&self, user_id: i64) -> bool {
+        matches!(self.limits().quota.check(user_id, 0).await, Err(QuotaError::Exceeded { .. }))
+    }
+
     /// Installs the outbound queue used for remote recipients and forwards.
     pub fn set_outbound(&self, queue: super::outbound::OutboundQueue) {
         let _ = self.inner.outbound.set(queue);
@@ -126,6 +236,17 @@ impl MailService {
         if recipients.is_empty() {
             return Err(SendError::NoRecipients);
         }
+        let per_message = self.limits().sending.recipients_per_message;
+        if recipients.len() > per_message as usize {
+            return Err(SendError::TooManyRecipients(per_message));
+        }
+        // One message of a user at a time from the limit checks to the commit, so parallel
+        // sendings cannot pass a limit together.
+        let lock = self.inner.senders.get_with(sub.user_id, Default::default);
+        let _sending = lock.lock().await;
+        self.check_rate(sub.user_id, recipients.len(), now()).await?;
+        let quota = &self.limits().quota;
+        quota.check(sub.user_id, data.len() as u64).await.map_err(SendError::OverQuota)?;
         let (mut local_users, mut remote) = (Vec::new(), Vec::new());
         for r in &recipients {
             if !r.contains('@') || r.starts_with('@') || r.ends_with('@') {
@@ -133,6 +254,9 @@ impl MailService {
             }
             if self.is_local_address(r) {
                 let user = self.local_user(r).await?.ok_or_else(|| SendError::UnknownLocalUser(r.clone()))?;
+                if quota.check(user, data.len() as u64).await.is_err() {
+                    return Err(SendError::MailboxFull(r.clone()));
+                }
                 local_users.push(user);
             } else {
                 remote.push(r.clone());
@@ -159,13 +283,15 @@ impl MailService {
             Some(self.prepare_delivery(&envelope, data.to_vec()).await?)
         };
         let queue = if remote.is_empty() { None } else { Some(self.inner.outbound.get().ok_or(SendError::NoQueue)?) };
-        let mut work = Work::default();
+        let mut work =
+            Work { sending: Some(Sending { user_id: sub.user_id, recipients: recipients.len() }), ..Work::default() };
         if let Some(queue) = queue {
             work.outgoing.push(queue.prepare(Some(sub.user_id), &sub.envelope_from, &remote, &data).await?);
         }
         let mut copy = NewMessage::new(sub.user_id, Target::Role(Role::Sent));
         copy.flags = Flags(Flags::SEEN);
         copy.sent_to = Some(recipients);
+        let data_len = data.len();
         work.parts.push(Part { raw: data, meta: Arc::new(meta), targets: vec![copy] });
         if let Some(ready) = &local {
             work.parts.push(ready.part.clone());
@@ -177,6 +303,8 @@ impl MailService {
         if let Some(queue) = queue {
             queue.wake();
         }
+        let size = data_len as u64;
+        quota.charge(sub.user_id, size);
         let mut stored = committed.stored.drain(..);
         let sent_copy = stored.next().and_then(|mut s| s.pop()).ok_or(MailError::NotFound)?;
         let local = match local {

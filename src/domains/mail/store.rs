@@ -23,7 +23,7 @@ use sea_orm::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::changes::{CHUNK, Count, adjust_labels, advance, begin_write};
-use super::entities::{mailbox, message, message_label};
+use super::entities::{mailbox, message, message_label, sending};
 use super::labels::ensure_label;
 use super::outbound::{Outgoing, insert_in};
 use super::parse::Meta;
@@ -117,6 +117,17 @@ pub(crate) struct Work {
     pub parts: Vec<Part>,
     /// Messages to put in the outbound queue.
     pub outgoing: Vec<Outgoing>,
+    /// A user's sending, recorded for their sending limits.
+    pub sending: Option<Sending>,
+}
+
+/// One message a user sent, as the sending limits count it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sending {
+    /// The sender.
+    pub user_id: i64,
+    /// How many recipients it had.
+    pub recipients: usize,
 }
 
 /// What one [`Work`] became.
@@ -259,6 +270,7 @@ impl Committer {
             .iter()
             .map(|j| Committed { stored: vec![Vec::new(); j.work.parts.len()], queued: Vec::new() })
             .collect();
+        record_sendings(&txn, batch.iter().filter_map(|j| j.work.sending)).await?;
         for (job, committed) in batch.iter().zip(&mut out) {
             let (mine, rest) = outgoing_blobs.split_at(job.work.outgoing.len().min(outgoing_blobs.len()));
             outgoing_blobs = rest;
@@ -280,6 +292,27 @@ impl Committer {
         }
         Ok(out)
     }
+}
+
+/// Records sendings for the sending limits, and forgets their users' sendings that are
+/// more than a day old.
+async fn record_sendings(txn: &DatabaseTransaction, sendings: impl Iterator<Item = Sending>) -> Result<(), DbErr> {
+    let at = now();
+    for s in sendings {
+        sending::Entity::delete_many()
+            .filter(sending::Column::UserId.eq(s.user_id))
+            .filter(sending::Column::SentAt.lte(at - 86_400))
+            .exec(txn)
+            .await?;
+        let row = sending::ActiveModel {
+            id: NotSet,
+            user_id: Set(s.user_id),
+            sent_at: Set(at),
+            recipients: Set(s.recipients as i64),
+        };
+        sending::Entity::insert(row).exec_without_returning(txn).await?;
+    }
+    Ok(())
 }
 
 /// One row to store: a target of a delivery, with its mailbox, UID and MODSEQ decided.

@@ -457,3 +457,31 @@ async fn a_sending_is_stored_whole_or_not_at_all() {
     assert_eq!(Some(queued[0].id), sent.queued);
     assert_eq!(queued[0].recipients.len(), 1);
 }
+
+#[tokio::test]
+async fn uploads_never_sent_are_collected_after_a_day() {
+    let f = fixture().await;
+    let old = f.mail.upload(f.ada, bytes::Bytes::from_static(b"old plan")).await.unwrap();
+    let kept = f.mail.upload(f.bob, bytes::Bytes::from_static(b"new plan")).await.unwrap();
+    let blobs = Blobs::open(f.dir.path().join("blobs"), f.db.clone()).unwrap();
+    let id = |s: &str| crate::platform::blobs::BlobId::try_from(s.to_owned()).unwrap();
+    // Nothing is a day old yet.
+    assert_eq!(f.mail.collect_uploads(crate::platform::db::now() + 60).await.unwrap(), 0);
+    assert!(blobs.is_held_by(&id(&old), &format!("mail-upload:{}", f.ada)).await.unwrap());
+    // A day and a bit later, both go; an upload made after that stays.
+    let later = crate::platform::db::now() + 86_400 + 60;
+    assert_eq!(f.mail.collect_uploads(later).await.unwrap(), 2);
+    assert!(!blobs.exists(&id(&old)).await.unwrap() && !blobs.exists(&id(&kept)).await.unwrap());
+    let fresh = f.mail.upload(f.ada, bytes::Bytes::from_static(b"fresh plan")).await.unwrap();
+    assert_eq!(f.mail.collect_uploads(crate::platform::db::now() + 60).await.unwrap(), 0);
+    assert!(blobs.exists(&id(&fresh)).await.unwrap());
+    // A collected upload can no longer be attached.
+    let author = compose::Author { user_id: f.ada, username: "ada".into(), display_name: "Ada".into() };
+    let draft: compose::Draft = serde_json::from_value(json!({
+        "to": ["bob@localhost"], "subject": "s", "text": "t",
+        "attachments": [{"id": old, "name": "plan.txt", "content_type": "text/plain"}]
+    }))
+    .unwrap();
+    assert!(f.mail.send_draft(&author, &draft).await.is_err());
+    assert_eq!(count(&f, f.bob, Role::Inbox).await, 0);
+}

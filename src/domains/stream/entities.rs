@@ -78,6 +78,8 @@ pub mod stream_chunk {
         pub duration_ms: i64,
         /// Unix seconds.
         pub created_at: i64,
+        /// Size of the blob, counted against the owner's storage quota.
+        pub bytes: i64,
     }
 
     /// No relations are navigated.
@@ -114,6 +116,9 @@ pub mod stream_segment {
         pub gap: bool,
         /// Wall-clock time of the first frame, Unix ms.
         pub program_date_ms: i64,
+        /// Size of the blob (0 for a gap or a segment filled from another rendition),
+        /// counted against the owner's storage quota.
+        pub bytes: i64,
     }
 
     /// No relations are navigated.

@@ -65,6 +65,8 @@ pub struct Segment {
     pub gap: bool,
     /// Wall-clock time of its first frame, Unix ms.
     pub program_date_ms: i64,
+    /// Size of its own blob in bytes (0 for a gap or a fill).
+    pub bytes: u64,
 }
 
 /// How a transcode of one (chunk, rendition) ended.
@@ -395,6 +397,7 @@ impl LiveStream {
             filled_from,
             discontinuity: facts.discontinuity,
             program_date_ms: facts.program_date_ms,
+            bytes: size,
         };
         track.listed.push(seg.clone());
         let renditions = st.tracks.len();

@@ -12,6 +12,7 @@ pub mod live;
 mod pipeline;
 pub mod playlist;
 pub mod transcode;
+mod usage;
 pub mod viewers;
 
 use std::collections::HashMap;
@@ -30,6 +31,7 @@ use crate::events::{Bus, Event};
 use crate::platform::blobs::{BlobId, Blobs};
 use crate::platform::db::{Db, now};
 use crate::platform::jobs::JobPool;
+use crate::platform::quota::{Quota, QuotaError};
 use chunker::{Chunker, MediaTag, SourceChunk, TagKind};
 use config::StreamConfig;
 use entities::{stream, stream_chunk, stream_segment};
@@ -53,6 +55,9 @@ pub enum StreamError {
     /// The key belongs to a disabled account.
     #[error("this account is disabled and cannot publish")]
     AccountDisabled,
+    /// The owner's storage is full: recordings could not be kept.
+    #[error("your storage is full: delete recordings or mail to go live")]
+    OverQuota,
     /// The stream was ended by the server (its owner's account was disabled).
     #[error("this stream was ended by the server")]
     Stopped,
@@ -176,6 +181,8 @@ pub(crate) struct Inner {
     by_user: tokio::sync::Mutex<HashMap<i64, String>>,
     segments: moka::future::Cache<String, Bytes>,
     ingest_url: RwLock<String>,
+    /// The storage quota a publisher must be under to go live (none: no limit).
+    quota: std::sync::OnceLock<Quota>,
 }
 
 /// The stream service; cheap to clone.
@@ -227,8 +234,14 @@ impl StreamService {
                 by_user: tokio::sync::Mutex::new(HashMap::new()),
                 segments,
                 ingest_url: RwLock::new(String::new()),
+                quota: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Sets the storage quota: an owner whose storage is full cannot go live.
+    pub fn set_quota(&self, quota: Quota) {
+        let _ = self.inner.quota.set(quota);
     }
 
     /// Records where the RTMP door listens, for the "Go live" page.
@@ -323,6 +336,7 @@ impl StreamService {
                         filled_from,
                         discontinuity: s.discontinuity,
                         program_date_ms: s.program_date_ms,
+                        bytes: u64::try_from(s.bytes).unwrap_or(0),
                     },
                 ))
             })
@@ -347,6 +361,13 @@ impl StreamService {
         let owner = self.inner.auth.me(user_id).await.map_err(|e| StreamError::Account(e.to_string()))?;
         if owner.disabled {
             return Err(StreamError::AccountDisabled);
+        }
+        if let Some(quota) = self.inner.quota.get() {
+            match quota.check(user_id, 0).await {
+                Err(QuotaError::Exceeded { .. }) => return Err(StreamError::OverQuota),
+                Err(QuotaError::Db(e)) => return Err(e.into()),
+                Ok(()) => {}
+            }
         }
         let mut by_user = self.inner.by_user.lock().await;
         if let Some(id) = by_user.get(&user_id).cloned()
@@ -456,6 +477,7 @@ impl StreamService {
             start_ms: Set(chunk.start_ms as i64),
             duration_ms: Set(chunk.duration_ms as i64),
             created_at: Set(now()),
+            bytes: Set(chunk.flv.len() as i64),
         })
         .on_conflict_do_nothing()
         .exec(&self.inner.db)
@@ -476,6 +498,7 @@ impl StreamService {
                 discontinuity: Set(seg.discontinuity),
                 gap: Set(seg.gap),
                 program_date_ms: Set(seg.program_date_ms),
+                bytes: Set(seg.bytes as i64),
             };
             if let Err(e) = stream_segment::Entity::insert(row).on_conflict_do_nothing().exec(&self.inner.db).await {
                 tracing::error!(stream = %live.id, seq = seg.seq, error = %e, "segment row not stored");
@@ -719,7 +742,11 @@ impl StreamService {
         if live.user_id != user_id || live.phase() != Phase::Ended {
             return Err(StreamError::NotFound("recording"));
         }
-        self.remove_stream(&live).await
+        self.remove_stream(&live).await?;
+        if let Some(quota) = self.inner.quota.get() {
+            quota.forget(user_id);
+        }
+        Ok(())
     }
 
     async fn remove_stream(&self, live: &LiveStream) -> Result<(), StreamError> {
@@ -926,6 +953,7 @@ mod tests {
             discontinuity: Set(false),
             gap: Set(false),
             program_date_ms: Set(0),
+            bytes: Set(600 * 1024),
         })
         .exec(db)
         .await
@@ -938,6 +966,7 @@ mod tests {
             start_ms: Set(0),
             duration_ms: Set(2000),
             created_at: Set(chunk_at),
+            bytes: Set(600 * 1024),
         })
         .exec(db)
         .await
@@ -966,6 +995,24 @@ mod tests {
         assert_eq!(svc.status(&id).await.unwrap().summary.state, Phase::Ended);
         svc.revoke_key(user).await.unwrap();
         assert!(matches!(svc.begin_publish("live", &key, peer).await, Err(StreamError::InvalidKey)));
+    }
+
+    #[tokio::test]
+    async fn recordings_count_against_the_quota_and_a_full_account_cannot_go_live() {
+        use crate::platform::quota::{QuotaConfig, UsageSource};
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, user) = service(dir.path()).await;
+        let key = svc.rotate_key(user).await.unwrap();
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        stored_stream(&svc, "rec1", user, now(), now()).await;
+        assert_eq!(svc.bytes_used(user).await.unwrap(), 1_200 * 1024, "its segment and its raw chunk");
+        let quota = Quota::new(&QuotaConfig { storage_mb: 1 });
+        quota.add_source(Arc::new(svc.clone()));
+        svc.set_quota(quota);
+        let refused = svc.begin_publish("live", &key, peer).await;
+        assert!(matches!(refused, Err(StreamError::OverQuota)), "{:?}", refused.err());
+        svc.delete_recording(user, "rec1").await.unwrap();
+        assert_eq!(svc.bytes_used(user).await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -48,6 +48,13 @@ impl From<SendError> for AppError {
             }
             SendError::Deliver(e) => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", e.to_string()),
             SendError::Queue(_) | SendError::NoQueue | SendError::Build(_) => AppError::internal(msg),
+            SendError::TooManyRecipients(_) => AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_recipients", msg),
+            SendError::HourlyLimit { retry_after, .. } | SendError::DailyLimit { retry_after, .. } => {
+                AppError { code: "sending_limit", message: msg, ..AppError::too_many(retry_after) }
+            }
+            SendError::OverQuota(crate::platform::quota::QuotaError::Db(e)) => AppError::internal(e),
+            SendError::OverQuota(_) => AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "over_quota", msg),
+            SendError::MailboxFull(_) => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "mailbox_full", msg),
         }
     }
 }

@@ -51,6 +51,7 @@ impl From<StreamError> for AppError {
             StreamError::AlreadyLive => AppError::new(StatusCode::CONFLICT, "already_live", e.to_string()),
             StreamError::AccountDisabled => AppError::new(StatusCode::FORBIDDEN, "account_disabled", e.to_string()),
             StreamError::Stopped => AppError::new(StatusCode::CONFLICT, "stream_stopped", e.to_string()),
+            StreamError::OverQuota => AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "over_quota", e.to_string()),
             StreamError::FfmpegMissing(m) => AppError::new(StatusCode::SERVICE_UNAVAILABLE, "ffmpeg_missing", m),
             StreamError::Db(_) | StreamError::Blob(_) | StreamError::Account(_) => AppError::internal(e),
         }

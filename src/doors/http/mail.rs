@@ -11,6 +11,7 @@
 //!
 //! [`MailService`]: crate::domains::mail::MailService
 
+use crate::platform::quota::QuotaError;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -56,7 +57,12 @@ impl From<MailError> for AppError {
             MailError::LabelExists => AppError::new(StatusCode::CONFLICT, "exists", "a label with that name exists"),
             MailError::Closed => AppError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "shutting down"),
             e @ MailError::Interrupted => AppError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
-            e @ (MailError::Db(_) | MailError::Blob(_) | MailError::Queue(_)) => AppError::internal(e),
+            e @ MailError::Quota(QuotaError::Exceeded { .. }) => {
+                AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "over_quota", e.to_string())
+            }
+            e @ (MailError::Db(_) | MailError::Blob(_) | MailError::Queue(_) | MailError::Quota(_)) => {
+                AppError::internal(e)
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::domains::mail::MailService;
 use crate::domains::mail::deliver::{DeliverError, Envelope};
 use crate::domains::mail::scan::ScanError;
 use crate::domains::mail::send::{SendError, Submission};
+use crate::platform::quota::QuotaError;
 
 use super::{AuthMechanism, AuthVerdict, MessageVerdict, RcptVerdict, SessionContext, SessionKind, SmtpHandler};
 
@@ -78,6 +79,9 @@ impl SmtpHandler for MailDoor {
     async fn check_recipient(&self, ctx: &SessionContext, address: &str) -> RcptVerdict {
         if self.mail.is_local_address(address) {
             return match self.mail.local_user(address).await {
+                Ok(Some(user)) if ctx.kind == SessionKind::Inbound && self.mail.is_full(user).await => {
+                    RcptVerdict::MailboxFull
+                }
                 Ok(Some(_)) => RcptVerdict::Local,
                 Ok(None) => RcptVerdict::UnknownUser,
                 Err(e) => {
@@ -162,6 +166,14 @@ impl MailDoor {
             Err(SendError::BadRecipient(a)) => rejected(553, "5.1.3", format!("Invalid recipient {a}")),
             Err(SendError::NoRecipients) => rejected(554, "5.5.1", "No valid recipients"),
             Err(SendError::Deliver(e)) => refused(e),
+            Err(e @ SendError::TooManyRecipients(_)) => rejected(550, "5.5.3", e.to_string()),
+            Err(e @ SendError::HourlyLimit { .. }) => rejected(451, "4.7.0", e.to_string()),
+            // Gmail's answer to a user over the daily limit.
+            Err(e @ SendError::DailyLimit { .. }) => rejected(550, "5.4.5", e.to_string()),
+            Err(SendError::OverQuota(QuotaError::Exceeded { .. })) => {
+                rejected(552, "5.2.2", "Your storage is full: delete mail to send more")
+            }
+            Err(SendError::MailboxFull(a)) => rejected(452, "4.2.2", format!("Mailbox full: {a}")),
             Err(e) => {
                 tracing::error!(error = %e, "sending a submitted message failed");
                 MessageVerdict::TemporaryFailure

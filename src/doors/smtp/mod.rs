@@ -130,6 +130,9 @@ pub enum RcptVerdict {
     UnknownUser,
     /// A remote address the sender may not relay to: 550 5.7.1.
     RelayDenied,
+    /// A local mailbox whose storage is full: 452 4.2.2 (RFC 3463), so the sender tries
+    /// again later.
+    MailboxFull,
     /// The question could not be answered now: 451 4.3.0.
     TemporaryFailure,
 }
@@ -139,7 +142,8 @@ pub enum RcptVerdict {
 pub enum MessageVerdict {
     /// The message is durably stored or queued: 250 2.0.0.
     Accepted,
-    /// The message is refused for good: reply code (5xx), enhanced code and text.
+    /// The message is refused: reply code (5xx for good, 4xx for now), enhanced code and
+    /// text.
     Rejected(u16, String, String),
     /// The message could not be taken now (storage down, ...): 451 4.3.0.
     TemporaryFailure,

@@ -206,6 +206,7 @@ impl Session {
             }
             RcptVerdict::UnknownUser => reply::line(550, "5.1.1", "Mailbox unavailable: no such user"),
             RcptVerdict::RelayDenied => reply::line(550, "5.7.1", "Relaying denied"),
+            RcptVerdict::MailboxFull => reply::line(452, "4.2.2", "Mailbox full, try again later"),
             RcptVerdict::TemporaryFailure => reply::line(451, "4.3.0", "Temporary failure, try again later"),
         }
     }

@@ -319,7 +319,10 @@ impl OutboundQueue {
         if open.is_some() {
             return Ok(());
         }
-        let done = message::Entity::update_many()
+        // The blob goes first, so a message listed as done holds none (letting go twice,
+        // after a crash between the two steps, is harmless).
+        self.release_blob(msg).await;
+        message::Entity::update_many()
             .col_expr(message::Column::Status, Expr::value(MessageStatus::Done))
             .col_expr(message::Column::FinishedAt, Expr::value(now()))
             .col_expr(message::Column::LastError, Expr::value(Option::<String>::None))
@@ -327,9 +330,6 @@ impl OutboundQueue {
             .filter(message::Column::Status.eq(MessageStatus::Queued))
             .exec(db)
             .await?;
-        if done.rows_affected > 0 {
-            self.release_blob(msg).await;
-        }
         Ok(())
     }
 
