@@ -1,6 +1,6 @@
 //! The `postcast` command line: `serve` (the default), `migrate`, `user` account
-//! commands, `dns` (the records to publish), `queue` (the outbound queue) and mail
-//! `import`/`export`. Flags and `POSTCAST_*` variables override the config file.
+//! commands, `bans` (networks banned for failed logins), `dns` (the records to publish),
+//! `queue` (the outbound queue) and mail `import`/`export`. Flags and `POSTCAST_*` variables override the config file.
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -64,6 +64,12 @@ enum Command {
     User {
         #[command(subcommand)]
         action: UserAction,
+    },
+    /// List or lift the bans of networks that failed too many logins across accounts. A
+    /// running server sees a lifted ban at the next login attempt.
+    Bans {
+        #[command(subcommand)]
+        action: BansAction,
     },
     /// Print the DNS records to publish for the mail domain (MX, SPF, DKIM, DMARC); makes
     /// the DKIM key if there is none yet.
@@ -157,6 +163,17 @@ enum QueueAction {
     Drop {
         /// The queue id (from `queue list`).
         id: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BansAction {
+    /// List the networks banned now, with when the ban ends.
+    List,
+    /// End the ban of a network at once.
+    Lift {
+        /// The network as listed: an IPv4 address, or an IPv6 /64 (any address in it will do).
+        network: String,
     },
 }
 
@@ -282,6 +299,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("applied {n} migration(s); the database is up to date");
         }
         Command::User { action } => user_command(config, action).await?,
+        Command::Bans { action } => bans_command(config, action).await?,
         Command::Dns => dns_command(&config)?,
         Command::Queue { action } => queue_command(config, action).await?,
         Command::Events { action } => events_command(config, action).await?,
@@ -408,6 +426,33 @@ async fn user_command(config: Config, action: UserAction) -> anyhow::Result<()> 
         UserAction::Disable { name } => {
             let u = auth.disable_user(&name).await?;
             println!("disabled {}; its sessions are ended", u.username);
+        }
+    }
+    Ok(())
+}
+
+async fn bans_command(config: Config, action: BansAction) -> anyhow::Result<()> {
+    let services = app::build(config).await?;
+    let auth = &services.auth;
+    match action {
+        BansAction::List => {
+            let bans = auth.bans().await?;
+            if bans.is_empty() {
+                println!("no network is banned");
+            }
+            let now = postcast::platform::db::now();
+            for b in bans {
+                println!(
+                    "{:<24} banned after {:<4} failed logins, {} s left",
+                    b.network,
+                    b.failures,
+                    (b.until - now).max(0)
+                );
+            }
+        }
+        BansAction::Lift { network } => {
+            let network = auth.lift_ban(&network).await?;
+            println!("the ban of {network} is lifted");
         }
     }
     Ok(())

@@ -15,6 +15,7 @@ mod m20261130_000008_dead_letters;
 mod m20261130_000009_mail_changes;
 mod m20261130_000010_blob_inline;
 mod m20261201_000011_admin;
+mod m20261201_000012_bans;
 mod m20261201_000015_limits;
 
 /// A foreign key from `table.col` to `to.to_col` that deletes the row with its parent.
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000009_mail_changes::Migration),
             Box::new(m20261130_000010_blob_inline::Migration),
             Box::new(m20261201_000011_admin::Migration),
+            Box::new(m20261201_000012_bans::Migration),
             Box::new(m20261201_000015_limits::Migration),
         ]
     }

@@ -37,6 +37,10 @@ fn unknown_keys_and_bad_values_are_refused() {
     assert!(Config::parse("[server]\nsecure_cookies = true\n").is_err(), "replaced by trusted_proxies");
     assert!(Config::parse("[server]\ntrusted_proxies = [\"proxy.example\"]\n").is_err());
     assert!(Config::parse("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n").is_err());
+    assert!(Config::parse("[auth]\naccount_lockout_failures = 10\n").is_err(), "replaced by per-network throttling");
+    assert!(Config::parse("[auth]\nfailure_window_seconds = 0\n").is_err());
+    assert!(Config::parse("[auth]\nnetwork_ban_seconds = 0\n").is_err());
+    assert!(Config::parse("[auth]\nnetwork_ban_failures = 0\nfailures_per_account_network = 0\n").is_ok());
 }
 
 #[test]

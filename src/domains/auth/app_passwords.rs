@@ -86,47 +86,57 @@ impl AuthService {
     }
 
     /// The check IMAP and SMTP AUTH use: an app password of the user, or the account
-    /// password while the account has no second factor. Rate-limited and locked out like
-    /// web logins.
+    /// password while the account has no second factor. Rate-limited and throttled like
+    /// web logins. Every refusal costs the same (the app-password lookup for every name,
+    /// then exactly one Argon2 verify, against a dummy hash for an unknown name) and is the
+    /// same `InvalidCredentials`: unknown name, disabled account, account password of an
+    /// account with a second factor, wrong password.
     pub async fn verify_client_password(
         &self,
         username: &str,
         password: &str,
         client: &ClientInfo,
     ) -> Result<User, AuthError> {
-        self.limit_ip("client", client)?;
-        let name = username.trim().to_ascii_lowercase();
-        let local = name.strip_suffix(&format!("@{}", self.inner.domain)).unwrap_or(&name).to_owned();
-        let row = user::Entity::find().filter(user::Column::Username.eq(local)).one(self.db()).await?;
-        let Some(row) = row else {
-            self.inner.hasher.verify(password.to_owned(), None).await?;
-            return Err(AuthError::InvalidCredentials);
-        };
-        self.check_lockout(row.id)?;
-        if row.disabled {
-            return Err(AuthError::Disabled);
-        }
+        let local = self.local_name(username);
+        self.admit("client", &local, client).await?;
+        let row = user::Entity::find().filter(user::Column::Username.eq(&local)).one(self.db()).await?;
         let code = normalise_code(password);
         if code.len() == APP_PASSWORD_LEN {
+            // Account ids start at 1: an unknown name looks for owner 0 and finds nothing.
+            let owner = row.as_ref().map_or(0, |r| r.id);
             let hit = app_password::Entity::find()
-                .filter(app_password::Column::UserId.eq(row.id))
+                .filter(app_password::Column::UserId.eq(owner))
                 .filter(app_password::Column::SecretHash.eq(fingerprint(&code)))
                 .one(self.db())
                 .await?;
-            if let Some(hit) = hit {
+            if let (Some(hit), Some(row)) = (hit, &row)
+                && !row.disabled
+            {
                 app_password::Entity::update_many()
                     .col_expr(app_password::Column::LastUsed, now().into())
                     .filter(app_password::Column::Id.eq(hit.id))
                     .exec(self.db())
                     .await?;
-                return Ok(User::from(&row));
+                self.clear_failures(&local, client);
+                return Ok(User::from(row));
             }
         }
-        let second_factor = row.totp_enabled || row.phone_verified;
-        if !second_factor && self.inner.hasher.verify(password.to_owned(), Some(row.password_hash.clone())).await? {
-            return Ok(User::from(&row));
+        let stored = row.as_ref().map(|r| r.password_hash.clone());
+        let verified = self.inner.hasher.verify(password.to_owned(), stored).await?;
+        let detail = match &row {
+            Some(r) if r.disabled => "account disabled",
+            Some(r) if r.totp_enabled || r.phone_verified => "a second factor is on: mail clients need an app password",
+            _ => "",
+        };
+        match row {
+            Some(row) if verified && detail.is_empty() => {
+                self.clear_failures(&local, client);
+                Ok(User::from(&row))
+            }
+            row => {
+                self.count_failure(&local, row.map(|r| r.id), "client_login_failed", detail, client).await;
+                Err(AuthError::InvalidCredentials)
+            }
         }
-        self.count_failure(row.id, "client_login_failed", client).await;
-        Err(AuthError::InvalidCredentials)
     }
 }

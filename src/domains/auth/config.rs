@@ -25,10 +25,18 @@ pub struct AuthConfig {
     pub session_idle_hours: u64,
     /// Login and second-factor attempts allowed per IP per minute.
     pub attempts_per_ip_per_minute: u32,
-    /// Failed attempts on one account before it is locked for a while.
-    pub account_lockout_failures: u32,
-    /// How long an account stays locked, in seconds.
-    pub account_lockout_seconds: u64,
+    /// Failed attempts on one account from one network (an IPv4 address, an IPv6 /64)
+    /// within `failure_window_seconds` before that network must wait for the window to end
+    /// to try that account again; the account stays open from everywhere else. 0: no limit.
+    pub failures_per_account_network: u32,
+    /// The window, in seconds, in which failed attempts are counted, per account and
+    /// network and per network.
+    pub failure_window_seconds: u64,
+    /// Failed attempts from one network, over all accounts, within
+    /// `failure_window_seconds` that get the network banned. 0: no bans.
+    pub network_ban_failures: u32,
+    /// How long a ban lasts, in seconds (`postcast bans lift` ends it sooner).
+    pub network_ban_seconds: u64,
     /// Registrations allowed per IP per hour.
     pub registrations_per_ip_per_hour: u32,
 }
@@ -69,18 +77,25 @@ impl Default for AuthConfig {
             argon2_parallelism: 1,
             session_idle_hours: 24 * 30,
             attempts_per_ip_per_minute: 20,
-            account_lockout_failures: 10,
-            account_lockout_seconds: 900,
+            failures_per_account_network: 10,
+            failure_window_seconds: 900,
+            network_ban_failures: 50,
+            network_ban_seconds: 3600,
             registrations_per_ip_per_hour: 10,
         }
     }
 }
 
 impl AuthConfig {
-    /// Rejects passwords shorter than anything defensible.
+    /// Rejects passwords shorter than anything defensible and windows of zero seconds.
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.min_password_length < 8 {
             return Err(ConfigError::Invalid("auth.min_password_length must be at least 8".into()));
+        }
+        if self.failure_window_seconds == 0 || self.network_ban_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "auth.failure_window_seconds and auth.network_ban_seconds must be at least 1".into(),
+            ));
         }
         Ok(())
     }

@@ -228,3 +228,29 @@ pub mod security_event {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Networks banned for failing too many logins across accounts.
+pub mod network_ban {
+    use sea_orm::entity::prelude::*;
+
+    /// One banned network.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "network_bans")]
+    pub struct Model {
+        /// An IPv4 address, or an IPv6 /64 as `2001:db8:1:2::/64` (`limits::rate_key`).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub network: String,
+        /// Unix seconds.
+        pub banned_at: i64,
+        /// Unix seconds from which logins are let through again.
+        pub until: i64,
+        /// Failed attempts that got it banned.
+        pub failures: i32,
+    }
+
+    /// No relations are navigated.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

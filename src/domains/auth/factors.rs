@@ -166,11 +166,10 @@ impl AuthService {
         password: &str,
         client: &ClientInfo,
     ) -> Result<user::Model, AuthError> {
-        self.limit_ip("password", client)?;
-        self.check_lockout(user_id)?;
         let row = self.user_row(user_id).await?;
+        self.admit("password", &row.username, client).await?;
         if !self.inner.hasher.verify(password.to_owned(), Some(row.password_hash.clone())).await? {
-            self.count_failure(user_id, "password_check_failed", client).await;
+            self.count_failure(&row.username, Some(user_id), "password_check_failed", "", client).await;
             return Err(AuthError::InvalidCredentials);
         }
         Ok(row.as_ref().clone())

@@ -1,5 +1,5 @@
-//! Rate limits and lock-outs: fixed-window counters in a bounded moka cache, keyed by what
-//! is limited (`login:ip:1.2.3.4`, `fail:user:7`, ...). In memory by design: a restart
+//! Rate limits and failure counts: fixed-window counters in a bounded moka cache, keyed by
+//! what is limited (`login:ip:1.2.3.4`, `fail:192.0.2.7:alice`, ...). In memory by design: a restart
 //! forgets them, which costs an attacker nothing they could not get by waiting.
 
 use std::net::{IpAddr, Ipv6Addr};
@@ -64,7 +64,7 @@ impl Limiter {
         }
     }
 
-    /// Forgets a key (after a successful login).
+    /// Forgets a key (after a successful login, or once a count led to a ban).
     pub fn reset(&self, key: &str) {
         self.counters.invalidate(key);
     }

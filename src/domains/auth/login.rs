@@ -55,7 +55,6 @@ pub struct SessionView {
 impl AuthService {
     /// Checks name and password; then either opens a session or asks for a second factor.
     pub async fn login(&self, username: &str, password: &str, client: &ClientInfo) -> Result<LoginOutcome, AuthError> {
-        self.limit_ip("login", client)?;
         let row = self.check_password_login(username, password, client).await?;
         let u = User::from(&row);
         if !u.has_second_factor() {
@@ -79,30 +78,29 @@ impl AuthService {
         Ok(LoginOutcome::SecondFactor { pending, methods })
     }
 
-    /// Name + password check shared by web and mail-client logins, with lock-out.
-    pub(super) async fn check_password_login(
+    /// The web login's name and password check. Exactly one Argon2 verify whatever the
+    /// account (against a dummy hash when there is none), and one answer for an unknown
+    /// name, a disabled account and a wrong password, so neither the reply nor its timing
+    /// tells them apart.
+    async fn check_password_login(
         &self,
         username: &str,
         password: &str,
         client: &ClientInfo,
     ) -> Result<user::Model, AuthError> {
-        let name = username.trim().to_ascii_lowercase();
-        let local = name.strip_suffix(&format!("@{}", self.inner.domain)).unwrap_or(&name);
-        let row = user::Entity::find().filter(user::Column::Username.eq(local)).one(self.db()).await?;
-        let Some(row) = row else {
-            // Same cost as a wrong password, so names cannot be probed by timing.
-            self.inner.hasher.verify(password.to_owned(), None).await?;
-            return Err(AuthError::InvalidCredentials);
-        };
-        self.check_lockout(row.id)?;
-        if !self.inner.hasher.verify(password.to_owned(), Some(row.password_hash.clone())).await? {
-            self.count_failure(row.id, "login_failed", client).await;
-            return Err(AuthError::InvalidCredentials);
+        let local = self.local_name(username);
+        self.admit("login", &local, client).await?;
+        let row = user::Entity::find().filter(user::Column::Username.eq(&local)).one(self.db()).await?;
+        let stored = row.as_ref().map(|r| r.password_hash.clone());
+        let verified = self.inner.hasher.verify(password.to_owned(), stored).await?;
+        match row {
+            Some(row) if verified && !row.disabled => Ok(row),
+            row => {
+                let detail = if row.as_ref().is_some_and(|r| r.disabled) { "account disabled" } else { "" };
+                self.count_failure(&local, row.map(|r| r.id), "login_failed", detail, client).await;
+                Err(AuthError::InvalidCredentials)
+            }
         }
-        if row.disabled {
-            return Err(AuthError::Disabled);
-        }
-        Ok(row)
     }
 
     /// Finishes a login with a TOTP, SMS or recovery code.
@@ -112,21 +110,20 @@ impl AuthService {
         code: &str,
         client: &ClientInfo,
     ) -> Result<(String, User), AuthError> {
-        self.limit_ip("second_factor", client)?;
         let key = fingerprint(pending);
-        let user_id = self.claim_pending_try(&key).ok_or(AuthError::PendingExpired)?;
-        self.check_lockout(user_id)?;
+        let (user_id, _) = self.inner.pending.get(&key).ok_or(AuthError::PendingExpired)?;
         let row = self.user_row(user_id).await?;
+        self.admit("second_factor", &row.username, client).await?;
+        let user_id = self.claim_pending_try(&key).ok_or(AuthError::PendingExpired)?;
         if row.disabled {
             return Err(AuthError::Disabled);
         }
         let (ok, method) = self.check_second_factor(&row, code, client).await?;
         if !ok {
-            self.count_failure(user_id, "second_factor_failed", client).await;
+            self.count_failure(&row.username, Some(user_id), "second_factor_failed", "", client).await;
             return Err(AuthError::InvalidCode);
         }
         self.inner.pending.invalidate(&key);
-        self.inner.lockout.reset(&format!("fail:user:{user_id}"));
         let row = self.user_row(user_id).await?;
         let token = self.open_session(&row, client, method).await?;
         Ok((token, User::from(row.as_ref())))
@@ -178,7 +175,7 @@ impl AuthService {
         .await?;
         self.log(&txn, row.id, "login", client, method).await;
         txn.commit().await?;
-        self.inner.lockout.reset(&format!("fail:user:{}", row.id));
+        self.clear_failures(&row.username, client);
         Ok(token)
     }
 
@@ -293,11 +290,10 @@ impl AuthService {
         new: &str,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
-        self.limit_ip("password", client)?;
-        self.check_lockout(user_id)?;
         let row = self.user_row(user_id).await?;
+        self.admit("password", &row.username, client).await?;
         if !self.inner.hasher.verify(current.to_owned(), Some(row.password_hash.clone())).await? {
-            self.count_failure(user_id, "password_change_failed", client).await;
+            self.count_failure(&row.username, Some(user_id), "password_change_failed", "", client).await;
             return Err(AuthError::InvalidCredentials);
         }
         check_password(new, &row.username, self.inner.cfg.min_password_length).map_err(AuthError::WeakPassword)?;

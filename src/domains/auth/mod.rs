@@ -1,8 +1,9 @@
 //! Accounts: registration (the first account is the administrator; after it, open
 //! registration or an invitation), password login with a second factor (TOTP or SMS
 //! codes, plus recovery codes), server-side sessions, app passwords for mail clients, rate
-//! limits and lock-outs, and a security log per user. It owns the `users`, `sessions`,
-//! `recovery_codes`, `app_passwords`, `sms_codes`, `invitations` and `security_log` tables
+//! limits, throttling of failed logins per account and network and bans of networks, and a
+//! security log per user. It owns the `users`, `sessions`, `recovery_codes`,
+//! `app_passwords`, `sms_codes`, `invitations`, `security_log` and `network_bans` tables
 //! and never speaks HTTP: the door maps [`AuthError`] to replies.
 
 mod app_passwords;
@@ -14,6 +15,7 @@ mod login;
 pub mod password;
 mod registration;
 pub mod sms;
+mod throttle;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -38,6 +40,7 @@ pub use app_passwords::AppPasswordView;
 pub use factors::TotpSetup;
 pub use login::{LoginOutcome, SessionView};
 pub use registration::{INVITATION_LIFE, Invitation};
+pub use throttle::{NetworkBan, parse_network};
 
 /// What the auth domain refuses, and why.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +48,8 @@ pub enum AuthError {
     /// Wrong name or password (deliberately not saying which).
     #[error("wrong user name or password")]
     InvalidCredentials,
-    /// Too many attempts; wait this many seconds.
+    /// Too many attempts from the client's address, too many failures on this account from
+    /// its network, or its network is banned; wait this many seconds.
     #[error("too many attempts; try again in {0} s")]
     RateLimited(u64),
     /// The name is taken.
@@ -81,7 +85,8 @@ pub enum AuthError {
     /// The SMS provider failed.
     #[error("the SMS could not be sent; try again later")]
     SmsFailed,
-    /// The account exists but is disabled.
+    /// The account exists but is disabled (a session or a pending login; a password login
+    /// to a disabled account is refused as [`AuthError::InvalidCredentials`]).
     #[error("this account is disabled")]
     Disabled,
     /// No such item for this user.
@@ -208,7 +213,10 @@ struct Inner {
     pending: moka::sync::Cache<String, (i64, u32)>,
     per_minute: Limiter,
     per_hour: Limiter,
-    lockout: Limiter,
+    /// Failed attempts per (network, account), over `auth.failure_window_seconds`.
+    failures: Limiter,
+    /// Failed attempts per network over all accounts, over the same window.
+    network_failures: Limiter,
 }
 
 /// How long a pending login (password given, second factor awaited) lives.
@@ -273,7 +281,8 @@ impl AuthService {
                 pending: moka::sync::Cache::builder().max_capacity(100_000).expire_after(PendingLife).build(),
                 per_minute: Limiter::new(Duration::from_secs(60)),
                 per_hour: Limiter::new(Duration::from_secs(3600)),
-                lockout: Limiter::new(Duration::from_secs(cfg.account_lockout_seconds.max(1))),
+                failures: Limiter::new(Duration::from_secs(cfg.failure_window_seconds.max(1))),
+                network_failures: Limiter::new(Duration::from_secs(cfg.failure_window_seconds.max(1))),
                 cfg,
             }),
         })
@@ -361,24 +370,6 @@ impl AuthService {
             .per_minute
             .hit(&format!("{what}:ip:{}", limits::rate_key(client.ip)), self.inner.cfg.attempts_per_ip_per_minute)
             .map_err(AuthError::RateLimited)
-    }
-
-    /// Refuses while an account is locked out.
-    fn check_lockout(&self, user_id: i64) -> Result<(), AuthError> {
-        self.inner
-            .lockout
-            .check(&format!("fail:user:{user_id}"), self.inner.cfg.account_lockout_failures)
-            .map_err(AuthError::RateLimited)
-    }
-
-    /// Counts a failure against an account; logs the lock-out when it starts.
-    async fn count_failure(&self, user_id: i64, kind: &str, client: &ClientInfo) {
-        let key = format!("fail:user:{user_id}");
-        let limit = self.inner.cfg.account_lockout_failures;
-        self.log(self.db(), user_id, kind, client, "").await;
-        if self.inner.lockout.hit(&key, limit).is_ok() && self.inner.lockout.check(&key, limit).is_err() {
-            self.log(self.db(), user_id, "account_locked", client, "too many failed attempts").await;
-        }
     }
 }
 

@@ -101,20 +101,118 @@ async fn resends_are_throttled() {
     assert!(matches!(svc.sms_start(u.id, "+4915112345678", &client()).await, Err(AuthError::RateLimited(_))));
 }
 
+fn from(ip: &str) -> ClientInfo {
+    ClientInfo { ip: ip.parse().expect("ip"), user_agent: "test".into() }
+}
+
+/// The kinds in `user`'s security log, once the background writes of failures landed.
+async fn logged_kinds(svc: &AuthService, user: &str, wanted: &str) -> Vec<String> {
+    let u = svc.find_by_username(user).await.unwrap().unwrap();
+    for _ in 0..100 {
+        let kinds: Vec<String> = svc.security_log(u.id, 50).await.unwrap().into_iter().map(|e| e.kind).collect();
+        if kinds.iter().any(|k| k == wanted) {
+            return kinds;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    svc.security_log(u.id, 50).await.unwrap().into_iter().map(|e| e.kind).collect()
+}
+
 #[tokio::test]
-async fn account_locks_after_repeated_failures() {
+async fn failures_throttle_the_account_from_that_network_only() {
     let mut cfg = Config::default();
-    cfg.auth.account_lockout_failures = 3;
+    cfg.auth.failures_per_account_network = 3;
     cfg.auth.attempts_per_ip_per_minute = 100;
     let (_d, svc, _) = service(cfg).await;
     svc.create_user("frank", PW, &client()).await.unwrap();
+    let attacker = from("203.0.113.9");
     for _ in 0..3 {
-        assert!(matches!(svc.login("frank", "wrong password!", &client()).await, Err(AuthError::InvalidCredentials)));
+        assert!(matches!(svc.login("frank", "wrong password!", &attacker).await, Err(AuthError::InvalidCredentials)));
     }
-    assert!(matches!(svc.login("frank", PW, &client()).await, Err(AuthError::RateLimited(_))));
-    let u = svc.find_by_username("frank").await.unwrap().unwrap();
-    let log = svc.security_log(u.id, 50).await.unwrap();
-    assert!(log.iter().any(|e| e.kind == "account_locked"), "{log:?}");
+    // That network may not try frank any more, not even with the right password...
+    assert!(matches!(svc.login("frank", PW, &attacker).await, Err(AuthError::RateLimited(_))));
+    assert!(matches!(svc.login("Frank@localhost", PW, &attacker).await, Err(AuthError::RateLimited(_))));
+    assert!(matches!(svc.verify_client_password("frank", PW, &attacker).await, Err(AuthError::RateLimited(_))));
+    // ...but frank logs in from anywhere else, and the attacker may try other accounts.
+    assert!(matches!(svc.login("frank", PW, &from("198.51.100.1")).await, Ok(LoginOutcome::Session { .. })));
+    assert!(svc.verify_client_password("frank", PW, &from("2001:db8::1")).await.is_ok());
+    assert!(matches!(svc.login("nobody", "wrong password!", &attacker).await, Err(AuthError::InvalidCredentials)));
+    // An unknown name is throttled just like a real one.
+    for _ in 0..2 {
+        assert!(matches!(svc.login("nobody", "wrong password!", &attacker).await, Err(AuthError::InvalidCredentials)));
+    }
+    assert!(matches!(svc.login("nobody", PW, &attacker).await, Err(AuthError::RateLimited(_))));
+    let kinds = logged_kinds(&svc, "frank", "login_throttled").await;
+    assert!(kinds.iter().any(|k| k == "login_throttled"), "{kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "account_locked"), "{kinds:?}");
+}
+
+#[tokio::test]
+async fn a_throttle_ends_with_the_failure_window() {
+    let mut cfg = Config::default();
+    cfg.auth.failures_per_account_network = 2;
+    cfg.auth.failure_window_seconds = 1;
+    let (_d, svc, _) = service(cfg).await;
+    svc.create_user("kim", PW, &client()).await.unwrap();
+    for _ in 0..2 {
+        assert!(matches!(svc.login("kim", "wrong password!", &client()).await, Err(AuthError::InvalidCredentials)));
+    }
+    assert!(matches!(svc.login("kim", PW, &client()).await, Err(AuthError::RateLimited(1))));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(matches!(svc.login("kim", PW, &client()).await, Ok(LoginOutcome::Session { .. })));
+}
+
+#[tokio::test]
+async fn a_network_failing_across_accounts_is_banned_until_lifted() {
+    let mut cfg = Config::default();
+    cfg.auth.failures_per_account_network = 2;
+    cfg.auth.network_ban_failures = 5;
+    cfg.auth.attempts_per_ip_per_minute = 100;
+    let (_d, svc, _) = service(cfg).await;
+    svc.create_user("gwen", PW, &client()).await.unwrap();
+    let attacker = from("2001:db8:6:6::1");
+    for name in ["a1", "a2", "a3", "a4"] {
+        assert!(matches!(svc.login(name, "wrong password!", &attacker).await, Err(AuthError::InvalidCredentials)));
+    }
+    assert!(svc.bans().await.unwrap().is_empty(), "four failures ban nobody");
+    assert!(matches!(svc.login("a5", "wrong password!", &attacker).await, Err(AuthError::InvalidCredentials)));
+    let bans = svc.bans().await.unwrap();
+    assert_eq!(bans.iter().map(|b| (b.network.as_str(), b.failures)).collect::<Vec<_>>(), [("2001:db8:6:6::/64", 5)]);
+    assert_eq!(svc.banned_networks().await.unwrap(), 1);
+    // Every address of the /64 is refused, even with the right password; others are not.
+    let same_64 = from("2001:db8:6:6:ffff::2");
+    assert!(matches!(svc.login("gwen", PW, &same_64).await, Err(AuthError::RateLimited(_))));
+    assert!(matches!(svc.verify_client_password("gwen", PW, &same_64).await, Err(AuthError::RateLimited(_))));
+    assert!(matches!(svc.login("gwen", PW, &from("2001:db8:6:7::1")).await, Ok(LoginOutcome::Session { .. })));
+
+    assert!(matches!(svc.lift_ban("2001:db8:6:5::1").await, Err(AuthError::NotFound(_))));
+    assert!(matches!(svc.lift_ban("not a network").await, Err(AuthError::InvalidInput(_))));
+    assert_eq!(svc.lift_ban("2001:db8:6:6::/64").await.unwrap(), "2001:db8:6:6::/64");
+    assert!(svc.bans().await.unwrap().is_empty());
+    assert!(matches!(svc.login("gwen", PW, &same_64).await, Ok(LoginOutcome::Session { .. })));
+}
+
+#[tokio::test]
+async fn unknown_disabled_second_factor_and_wrong_password_get_one_answer() {
+    let mut cfg = Config::default();
+    cfg.auth.attempts_per_ip_per_minute = 100;
+    cfg.sms.resend_interval_seconds = 0;
+    let (_d, svc, outbox) = service(cfg).await;
+    svc.create_user("hana", PW, &client()).await.unwrap();
+    svc.create_user("ivan", PW, &client()).await.unwrap();
+    let jo = svc.create_user("jo", PW, &client()).await.unwrap();
+    svc.sms_start(jo.id, "+4915112345678", &client()).await.unwrap();
+    svc.sms_confirm(jo.id, &outbox.last_code(), &client()).await.unwrap();
+    svc.disable_user("ivan").await.unwrap();
+    let tries = [("nobody", PW), ("hana", "wrong password!"), ("ivan", PW), ("jo", PW)];
+    for (name, password) in tries {
+        let r = svc.verify_client_password(name, password, &client()).await;
+        assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{name}: {r:?}");
+    }
+    for (name, password) in &tries[..3] {
+        let r = svc.login(name, password, &client()).await;
+        assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{name}: {r:?}");
+    }
 }
 
 #[tokio::test]
@@ -127,7 +225,7 @@ async fn disabling_ends_sessions() {
     assert!(svc.authenticate(&token).await.is_ok());
     svc.disable_user("gina").await.unwrap();
     assert!(svc.authenticate(&token).await.is_err());
-    assert!(matches!(svc.login("gina", PW, &client()).await, Err(AuthError::Disabled)));
+    assert!(matches!(svc.login("gina", PW, &client()).await, Err(AuthError::InvalidCredentials)));
 }
 
 /// Runs `n` copies of `attempt` at once on the multi-threaded runtime.
@@ -173,7 +271,8 @@ async fn parallel_guesses_at_a_pending_login_get_only_the_allowed_tries() {
     cfg.sms.resend_interval_seconds = 0;
     cfg.sms.max_attempts = 3;
     cfg.auth.attempts_per_ip_per_minute = 1000;
-    cfg.auth.account_lockout_failures = 1000;
+    cfg.auth.failures_per_account_network = 1000;
+    cfg.auth.network_ban_failures = 0;
     let (_d, svc, outbox) = service(cfg).await;
     let u = svc.create_user("ivy", PW, &client()).await.unwrap();
     svc.sms_start(u.id, "+4915112345678", &client()).await.unwrap();
@@ -325,9 +424,9 @@ async fn the_migration_makes_the_oldest_account_of_an_existing_server_its_admini
     let (_d, svc) = closed_service().await;
     let oldest = svc.create_user("oldest", PW, &client()).await.unwrap();
     svc.create_user("younger", PW, &client()).await.unwrap();
-    // Back to the schema without administrators and invitations, then forward again over
-    // the existing accounts.
-    Migrator::down(svc.db(), Some(1)).await.unwrap();
+    // Back to the schema without administrators and invitations (and the bans after it),
+    // then forward again over the existing accounts.
+    Migrator::down(svc.db(), Some(2)).await.unwrap();
     Migrator::up(svc.db(), None).await.unwrap();
     let admins: Vec<String> =
         svc.list_users().await.unwrap().into_iter().filter(|u| u.is_admin).map(|u| u.username).collect();

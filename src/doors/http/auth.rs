@@ -236,7 +236,11 @@ async fn register(
 
 #[utoipa::path(post, path = "/api/v1/auth/login", request_body = Credentials,
     responses((status = 200, description = "SessionBody, or SecondFactorBody when a second factor is on"),
-              (status = 401, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]
+              (status = 401, body = super::error::ErrorBody,
+                description = "`invalid_credentials`: unknown name, disabled account or wrong password, alike"),
+              (status = 429, body = super::error::ErrorBody, description = "`rate_limited` with `Retry-After`: \
+                too many attempts from this address, too many failures on this account from this network, \
+                or the network is banned")))]
 async fn login(
     State(s): State<HttpState>,
     client: ClientInfo,

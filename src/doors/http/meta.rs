@@ -56,10 +56,15 @@ async fn healthz(State(s): State<HttpState>) -> Response {
 }
 
 /// Prometheus text, for loopback clients or a caller with `server.metrics_token`; 403
-/// for anyone else.
+/// for anyone else. The number of banned networks is counted as the page is made.
 async fn metrics(State(s): State<HttpState>, origin: Origin, headers: HeaderMap) -> Response {
     if !origin.is_loopback() && !bearer_matches(&headers, &s.settings.metrics_token) {
         return (StatusCode::FORBIDDEN, "forbidden\n").into_response();
+    }
+    // Read at each scrape: bans end on their own and on the command line, not only here.
+    match s.auth.banned_networks().await {
+        Ok(n) => metrics::gauge!("postcast_auth_banned_networks").set(n as f64),
+        Err(e) => tracing::warn!(error = %e, "cannot count banned networks"),
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render()).into_response()
 }

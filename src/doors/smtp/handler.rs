@@ -64,7 +64,8 @@ impl SmtpHandler for MailDoor {
     ) -> AuthVerdict {
         match self.auth.verify_client_password(username, password, &client(ctx)).await {
             Ok(_) => AuthVerdict::Accepted,
-            Err(AuthError::Busy(_)) => AuthVerdict::TryLater,
+            // Throttled or banned network, or every hashing slot busy: 454 4.7.0 (RFC 4954 §6).
+            Err(AuthError::Busy(_) | AuthError::RateLimited(_)) => AuthVerdict::TryLater,
             Err(_) => AuthVerdict::Refused,
         }
     }

@@ -191,7 +191,7 @@ impl<H: SmtpHandler + Sync> SmtpHandler for Counted<'_, H> {
         let result = match verdict {
             AuthVerdict::Accepted => "ok",
             AuthVerdict::Refused => "failed",
-            AuthVerdict::TryLater => "busy",
+            AuthVerdict::TryLater => "try_later",
         };
         metrics::counter!("postcast_smtp_auth_total", "door" => self.door, "result" => result).increment(1);
         tracing::info!(user = ?username, ?mechanism, result, "smtp auth");

@@ -225,7 +225,8 @@ pub enum AuthVerdict {
     Accepted,
     /// Wrong, unknown or not allowed: `535 5.7.8`.
     Refused,
-    /// Not checked now (every password-hashing slot busy): `454 4.7.0`, try again.
+    /// Not checked now (too many failed attempts from the client's network, a banned
+    /// network, or every password-hashing slot busy): `454 4.7.0`, try again later.
     TryLater,
 }
 
