@@ -15,6 +15,8 @@ mod m20261130_000008_dead_letters;
 mod m20261130_000009_mail_changes;
 mod m20261130_000010_blob_inline;
 mod m20261201_000011_admin;
+mod m20261201_000013_stream_key_hashes;
+mod m20261201_000014_session_reauth;
 
 /// A foreign key from `table.col` to `to.to_col` that deletes the row with its parent.
 pub(crate) fn cascade(
@@ -44,6 +46,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000009_mail_changes::Migration),
             Box::new(m20261130_000010_blob_inline::Migration),
             Box::new(m20261201_000011_admin::Migration),
+            Box::new(m20261201_000013_stream_key_hashes::Migration),
+            Box::new(m20261201_000014_session_reauth::Migration),
         ]
     }
 }

@@ -1,8 +1,11 @@
 //! Stream keys: one secret per user that OBS sends as the stream name. Created or
-//! replaced by rotating, removed by revoking; a revoked or replaced key is refused.
+//! replaced by rotating, removed by revoking; a revoked or replaced key is refused. Only a
+//! key's SHA-256 fingerprint is stored: the key is answered once, by the rotation that
+//! makes it, like an app password.
 
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
+use sha2::{Digest, Sha256};
 
 use super::entities::stream_key;
 use super::{StreamError, StreamService};
@@ -20,20 +23,31 @@ fn new_key() -> String {
     format!("live_{body}")
 }
 
+/// How a key is stored: hex SHA-256. Keys are long and random, so a fast hash is enough.
+fn fingerprint(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
 impl StreamService {
-    /// The user's current key, if any.
-    pub async fn stream_key(&self, user_id: i64) -> Result<Option<String>, StreamError> {
-        Ok(stream_key::Entity::find_by_id(user_id).one(&self.inner.db).await?.map(|k| k.key))
+    /// When the user's current key was made (Unix seconds), if they have one. The key
+    /// itself is not stored, so it cannot be answered again.
+    pub async fn stream_key_made(&self, user_id: i64) -> Result<Option<i64>, StreamError> {
+        Ok(stream_key::Entity::find_by_id(user_id).one(&self.inner.db).await?.map(|k| k.created_at))
     }
 
-    /// Replaces (or creates) the user's key and returns the new one.
+    /// Replaces (or creates) the user's key and returns the new one: the only time it is
+    /// ever shown.
     pub async fn rotate_key(&self, user_id: i64) -> Result<String, StreamError> {
         let key = new_key();
-        let row = stream_key::ActiveModel { user_id: Set(user_id), key: Set(key.clone()), created_at: Set(now()) };
+        let row = stream_key::ActiveModel {
+            user_id: Set(user_id),
+            key_hash: Set(fingerprint(&key)),
+            created_at: Set(now()),
+        };
         stream_key::Entity::insert(row)
             .on_conflict(
                 OnConflict::column(stream_key::Column::UserId)
-                    .update_columns([stream_key::Column::Key, stream_key::Column::CreatedAt])
+                    .update_columns([stream_key::Column::KeyHash, stream_key::Column::CreatedAt])
                     .to_owned(),
             )
             .exec(&self.inner.db)
@@ -52,7 +66,10 @@ impl StreamService {
         if key.len() > 128 {
             return Ok(None);
         }
-        let row = stream_key::Entity::find().filter(stream_key::Column::Key.eq(key)).one(&self.inner.db).await?;
+        let row = stream_key::Entity::find()
+            .filter(stream_key::Column::KeyHash.eq(fingerprint(key)))
+            .one(&self.inner.db)
+            .await?;
         Ok(row.map(|r| r.user_id))
     }
 }
@@ -66,5 +83,14 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 5 + super::KEY_CHARS);
         assert!(a.starts_with("live_"));
+    }
+
+    #[test]
+    fn keys_are_stored_as_fingerprints() {
+        let key = super::new_key();
+        let stored = super::fingerprint(&key);
+        assert_eq!(stored.len(), 64);
+        assert!(!stored.contains(&key));
+        assert_eq!(stored, super::fingerprint(&key));
     }
 }
