@@ -76,7 +76,10 @@ async fn sensitive_changes(s: &Server, token: &str, to: &str) -> Vec<(&'static s
     vec![
         ("TOTP setup", call(s, Method::POST, "/api/v1/auth/totp/setup", token, Some(json!({}))).await),
         ("TOTP confirm", call(s, Method::POST, "/api/v1/auth/totp/confirm", token, Some(json!({"code": "1"}))).await),
-        ("SMS phone", call(s, Method::POST, "/api/v1/auth/sms/phone", token, Some(json!({"phone": "+4915123456789"}))).await),
+        (
+            "SMS phone",
+            call(s, Method::POST, "/api/v1/auth/sms/phone", token, Some(json!({"phone": "+4915123456789"}))).await,
+        ),
         ("SMS confirm", call(s, Method::POST, "/api/v1/auth/sms/confirm", token, Some(json!({"code": "1"}))).await),
         ("app password", call(s, Method::POST, "/api/v1/app-passwords", token, Some(json!({"name": "mutt"}))).await),
         ("forwarding filter", call(s, Method::PUT, "/api/v1/prefs", token, Some(forwarding_prefs(to))).await),
@@ -126,8 +129,7 @@ async fn sensitive_changes_need_the_password_confirmed_within_ten_minutes() {
         "another session of the same user",
     );
     // Keeping or removing the forwarding filter needs nothing.
-    let (status, _) =
-        call(&s, Method::PATCH, "/api/v1/prefs", &other, Some(json!({"theme": "light", "x": 1}))).await;
+    let (status, _) = call(&s, Method::PATCH, "/api/v1/prefs", &other, Some(json!({"theme": "light", "x": 1}))).await;
     assert_eq!(status, StatusCode::OK);
 
     // Ten minutes later (the session's time moved back, as the clock cannot be): asked again.
@@ -153,7 +155,9 @@ fn smtp_auth(addr: SocketAddr, user: &str, password: &str) -> bool {
         .expect("swaks is installed (apt-get install swaks)");
     let text = String::from_utf8_lossy(&out.stdout);
     // swaks marks what the server said over TLS with `<~` (`<~*` for an error).
-    let said = |code: &str| text.lines().any(|l| l.starts_with("<~") && l[2..].trim_start_matches(['*', ' ']).starts_with(code));
+    let said = |code: &str| {
+        text.lines().any(|l| l.starts_with("<~") && l[2..].trim_start_matches(['*', ' ']).starts_with(code))
+    };
     let ok = said("235");
     assert!(ok || said("535"), "neither accepted nor refused:\n{text}");
     ok
@@ -282,7 +286,8 @@ async fn secrets_stored_before_sealing_are_sealed_at_start_and_keep_working() {
     execute(&db, "DELETE FROM recovery_codes").await;
     for c in &codes[..2] {
         let legacy = sha256_hex(&c.replace('-', ""));
-        execute(&db, &format!("INSERT INTO recovery_codes (user_id, code_hash) SELECT id, '{legacy}' FROM users")).await;
+        execute(&db, &format!("INSERT INTO recovery_codes (user_id, code_hash) SELECT id, '{legacy}' FROM users"))
+            .await;
     }
     db.close().await.unwrap();
 

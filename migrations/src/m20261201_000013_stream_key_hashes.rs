@@ -24,10 +24,13 @@ enum StreamKeys {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.alter_table(Table::alter().table(StreamKeys::Table).rename_column(StreamKeys::Key, StreamKeys::KeyHash).to_owned())
-            .await?;
+        m.alter_table(
+            Table::alter().table(StreamKeys::Table).rename_column(StreamKeys::Key, StreamKeys::KeyHash).to_owned(),
+        )
+        .await?;
         let db = m.get_connection();
-        let read = Query::select().columns([StreamKeys::UserId, StreamKeys::KeyHash]).from(StreamKeys::Table).to_owned();
+        let read =
+            Query::select().columns([StreamKeys::UserId, StreamKeys::KeyHash]).from(StreamKeys::Table).to_owned();
         for row in db.query_all(&read).await? {
             let user_id: i64 = row.try_get("", "user_id")?;
             let key: String = row.try_get("", "key_hash")?;
@@ -44,7 +47,9 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.get_connection().execute(&Query::delete().from_table(StreamKeys::Table).to_owned()).await?;
-        m.alter_table(Table::alter().table(StreamKeys::Table).rename_column(StreamKeys::KeyHash, StreamKeys::Key).to_owned())
-            .await
+        m.alter_table(
+            Table::alter().table(StreamKeys::Table).rename_column(StreamKeys::KeyHash, StreamKeys::Key).to_owned(),
+        )
+        .await
     }
 }

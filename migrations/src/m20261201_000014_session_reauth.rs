@@ -17,8 +17,10 @@ enum Sessions {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.alter_table(Table::alter().table(Sessions::Table).add_column(big_integer_null(Sessions::ReauthUntil)).to_owned())
-            .await
+        m.alter_table(
+            Table::alter().table(Sessions::Table).add_column(big_integer_null(Sessions::ReauthUntil)).to_owned(),
+        )
+        .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {

@@ -62,7 +62,8 @@ impl ServerSecret {
                 write_new_private(&path, format!("{}\n", hex::encode(made.0)).as_bytes())
                     .map_err(|source| SecretError::Io { path: path.clone(), source })?;
                 // A concurrent first start may have won the race: everybody uses the file.
-                let text = std::fs::read_to_string(&path).map_err(|source| SecretError::Io { path: path.clone(), source })?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|source| SecretError::Io { path: path.clone(), source })?;
                 Self::parse(&text).ok_or(SecretError::Damaged(path))
             }
             Err(source) => Err(SecretError::Io { path, source }),

@@ -1,7 +1,9 @@
 //! Accounts: registration (the first account is the administrator; after it, open
 //! registration or an invitation), password login with a second factor (TOTP or SMS
-//! codes, plus recovery codes), server-side sessions, app passwords for mail clients, rate
-//! limits and lock-outs, and a security log per user. It owns the `users`, `sessions`,
+//! codes, plus recovery codes; TOTP secrets and recovery codes sealed with keys from the
+//! server's secret), server-side sessions with a password re-confirmation for sensitive
+//! changes, app passwords for mail clients, rate limits and lock-outs, and a security log
+//! per user. It owns the `users`, `sessions`,
 //! `recovery_codes`, `app_passwords`, `sms_codes`, `invitations` and `security_log` tables
 //! and never speaks HTTP: the door maps [`AuthError`] to replies.
 

@@ -48,10 +48,8 @@ impl AuthService {
     /// Refuses with [`AuthError::ReauthRequired`] unless the session's user confirmed the
     /// password within [`REAUTH_WINDOW`].
     pub async fn require_recent_auth(&self, user_id: i64, session_id: i64) -> Result<(), AuthError> {
-        let row = session::Entity::find_by_id(session_id)
-            .filter(session::Column::UserId.eq(user_id))
-            .one(self.db())
-            .await?;
+        let row =
+            session::Entity::find_by_id(session_id).filter(session::Column::UserId.eq(user_id)).one(self.db()).await?;
         match row {
             Some(s) if still_valid(s.reauth_until, now()) => Ok(()),
             _ => Err(AuthError::ReauthRequired),

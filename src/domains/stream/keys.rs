@@ -39,11 +39,8 @@ impl StreamService {
     /// ever shown.
     pub async fn rotate_key(&self, user_id: i64) -> Result<String, StreamError> {
         let key = new_key();
-        let row = stream_key::ActiveModel {
-            user_id: Set(user_id),
-            key_hash: Set(fingerprint(&key)),
-            created_at: Set(now()),
-        };
+        let row =
+            stream_key::ActiveModel { user_id: Set(user_id), key_hash: Set(fingerprint(&key)), created_at: Set(now()) };
         stream_key::Entity::insert(row)
             .on_conflict(
                 OnConflict::column(stream_key::Column::UserId)
@@ -83,6 +80,29 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 5 + super::KEY_CHARS);
         assert!(a.starts_with("live_"));
+    }
+
+    #[tokio::test]
+    async fn the_migration_replaces_stored_keys_by_their_fingerprints() {
+        use migrations::{Migrator, MigratorTrait};
+        use sea_orm::{ConnectionTrait, Statement};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("k.db").display());
+        let db = crate::platform::db::open(&url, 1, std::time::Duration::from_secs(5), false).await.unwrap();
+        let steps = Migrator::migrations();
+        let before = steps.iter().position(|m| m.name() == "m20261201_000013_stream_key_hashes").unwrap();
+        Migrator::up(&db, Some(before as u32)).await.unwrap();
+        let backend = db.get_database_backend();
+        for sql in [
+            "INSERT INTO users (id, username, address, password_hash, created_at) VALUES (1, 'rita', 'rita@x', '-', 0)",
+            "INSERT INTO stream_keys (user_id, key, created_at) VALUES (1, 'live_madeBeforeHashing1234', 0)",
+        ] {
+            db.execute_raw(Statement::from_string(backend, sql)).await.unwrap();
+        }
+        Migrator::up(&db, None).await.unwrap();
+        let rows = db.query_all_raw(Statement::from_string(backend, "SELECT key_hash FROM stream_keys")).await.unwrap();
+        let stored: Vec<String> = rows.iter().map(|r| r.try_get_by_index(0).unwrap()).collect();
+        assert_eq!(stored, vec![super::fingerprint("live_madeBeforeHashing1234")], "the old key still publishes");
     }
 
     #[test]

@@ -344,9 +344,7 @@ async fn change_password(
     user: CurrentUser,
     ApiJson(r): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, AppError> {
-    s.auth
-        .change_password(user.user_id, user.session_id, &r.current, &r.new, r.revoke_app_passwords, &client)
-        .await?;
+    s.auth.change_password(user.user_id, user.session_id, &r.current, &r.new, r.revoke_app_passwords, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
