@@ -32,6 +32,7 @@ use crate::platform::blobs::Blobs;
 use crate::platform::db::{self, Db};
 use crate::platform::jobs::{JobPool, PoolSettings};
 use crate::platform::quota::Quota;
+use crate::platform::secrets::ServerSecret;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +61,9 @@ pub enum StartError {
     /// The doors' TLS certificate could not be loaded or made.
     #[error("TLS: {0}")]
     Tls(#[from] crate::platform::tls::TlsError),
+    /// The server's secret could not be read or made.
+    #[error("server secret: {0}")]
+    Secret(#[from] crate::platform::secrets::SecretError),
 }
 
 /// Every domain service plus the platform handles they share.
@@ -117,7 +121,12 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
     let blobs = Blobs::open(data.join("blobs"), db.clone())?;
     let bus = Bus::new(db.clone());
     let jobs = JobPool::start(PoolSettings::from_config(&config.jobs));
-    let auth = AuthService::new(db.clone(), bus.clone(), &config)?;
+    let secret = ServerSecret::load_or_create(data)?;
+    let auth = AuthService::new(db.clone(), bus.clone(), &config, &secret)?;
+    let sealed = auth.seal_stored_secrets().await?;
+    if sealed > 0 {
+        tracing::info!(rows = sealed, "sealed second-factor secrets stored before sealing");
+    }
     let profile = ProfileService::new(db.clone(), blobs.clone(), config.profile.clone());
     let prefs = PrefsService::new(db.clone(), blobs.clone(), bus.clone(), config.prefs.clone());
     let stream = StreamService::new(
@@ -379,6 +388,14 @@ impl Running {
             "submissions",
             format!("smtps://{}  (mail programs over implicit TLS; port 465 in production)", b.submissions),
         );
+        if c.sms.provider == "log" {
+            let offered = if self.services.auth.sms_available() {
+                "loopback and test set-ups only"
+            } else {
+                "so SMS is not offered as a second factor here"
+            };
+            line("SMS codes", format!("written to this server's log (sms.provider = \"log\"): {offered}"));
+        }
         out.push_str(&format!("Ready in {} ms.\n", self.started.elapsed().as_millis()));
         out
     }

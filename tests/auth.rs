@@ -47,7 +47,8 @@ async fn register_login_totp_logout_and_one_time_codes() {
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
 
-    // TOTP enrolment.
+    // TOTP enrolment, after confirming the password.
+    s.reauth(&token, PW).await;
     let setup: Value = post(&s, "/api/v1/auth/totp/setup", Some(&token), json!({})).await.json().await.unwrap();
     let secret = setup["secret"].as_str().unwrap().to_owned();
     assert!(setup["uri"].as_str().unwrap().starts_with("otpauth://totp/"));
@@ -163,6 +164,7 @@ async fn sms_codes_through_a_webhook_gateway() {
     let (url, got) = sms_gateway().await;
     let s = Server::start_with(&sms_config(&url, 300));
     let token = s.register_and_login("bob", PW).await;
+    s.reauth(&token, PW).await;
     let r = post(&s, "/api/v1/auth/sms/phone", Some(&token), json!({"phone": "12345"})).await;
     assert_eq!(r.status(), 422, "not E.164");
     let r = post(&s, "/api/v1/auth/sms/phone", Some(&token), json!({"phone": "+49 151 2345 6789"})).await;
@@ -202,6 +204,7 @@ async fn sms_codes_through_a_webhook_gateway() {
     let (url, got) = sms_gateway().await;
     let s = Server::start_with(&sms_config(&url, 0));
     let token = s.register_and_login("bob", PW).await;
+    s.reauth(&token, PW).await;
     post(&s, "/api/v1/auth/sms/phone", Some(&token), json!({"phone": "+4915123456789"})).await;
     let r = post(&s, "/api/v1/auth/sms/confirm", Some(&token), json!({"code": last_code(&got)})).await;
     assert_eq!(r.status(), 401, "an expired code is refused");
@@ -213,6 +216,7 @@ async fn every_account_route_refuses_another_users_data() {
     let a = s.register_and_login("anna", PW).await;
     let b = s.register_and_login("bert", PW).await;
     let c = s.client();
+    s.reauth(&a, PW).await;
     let app: Value =
         post(&s, "/api/v1/app-passwords", Some(&a), json!({"name": "thunderbird"})).await.json().await.unwrap();
     let app_id = app["id"].as_i64().unwrap();
@@ -413,6 +417,7 @@ async fn twilio_provider_speaks_the_messages_api() {
          twilio_auth_token = \"tok\"\ntwilio_from = \"+15550001111\"\n"
     ));
     let token = s.register_and_login("tina", PW).await;
+    s.reauth(&token, PW).await;
     let r = post(&s, "/api/v1/auth/sms/phone", Some(&token), json!({"phone": "+49 151 2345 6789"})).await;
     assert_eq!(r.status(), 204);
     let (sid, auth, body) = got.lock().unwrap().last().cloned().expect("Twilio was called");

@@ -117,6 +117,8 @@ async fn labels_actions_filters_and_isolation() {
     let filters = json!({"mail": {"filters": [
         {"match": {"subject": "invoice"}, "label": "Bills", "skip_inbox": true, "forward": "carol@localhost"}
     ]}});
+    // A forwarding filter needs the password confirmed first.
+    server.reauth(&ada.token, common::PW).await;
     ada.ok(Method::PUT, "/api/v1/prefs", Some(filters)).await;
     for subject in ["Hello", "Lunch?", "Invoice 42"] {
         bob.ok(

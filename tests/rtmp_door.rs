@@ -1,7 +1,8 @@
 //! The RTMP door of the real binary under hostile clients: garbage, a truncated
 //! handshake, a slow-loris and an oversized message each close only their own connection,
-//! while RTMP and HTTP keep serving (`/healthz`, a new handshake, a refused wrong key).
-//! The real publish path is covered by `tests/stream.rs`.
+//! while RTMP and HTTP keep serving (`/healthz`, a new handshake, a refused wrong key);
+//! the stream key shown once is accepted while only its fingerprint is stored. The real
+//! publish path is covered by `tests/stream.rs`.
 
 mod common;
 
@@ -171,4 +172,28 @@ async fn a_connection_that_never_publishes_is_closed_at_the_publish_deadline() {
     let events = publish(rtmp, "live_not_a_key").await;
     assert!(format!("{events:?}").contains("NetStream.Publish.BadName"));
     healthy(&s).await;
+}
+
+#[tokio::test]
+async fn the_key_shown_once_publishes_and_only_its_fingerprint_is_stored() {
+    use sha2::{Digest, Sha256};
+    let s = Server::start();
+    let rtmp = s.rtmp.expect("the server prints its RTMP address");
+    let token = s.register_and_login("rita", "correct horse battery").await;
+    let r = s.client().post(s.url("/api/v1/stream-key/rotate")).bearer_auth(&token).send().await.unwrap();
+    let key = r.json::<serde_json::Value>().await.unwrap()["key"].as_str().expect("the new key, shown once").to_owned();
+
+    let url = format!("sqlite://{}?mode=ro", s.data.path().join("postcast.db").display());
+    let db = sea_orm::Database::connect(url).await.unwrap();
+    let sql = sea_orm::Statement::from_string(db.get_database_backend(), "SELECT key_hash FROM stream_keys");
+    let rows = sea_orm::ConnectionTrait::query_all_raw(&db, sql).await.unwrap();
+    let stored: Vec<String> = rows.iter().map(|r| r.try_get_by_index(0).unwrap()).collect();
+    let fingerprint = hex::encode(Sha256::digest(key.as_bytes()));
+    assert_eq!(stored, vec![fingerprint.clone()], "the key itself is not stored");
+
+    // The stored fingerprint is no key; the key is.
+    let events = publish(rtmp, &fingerprint).await;
+    assert!(format!("{events:?}").contains("NetStream.Publish.BadName"), "{events:?}");
+    let events = publish(rtmp, &key).await;
+    assert!(events.contains(&ClientSessionEvent::PublishRequestAccepted), "{events:?}");
 }

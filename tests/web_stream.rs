@@ -80,6 +80,7 @@ async fn stream_keys_are_private_and_the_stream_list_is_public() {
     let (status, none) = call(&c, &s, Method::GET, "/api/v1/stream-key", Some(&ada)).await;
     assert_eq!(status, 200);
     assert_eq!(none["key"], Value::Null, "no key before the first rotation: {none}");
+    assert_eq!(none["has_key"], false);
     let ingest = format!("rtmp://{}/live", rtmp_of(&s));
     assert_eq!(none["ingest_url"], ingest.as_str());
     let obs = &none["obs"];
@@ -97,22 +98,24 @@ async fn stream_keys_are_private_and_the_stream_list_is_public() {
     assert!(k1.len() >= 16, "a key long enough not to be guessed: {k1}");
     assert_eq!(first["obs"]["stream_key"], k1.as_str());
     let (_, again) = call(&c, &s, Method::GET, "/api/v1/stream-key", Some(&ada)).await;
-    assert_eq!(again["key"], k1.as_str());
+    assert_eq!((&again["key"], &again["has_key"]), (&Value::Null, &json!(true)), "the key is shown once: {again}");
+    assert_eq!(again["obs"]["stream_key"], Value::Null);
+    assert!(again["created_at"].as_i64().is_some(), "{again}");
     let (_, second) = call(&c, &s, Method::POST, "/api/v1/stream-key/rotate", Some(&ada)).await;
     let k2 = second["key"].as_str().expect("a rotated key").to_owned();
     assert_ne!(k1, k2, "rotation makes a new key");
 
     let (_, bobs) = call(&c, &s, Method::GET, "/api/v1/stream-key", Some(&bob)).await;
-    assert_eq!(bobs["key"], Value::Null, "another user never sees ada's key");
+    assert_eq!((&bobs["key"], &bobs["has_key"]), (&Value::Null, &json!(false)), "ada's key is not bob's");
     let (status, _) = call(&c, &s, Method::DELETE, "/api/v1/stream-key", Some(&bob)).await;
     assert_eq!(status, 204, "revoking no key is fine");
     let (_, still) = call(&c, &s, Method::GET, "/api/v1/stream-key", Some(&ada)).await;
-    assert_eq!(still["key"], k2.as_str(), "bob's revocation leaves ada's key alone");
+    assert_eq!(still["has_key"], true, "bob's revocation leaves ada's key alone");
 
     let (status, _) = call(&c, &s, Method::DELETE, "/api/v1/stream-key", Some(&ada)).await;
     assert_eq!(status, 204);
     let (_, gone) = call(&c, &s, Method::GET, "/api/v1/stream-key", Some(&ada)).await;
-    assert_eq!(gone["key"], Value::Null, "a revoked key is gone");
+    assert_eq!((&gone["key"], &gone["has_key"]), (&Value::Null, &json!(false)), "a revoked key is gone");
 
     let (status, list) = call(&c, &s, Method::GET, "/api/v1/streams", None).await;
     assert_eq!(status, 200, "the list is public");

@@ -16,6 +16,8 @@ mod m20261130_000009_mail_changes;
 mod m20261130_000010_blob_inline;
 mod m20261201_000011_admin;
 mod m20261201_000012_bans;
+mod m20261201_000013_stream_key_hashes;
+mod m20261201_000014_session_reauth;
 mod m20261201_000015_limits;
 
 /// A foreign key from `table.col` to `to.to_col` that deletes the row with its parent.
@@ -47,6 +49,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000010_blob_inline::Migration),
             Box::new(m20261201_000011_admin::Migration),
             Box::new(m20261201_000012_bans::Migration),
+            Box::new(m20261201_000013_stream_key_hashes::Migration),
+            Box::new(m20261201_000014_session_reauth::Migration),
             Box::new(m20261201_000015_limits::Migration),
         ]
     }

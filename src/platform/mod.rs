@@ -1,5 +1,5 @@
-//! The platform: configuration, database, blobs, caches, the event bus, the job pool and
-//! the doors' TLS certificate.
+//! The platform: configuration, database, blobs, caches, the event bus, the job pool, the
+//! doors' TLS certificate and the server's secret.
 //! Nothing here knows about mail, accounts or video.
 
 pub mod blobs;
@@ -10,4 +10,5 @@ pub mod db;
 pub mod jobs;
 pub mod metrics;
 pub mod quota;
+pub mod secrets;
 pub mod tls;

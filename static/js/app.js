@@ -1,5 +1,7 @@
 // app.js: the one shared module of the postcast web UI. It holds the API helper (JSON,
-// cookies, errors, redirect to /login on 401), the page header with its navigation and
+// cookies, errors, redirect to /login on 401, and for a change that needs a recent
+// password confirmation — 403 reauth_required — a dialog asking for the password, then
+// the same request again), the page header with its navigation and
 // log-out button (or, on public pages, a log-in link for visitors), form and message
 // helpers, and small formatting helpers. Page scripts import what they need from here;
 // nothing here touches a particular page.
@@ -47,11 +49,13 @@ export class UserError extends Error {
 /**
  * Calls the API and answers `{status, headers, data}`; `data` is the parsed JSON body,
  * or null when there is none. Options: `json` (a value sent as JSON), `body` and
- * `headers` (sent as they are), `redirectOn401` (default true: go to the login page).
+ * `headers` (sent as they are), `redirectOn401` (default true: go to the login page),
+ * `reauth` (default true: when the server wants the password confirmed first, ask for it
+ * in a dialog and send the request once more).
  * Throws an ApiError for every answer that is not 2xx.
  */
 export async function request(method, path, options = {}) {
-  const { json, body, headers = {}, redirectOn401 = true } = options;
+  const { json, body, headers = {}, redirectOn401 = true, reauth = true } = options;
   const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json', ...headers } };
   if (json !== undefined) {
     init.body = JSON.stringify(json);
@@ -82,6 +86,9 @@ export async function request(method, path, options = {}) {
       err.redirecting = true;
       goToLogin();
     }
+    if (res.status === 403 && err.code === 'reauth_required' && reauth && await confirmPassword()) {
+      return request(method, path, { ...options, reauth: false });
+    }
     throw err;
   }
   return { status: res.status, headers: res.headers, data };
@@ -90,6 +97,60 @@ export async function request(method, path, options = {}) {
 /** Like `request`, answering the body only. */
 export async function api(method, path, options) {
   return (await request(method, path, options)).data;
+}
+
+/**
+ * Asks for the account password in a modal dialog and confirms it with the server
+ * (POST /auth/reauth: sensitive changes are then allowed for ten minutes). Answers true
+ * once confirmed, false when the user cancels. A wrong password is said in the dialog.
+ */
+export function confirmPassword() {
+  const input = h('input', { id: 'reauth-password', name: 'password', type: 'password',
+    autocomplete: 'current-password', required: true });
+  const status = h('p', { class: 'form-status', role: 'alert', hidden: true });
+  const cancel = h('button', { type: 'button' }, 'Cancel');
+  const confirmButton = h('button', { type: 'submit', class: 'primary' }, 'Confirm');
+  const form = h('form', { novalidate: true },
+    h('h2', { id: 'reauth-title' }, 'Confirm your password'),
+    h('p', { id: 'reauth-why' }, 'This change needs your password. It is not asked again for ten minutes.'),
+    h('div', { class: 'field' }, h('label', { for: 'reauth-password' }, 'Your password'), input),
+    status,
+    h('div', { class: 'actions' }, confirmButton, cancel));
+  const dialog = h('dialog', { id: 'reauth-dialog', class: 'dialog', 'aria-labelledby': 'reauth-title',
+    'aria-describedby': 'reauth-why' }, form);
+  return new Promise((resolve) => {
+    const finish = (confirmed) => {
+      dialog.close();
+      dialog.remove();
+      resolve(confirmed);
+    };
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      clearMessage(status);
+      if (!input.value) {
+        showMessage(status, 'Enter your password.', 'error');
+        return;
+      }
+      confirmButton.disabled = true;
+      try {
+        await request('POST', '/auth/reauth', { json: { password: input.value }, redirectOn401: false, reauth: false });
+        finish(true);
+      } catch (err) {
+        showError(status, err.status === 401 ? new UserError('That is not your password') : err);
+        input.select();
+      } finally {
+        confirmButton.disabled = false;
+      }
+    });
+    cancel.addEventListener('click', () => finish(false));
+    dialog.addEventListener('cancel', (event) => {
+      event.preventDefault();
+      finish(false);
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+    input.focus();
+  });
 }
 
 function errorMessage(res, detail, retryAfter) {

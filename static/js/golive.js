@@ -1,6 +1,7 @@
-// golive.js: the "Go live" page (login needed). Shows the RTMP server and the user's
-// stream key (GET /stream-key; the key stays masked until "Show"), copies, rotates
-// (POST /stream-key/rotate) and revokes it (DELETE /stream-key); lists the OBS settings
+// golive.js: the "Go live" page (login needed). Shows the RTMP server and whether the
+// user has a stream key (GET /stream-key); the key itself only comes with the rotation
+// that makes it (POST /stream-key/rotate), is masked until "Show" and can be copied until
+// the page is left. Revokes the key (DELETE /stream-key); lists the OBS settings
 // the server answers; every 5 s shows how the user's live stream is doing (GET /streams,
 // then GET /streams/ID: viewers, incoming bitrate, keyframe interval, renditions and the
 // warnings to act on); lists their recordings with a delete button (DELETE /streams/ID).
@@ -13,19 +14,24 @@ const MASK = '••••••••••••••••';
 
 let me = null;
 let key = null;
+let hasKey = false;
 let revealed = false;
 
 /* ---------- Key and OBS settings ---------- */
 
 function showKey(body) {
   key = body?.key ?? null;
+  hasKey = Boolean(key || body?.has_key);
   revealed = false;
   $('#ingest-url').textContent = body?.ingest_url ?? '';
   $('#ingest-copy').replaceChildren(copyButton(() => $('#ingest-url').textContent, 'Copy'));
-  $('#no-key').hidden = Boolean(key);
+  $('#no-key').hidden = hasKey;
+  $('#key-set').hidden = !hasKey || Boolean(key);
+  $('#key-made').replaceChildren(timeEl(body?.created_at));
   $('#key-box').hidden = !key;
-  $('#revoke-key').hidden = !key;
-  $('#rotate-key').textContent = key ? 'Make a new key' : 'Create a stream key';
+  $('#key-once').hidden = !key;
+  $('#revoke-key').hidden = !hasKey;
+  $('#rotate-key').textContent = hasKey ? 'Make a new key' : 'Create a stream key';
   drawKey();
   showObs(body?.obs ?? {});
 }
@@ -41,7 +47,7 @@ function drawKey() {
 
 function showObs(obs) {
   $('#obs-server').textContent = obs.server ?? '';
-  $('#obs-key').textContent = obs.stream_key ? 'the stream key above' : 'make a stream key first (above)';
+  $('#obs-key').textContent = hasKey ? 'the stream key above' : 'make a stream key first (above)';
   const rows = [
     ['Video Encoder', obs.encoder === 'x264' ? 'x264 (software)' : obs.encoder],
     ['Rate Control', obs.rate_control],
@@ -72,8 +78,8 @@ $('#copy-key').addEventListener('click', async () => {
 });
 
 onClick($('#rotate-key'), $('#key-status'), async () => {
-  if (key && !confirm('Make a new stream key? The current one stops working: OBS needs the new key.')) return undefined;
-  const had = Boolean(key);
+  const had = hasKey;
+  if (had && !confirm('Make a new stream key? The current one stops working: OBS needs the new key.')) return undefined;
   showKey(await api('POST', '/stream-key/rotate'));
   return had ? 'New key made. Paste it into OBS (Settings → Stream).' : 'Stream key made. Paste it into OBS (Settings → Stream).';
 });

@@ -1,7 +1,9 @@
 // security.js: the security page. Sets up the authenticator app (QR code and key from
 // POST /auth/totp/setup, confirmed with a code), text-message codes (phone, then the code
-// sent to it), makes new recovery codes and changes the password. New recovery codes are
-// shown once, in the panel at the top.
+// sent to it; only where the server has an SMS provider), makes new recovery codes and
+// changes the password (revoking the app passwords unless unticked). Setting a factor up
+// needs a recent password confirmation, which app.js asks for in a dialog. New recovery
+// codes are shown once, in the panel at the top.
 
 import {
   $, UserError, api, bindForm, copyButton, downloadText, onClick, pageFailed, renderHeader, showMessage, startPage,
@@ -35,7 +37,9 @@ function render() {
   smsBadge.className = `badge ${me.sms_enabled ? 'on' : 'off'}`;
   $('#sms-on').hidden = !me.sms_enabled;
   $('#sms-phone-masked').textContent = me.phone ?? '';
-  if (me.sms_enabled) {
+  const smsOffered = me.sms_available !== false;
+  $('#sms-unavailable').hidden = me.sms_enabled || smsOffered;
+  if (me.sms_enabled || !smsOffered) {
     $('#sms-phone-form').hidden = true;
     $('#sms-confirm-form').hidden = true;
   } else {
@@ -179,9 +183,10 @@ $('#codes-done').addEventListener('click', () => {
 bindForm($('#password-form'), async (fields, form) => {
   if (!fields.current || !fields.new) throw new UserError('Enter your current and your new password');
   if (fields.new !== fields.new2) throw new UserError('The two new passwords differ');
-  await api('POST', '/auth/password', { json: { current: fields.current, new: fields.new } });
+  const revoke = fields.revoke_app_passwords === 'on';
+  await api('POST', '/auth/password', { json: { current: fields.current, new: fields.new, revoke_app_passwords: revoke } });
   form.reset();
-  return 'Your password is changed.';
+  return revoke ? 'Your password is changed, and your app passwords are revoked.' : 'Your password is changed.';
 });
 
 async function main() {

@@ -24,6 +24,8 @@ pub struct Server {
     pub submissions: Option<SocketAddr>,
     pub data: tempfile::TempDir,
     pub config_path: Option<PathBuf>,
+    /// What the server printed at start, up to and with its `Ready in` line.
+    pub banner: String,
 }
 
 impl Server {
@@ -73,8 +75,11 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         // The banner's last line comes after the ready file is written.
+        let mut banner = String::new();
         loop {
             let line = lines.next().expect("server exited before listening").unwrap();
+            banner.push_str(&line);
+            banner.push('\n');
             if line.starts_with("Ready in ") {
                 break;
             }
@@ -85,7 +90,7 @@ impl Server {
         let (submission, submissions) = (Some(addr("submission")), Some(addr("submissions")));
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, http, rtmp, smtp, submission, submissions, data, config_path }
+        Server { child, http, rtmp, smtp, submission, submissions, data, config_path, banner }
     }
 
     /// `http://ADDR` + path.
@@ -129,6 +134,20 @@ impl Server {
             .unwrap();
         assert!(r.status().is_success(), "register {name}: {} {}", r.status(), r.text().await.unwrap());
         self.login(name, password).await
+    }
+
+    /// Confirms the password for the session of `token` (`POST /api/v1/auth/reauth`), as
+    /// sensitive changes need within ten minutes.
+    pub async fn reauth(&self, token: &str, password: &str) {
+        let r = self
+            .client()
+            .post(self.url("/api/v1/auth/reauth"))
+            .bearer_auth(token)
+            .json(&json!({"password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "reauth");
     }
 
     /// Logs in with a password only; returns the session token.

@@ -1,6 +1,8 @@
 // account.mjs: drives the postcast web UI in headless Chromium through an account's life:
-// register, log in, turn on an authenticator app (TOTP computed here, RFC 6238), log in
-// again with a recovery code, turn on text-message codes, make an app password, save a
+// register, log in, turn on an authenticator app (TOTP computed here, RFC 6238) after
+// confirming the password in the re-authentication dialog (cancelled once, a wrong
+// password once), log in again with a recovery code, turn on text-message codes (the
+// dialog again: a new session), change the password, make an app password, save a
 // profile with a picture, edit the preferences JSON (and hit an If-Match conflict), upload
 // an attachment, look at the sessions and the security log, and finally log in with a
 // text-message code and with a TOTP code. It fails on any uncaught page error or
@@ -156,6 +158,15 @@ let totp = null;
 let lastStep = -1;
 let recoveryCodes = [];
 
+/** Answers the password dialog that a sensitive change opens. */
+async function confirmPasswordInDialog() {
+  const dialog = page.getByRole('dialog', { name: 'Confirm your password' });
+  await dialog.waitFor({ state: 'visible' });
+  await dialog.getByLabel('Your password').fill(password);
+  await dialog.getByRole('button', { name: 'Confirm' }).click();
+  await dialog.waitFor({ state: 'detached' });
+}
+
 async function logIn() {
   await page.getByLabel('User name', { exact: true }).fill(username);
   await page.getByLabel('Password', { exact: true }).fill(password);
@@ -197,10 +208,25 @@ await run(async () => {
     await page.locator('nav.site-nav a[aria-current="page"]', { hasText: 'Overview' }).waitFor();
   });
 
-  await step('set up the authenticator app with its QR code', async () => {
+  await step('setting up the authenticator app asks for the password first', async () => {
     await page.getByRole('link', { name: 'Security', exact: true }).click();
     await page.waitForURL(atPath('/security'));
     await page.getByRole('button', { name: 'Set up authenticator app' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Confirm your password' });
+    await dialog.waitFor({ state: 'visible' });
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    await expectText(page.locator('#totp-start-status.error'), 'Confirm your password');
+    if (await page.locator('#totp-setup').isVisible()) throw new Error('set-up went on without the password');
+    await page.getByRole('button', { name: 'Set up authenticator app' }).click();
+    await dialog.getByLabel('Your password').fill(`${password}x`);
+    await dialog.getByRole('button', { name: 'Confirm' }).click();
+    await expectText(dialog.locator('.form-status.error'), 'not your password');
+  });
+
+  await step('set up the authenticator app with its QR code', async () => {
+    await page.getByRole('dialog', { name: 'Confirm your password' }).getByLabel('Your password').fill(password);
+    await page.getByRole('dialog', { name: 'Confirm your password' }).getByRole('button', { name: 'Confirm' }).click();
     const qr = page.locator('#totp-qr');
     await qr.waitFor({ state: 'visible' });
     await page.waitForFunction(() => {
@@ -272,6 +298,8 @@ await run(async () => {
       const seen = (await smsMessages()).length;
       await page.getByLabel('Mobile phone number').fill('+447700900123');
       await page.getByRole('button', { name: 'Send a code' }).click();
+      // A new session (the recovery-code login): the password is asked again.
+      await confirmPasswordInDialog();
       await page.locator('#sms-confirm-form').waitFor({ state: 'visible' });
       await page.getByLabel('Code from the text message').fill(await nextSmsCode(seen));
       await page.getByRole('button', { name: 'Confirm', exact: true }).click();
@@ -300,8 +328,9 @@ await run(async () => {
     await page.getByRole('button', { name: 'Change password' }).click();
     await expectText(page.locator('#password-form .form-status.error'), 'differ');
     await page.getByLabel('Repeat the new password').fill(newPassword);
+    if (!(await page.getByLabel('Also revoke my app passwords').isChecked())) throw new Error('revoking is not the default');
     await page.getByRole('button', { name: 'Change password' }).click();
-    await expectText(page.locator('#password-form .form-status.ok'), 'changed');
+    await expectText(page.locator('#password-form .form-status.ok'), 'app passwords are revoked');
     password = newPassword;
   });
 

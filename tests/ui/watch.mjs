@@ -3,7 +3,8 @@
 // stream is live: the Live page lists the stream for a visitor, the watch page plays it
 // with hls.js (the video's time advances, the quality menu lists "Auto" and every
 // rendition, switching quality keeps it playing, the viewer count counts this player), and
-// the owner's "Go live" page shows the RTMP URL and the key, hidden until asked. In
+// the owner's "Go live" page shows the RTMP URL and that a key is set, never the key
+// itself; a new key is shown once, hidden until asked. In
 // `recording` mode, after the stream ended: the Live page lists it as a recording, the
 // watch page plays it from the start without the LIVE badge, and the owner deletes it on
 // "Go live", after which its watch page says it is gone. It fails on any uncaught page
@@ -107,23 +108,34 @@ await run(async () => {
       await page.waitForURL((u) => u.pathname === '/login' && u.searchParams.get('next') === '/golive');
     });
 
-    await step('Go live shows the owner the RTMP URL and the key, hidden until shown', async () => {
+    await step('Go live shows the owner the RTMP URL and that a key is set, never the key', async () => {
       const owner = await browser.newContext({ viewport: { width: 1100, height: 900 } });
       await owner.addCookies([{ name: SESSION_COOKIE, value: token, url: base }]);
       current = await watchedPage(owner);
       await current.goto(url('/golive'));
       await expectText(current.locator('#ingest-url'), /^rtmp:\/\/\S+\/live$/);
-      await current.locator('#key-box').waitFor({ state: 'visible' });
-      const masked = (await current.locator('#stream-key').textContent()) ?? '';
-      if (masked.includes(streamKey)) throw new Error('the key is shown before "Show"');
-      if ((await current.content()).includes(streamKey)) throw new Error('the key is in the page before "Show"');
-      await current.getByRole('button', { name: 'Show' }).click();
-      await expectText(current.locator('#stream-key'), streamKey);
-      await current.getByRole('button', { name: 'Hide' }).click();
-      await expectText(current.locator('#stream-key'), /^•+$/);
+      await expectText(current.locator('#key-set'), 'shown once');
+      if (await current.locator('#key-box').isVisible()) throw new Error('a key box is shown for a stored key');
+      if ((await current.content()).includes(streamKey)) throw new Error('the stored key is in the page');
       await expectText(current.locator('#obs-output'), 'Keyframe Interval');
       await expectText(current.locator('#my-badge'), 'LIVE', 15_000);
       await expectText(current.locator('#renditions tbody'), '240p');
+    });
+
+    await step('a new key is shown once, hidden until shown', async () => {
+      await current.getByRole('button', { name: 'Make a new key' }).click();
+      await current.locator('#key-box').waitFor({ state: 'visible' });
+      await expectText(current.locator('#key-status'), 'New key made');
+      const masked = (await current.locator('#stream-key').textContent()) ?? '';
+      if (!/^•+$/.test(masked)) throw new Error(`the new key is shown before "Show": ${masked}`);
+      await current.getByRole('button', { name: 'Show' }).click();
+      const fresh = (await expectText(current.locator('#stream-key'), /^live_\S{16,}$/)).trim();
+      if (fresh === streamKey) throw new Error('the new key is the old one');
+      await current.getByRole('button', { name: 'Hide' }).click();
+      await expectText(current.locator('#stream-key'), /^•+$/);
+      await current.reload();
+      await expectText(current.locator('#key-set'), 'shown once');
+      if ((await current.content()).includes(fresh)) throw new Error('the new key is shown again after a reload');
     });
 
   } else {

@@ -45,8 +45,13 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmsConfig {
-    /// `log` (code goes to the server log), `webhook` or `twilio`.
+    /// `log` (code goes to the server log), `webhook` or `twilio`. With `log`, SMS is
+    /// offered as a second factor only while the HTTP door listens on loopback with no
+    /// trusted proxy in front, or with `allow_log_provider`.
     pub provider: String,
+    /// Offer SMS as a second factor with the `log` provider even on a server reachable
+    /// from elsewhere (test and demo set-ups: the codes are in the server's log).
+    pub allow_log_provider: bool,
     /// `webhook`: URL that receives `POST {"to","text"}`.
     pub webhook_url: String,
     /// `webhook`: optional bearer token.
@@ -105,6 +110,7 @@ impl Default for SmsConfig {
     fn default() -> Self {
         Self {
             provider: "log".into(),
+            allow_log_provider: false,
             webhook_url: String::new(),
             webhook_token: String::new(),
             twilio_account_sid: String::new(),

@@ -98,6 +98,9 @@ pub mod session {
         pub ip: String,
         /// Browser or client name.
         pub user_agent: String,
+        /// Unix seconds until which this session may make sensitive changes (set when
+        /// its user confirms the password); none before the first confirmation.
+        pub reauth_until: Option<i64>,
     }
 
     /// No relations are navigated.

@@ -1,5 +1,6 @@
 //! Second factors: TOTP (RFC 6238; each code accepted once, ±1 step of clock skew), SMS
 //! codes (6 digits, expiring, limited tries, throttled sends) and one-time recovery codes.
+//! TOTP secrets and recovery codes are stored sealed (see `at_rest`).
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -11,7 +12,7 @@ use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, Secret, TOTP};
 
 use super::entities::{recovery_code, sms_code, user};
-use super::password::{fingerprint, normalise_code, random_code, random_digits};
+use super::password::{fingerprint, random_code, random_digits};
 use super::sms::normalise_phone;
 use super::{AuthError, AuthService, ClientInfo};
 use crate::platform::db::now;
@@ -67,7 +68,7 @@ impl AuthService {
             .min_dimensions(220, 220)
             .build();
         let mut active = row.as_ref().clone().into_active_model();
-        active.totp_secret = Set(Some(secret.clone()));
+        active.totp_secret = Set(Some(self.inner.at_rest.seal_totp(user_id, &secret)?));
         active.update(self.db()).await?;
         self.forget_user(user_id).await;
         Ok(TotpSetup { secret, uri, qr_svg })
@@ -81,8 +82,8 @@ impl AuthService {
         if row.totp_enabled {
             return Err(AuthError::FactorState("TOTP is already on"));
         }
-        let secret = row.totp_secret.clone().ok_or(AuthError::FactorState("start the TOTP setup first"))?;
-        let totp = totp_for(&secret, &row.address)?;
+        let stored = row.totp_secret.as_deref().ok_or(AuthError::FactorState("start the TOTP setup first"))?;
+        let totp = totp_for(&self.inner.at_rest.open_totp(user_id, stored)?, &row.address)?;
         let step = totp_step(&totp, code.trim(), now()).ok_or(AuthError::InvalidCode)?;
         let mut active = row.as_ref().clone().into_active_model();
         active.totp_enabled = Set(true);
@@ -104,8 +105,17 @@ impl AuthService {
         self.after_factor_removed(user_id, "totp_disabled", client).await
     }
 
+    /// Whether SMS codes can be turned on (a real SMS provider, or a loopback or test
+    /// set-up; see [`super::sms::unavailable_because`]).
+    pub fn sms_available(&self) -> bool {
+        self.inner.sms_unavailable.is_none()
+    }
+
     /// Starts SMS enrolment: sends a code to `phone`.
     pub async fn sms_start(&self, user_id: i64, phone: &str, client: &ClientInfo) -> Result<(), AuthError> {
+        if let Some(why) = self.inner.sms_unavailable {
+            return Err(AuthError::SmsUnavailable(why));
+        }
         let phone = normalise_phone(phone).ok_or(AuthError::InvalidPhone)?;
         let mut row = self.user_row(user_id).await?.as_ref().clone();
         // The code goes to the new number; the verified one stays until the code is used.
@@ -160,7 +170,9 @@ impl AuthService {
             .await?)
     }
 
-    async fn confirm_password(
+    /// Checks the password of `user_id` (rate-limited per address, counted towards the
+    /// account's lock-out); answers the account row.
+    pub(super) async fn confirm_password(
         &self,
         user_id: i64,
         password: &str,
@@ -208,7 +220,7 @@ impl AuthService {
             recovery_code::ActiveModel {
                 id: NotSet,
                 user_id: Set(user_id),
-                code_hash: Set(fingerprint(&normalise_code(c))),
+                code_hash: Set(self.inner.at_rest.recovery_hash(c)),
                 used_at: Set(None),
             }
             .insert(&txn)
@@ -229,9 +241,9 @@ impl AuthService {
         let code = code.trim();
         if is_six_digits(code) {
             if row.totp_enabled
-                && let Some(secret) = &row.totp_secret
+                && let Some(stored) = &row.totp_secret
             {
-                let totp = totp_for(secret, &row.address)?;
+                let totp = totp_for(&self.inner.at_rest.open_totp(row.id, stored)?, &row.address)?;
                 if let Some(step) = totp_step(&totp, code, now()) {
                     // Accept each code once: only move the last step forward.
                     let res = user::Entity::update_many()
@@ -253,7 +265,7 @@ impl AuthService {
             }
             return Ok((false, "code"));
         }
-        let hash = fingerprint(&normalise_code(code));
+        let hash = self.inner.at_rest.recovery_hash(code);
         let res = recovery_code::Entity::update_many()
             .col_expr(recovery_code::Column::UsedAt, now().into())
             .filter(recovery_code::Column::UserId.eq(row.id))

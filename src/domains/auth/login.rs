@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::entities::{session, user};
+use super::entities::{app_password, session, user};
 use super::password::{check_password, fingerprint, random_token};
 use super::{AuthError, AuthService, ClientInfo, SessionInfo, User};
 use crate::events::{Bus, Event};
@@ -170,6 +170,7 @@ impl AuthService {
             last_seen: Set(t),
             ip: Set(client.ip.to_string()),
             user_agent: Set(client.user_agent.clone()),
+            reauth_until: Set(None),
         }
         .insert(&txn)
         .await?;
@@ -281,15 +282,17 @@ impl AuthService {
         Ok(())
     }
 
-    /// Changes the password after checking the current one; ends every other session.
+    /// Changes the password after checking the current one; ends every other session and,
+    /// with `revoke_app_passwords`, every app password (answers how many).
     pub async fn change_password(
         &self,
         user_id: i64,
         session_id: i64,
         current: &str,
         new: &str,
+        revoke_app_passwords: bool,
         client: &ClientInfo,
-    ) -> Result<(), AuthError> {
+    ) -> Result<u64, AuthError> {
         let row = self.user_row(user_id).await?;
         self.admit("password", &row.username, client).await?;
         if !self.inner.hasher.verify(current.to_owned(), Some(row.password_hash.clone())).await? {
@@ -300,11 +303,27 @@ impl AuthService {
         let hash = self.inner.hasher.hash(new.to_owned()).await?.map_err(AuthError::Internal)?;
         let mut active = row.as_ref().clone().into_active_model();
         active.password_hash = Set(hash);
-        active.update(self.db()).await?;
+        let txn = self.db().begin().await?;
+        active.update(&txn).await?;
+        let revoked = if revoke_app_passwords {
+            app_password::Entity::delete_many()
+                .filter(app_password::Column::UserId.eq(user_id))
+                .exec(&txn)
+                .await?
+                .rows_affected
+        } else {
+            0
+        };
+        txn.commit().await?;
         self.forget_user(user_id).await;
         self.end_sessions(user_id, Some(session_id)).await?;
-        self.log(self.db(), user_id, "password_changed", client, "other sessions ended").await;
-        Ok(())
+        let detail = if revoke_app_passwords {
+            format!("other sessions ended, {revoked} app passwords revoked")
+        } else {
+            "other sessions ended, app passwords kept".to_owned()
+        };
+        self.log(self.db(), user_id, "password_changed", client, &detail).await;
+        Ok(revoked)
     }
 
     /// Every account, for `postcast user list`.

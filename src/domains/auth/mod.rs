@@ -1,18 +1,22 @@
 //! Accounts: registration (the first account is the administrator; after it, open
 //! registration or an invitation), password login with a second factor (TOTP or SMS
-//! codes, plus recovery codes), server-side sessions, app passwords for mail clients, rate
-//! limits, throttling of failed logins per account and network and bans of networks, and a
-//! security log per user. It owns the `users`, `sessions`, `recovery_codes`,
-//! `app_passwords`, `sms_codes`, `invitations`, `security_log` and `network_bans` tables
+//! codes, plus recovery codes; TOTP secrets and recovery codes sealed with keys from the
+//! server's secret), server-side sessions with a password re-confirmation for sensitive
+//! changes, app passwords for mail clients, rate limits, throttling of failed logins per
+//! account and network and bans of networks, and a security log per user. It owns the
+//! `users`, `sessions`, `recovery_codes`, `app_passwords`, `sms_codes`, `invitations`,
+//! `security_log` and `network_bans` tables
 //! and never speaks HTTP: the door maps [`AuthError`] to replies.
 
 mod app_passwords;
+mod at_rest;
 pub mod config;
 pub mod entities;
 mod factors;
 pub mod limits;
 mod login;
 pub mod password;
+mod reauth;
 mod registration;
 pub mod sms;
 mod throttle;
@@ -30,6 +34,7 @@ use crate::config::Config;
 use crate::events::Bus;
 use crate::platform::cache::Cache;
 use crate::platform::db::{Db, now};
+use crate::platform::secrets::ServerSecret;
 use config::{AuthConfig, SmsConfig};
 use entities::{security_event, user};
 use limits::Limiter;
@@ -39,6 +44,7 @@ use sms::SmsSender;
 pub use app_passwords::AppPasswordView;
 pub use factors::TotpSetup;
 pub use login::{LoginOutcome, SessionView};
+pub use reauth::REAUTH_WINDOW;
 pub use registration::{INVITATION_LIFE, Invitation};
 pub use throttle::{NetworkBan, parse_network};
 
@@ -95,6 +101,12 @@ pub enum AuthError {
     /// A name field is empty or too long.
     #[error("{0}")]
     InvalidInput(&'static str),
+    /// A sensitive change needs the password confirmed within the last ten minutes.
+    #[error("confirm your password to make this change")]
+    ReauthRequired,
+    /// SMS codes cannot be a second factor on this server (no real SMS provider).
+    #[error("{0}")]
+    SmsUnavailable(&'static str),
     /// Every password-hashing slot is busy (a login flood): try again shortly.
     #[error(transparent)]
     Busy(#[from] password::Busy),
@@ -202,6 +214,10 @@ struct Inner {
     sms_cfg: SmsConfig,
     hasher: Hasher,
     sms: Arc<dyn SmsSender>,
+    /// Keys that seal recovery codes and TOTP secrets.
+    at_rest: at_rest::AtRest,
+    /// Why SMS cannot be a second factor here, if it cannot.
+    sms_unavailable: Option<&'static str>,
     /// Token fingerprint → session.
     sessions: Cache<String, SessionInfo>,
     /// User id → account row.
@@ -249,12 +265,12 @@ pub struct AuthService {
 }
 
 impl AuthService {
-    /// Builds the service from the configuration.
-    pub fn new(db: Db, bus: Bus, config: &Config) -> Result<Self, AuthError> {
+    /// Builds the service from the configuration; `secret` seals second-factor secrets.
+    pub fn new(db: Db, bus: Bus, config: &Config, secret: &ServerSecret) -> Result<Self, AuthError> {
         let cfg = config.auth.clone();
         let hasher = Hasher::new(cfg.argon2_memory_kib, cfg.argon2_iterations, cfg.argon2_parallelism)
             .map_err(AuthError::Internal)?;
-        Self::with_sms(db, bus, config, hasher, sms::from_config(&config.sms))
+        Self::with_sms(db, bus, config, secret, hasher, sms::from_config(&config.sms))
     }
 
     /// Builds the service with a given hasher and SMS sender (tests, benchmarks).
@@ -262,6 +278,7 @@ impl AuthService {
         db: Db,
         bus: Bus,
         config: &Config,
+        secret: &ServerSecret,
         hasher: Hasher,
         sms: Arc<dyn SmsSender>,
     ) -> Result<Self, AuthError> {
@@ -275,6 +292,8 @@ impl AuthService {
                 sms_cfg: config.sms.clone(),
                 hasher,
                 sms,
+                at_rest: at_rest::AtRest::new(secret)?,
+                sms_unavailable: sms::unavailable_because(&config.sms, &config.server),
                 sessions: Cache::new("sessions", config.cache.sessions, idle.min(Duration::from_secs(3600))),
                 users: Cache::new("users", config.cache.users, Duration::from_secs(3600)),
                 names: Cache::new("user_names", config.cache.users, Duration::from_secs(3600)),

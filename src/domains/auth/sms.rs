@@ -1,5 +1,5 @@
 //! SMS senders for second-factor codes, chosen by `sms.provider`: `log` writes the text
-//! to the server log (for trying postcast out), `webhook` POSTs `{to, text}` as JSON to a
+//! to the server log (for loopback and test set-ups only, see [`unavailable_because`]), `webhook` POSTs `{to, text}` as JSON to a
 //! URL (optional bearer token), `twilio` calls Twilio's Messages API. The domain decides
 //! what to send; a sender only delivers.
 
@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::config::SmsConfig;
+use crate::platform::config::ServerConfig;
 
 /// A delivery failure.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +20,18 @@ pub struct SmsError(pub String);
 pub trait SmsSender: Send + Sync {
     /// Sends `text` to the E.164 number `to`.
     fn send<'a>(&'a self, to: &'a str, text: &'a str) -> BoxFuture<'a, Result<(), SmsError>>;
+}
+
+/// Why SMS cannot be a second factor on a server configured with `sms` and `server`, if
+/// it cannot: the `log` provider writes codes to the server's log, which is fit for a
+/// server only its operator reaches (the HTTP door on loopback, no trusted proxy in front)
+/// or for a test set-up that says so (`sms.allow_log_provider`).
+pub fn unavailable_because(sms: &SmsConfig, server: &ServerConfig) -> Option<&'static str> {
+    let loopback_only = server.http.ip().is_loopback() && server.trusted_proxies.is_empty();
+    (sms.provider == "log" && !loopback_only && !sms.allow_log_provider).then_some(
+        "text-message codes are not offered on this server: it has no SMS provider (sms.provider = \"log\" \
+         writes codes to the server log)",
+    )
 }
 
 /// Builds the sender the configuration names.
@@ -154,6 +167,25 @@ mod tests {
         assert_eq!(normalise_phone("+12"), None);
         assert_eq!(normalise_phone("+49abc1234567"), None);
         assert_eq!(mask_phone("+491511234567"), "+491*******67");
+    }
+
+    #[test]
+    fn the_log_provider_serves_loopback_and_tests_only() {
+        let mut sms = SmsConfig::default();
+        let mut server = ServerConfig::default();
+        assert_eq!(unavailable_because(&sms, &server), None, "the default listens on 127.0.0.1");
+        server.http = "[::1]:8080".parse().unwrap();
+        assert_eq!(unavailable_because(&sms, &server), None);
+        server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        assert!(unavailable_because(&sms, &server).is_some(), "a proxy brings other clients");
+        server.trusted_proxies.clear();
+        server.http = "0.0.0.0:8080".parse().unwrap();
+        assert!(unavailable_because(&sms, &server).is_some());
+        sms.allow_log_provider = true;
+        assert_eq!(unavailable_because(&sms, &server), None, "a test set-up may allow it");
+        sms.allow_log_provider = false;
+        sms.provider = "webhook".into();
+        assert_eq!(unavailable_because(&sms, &server), None, "a real provider works anywhere");
     }
 
     #[test]

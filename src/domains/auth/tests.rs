@@ -33,7 +33,15 @@ async fn service(cfg: Config) -> (tempfile::TempDir, AuthService, Arc<Outbox>) {
     let db = crate::platform::db::open(&url, 2, Duration::from_secs(5), true).await.unwrap();
     let outbox = Arc::new(Outbox::default());
     let hasher = Hasher::new(1024, 1, 1).unwrap();
-    let svc = AuthService::with_sms(db.clone(), Bus::new(db), &cfg, hasher, outbox.clone()).unwrap();
+    let svc = AuthService::with_sms(
+        db.clone(),
+        Bus::new(db),
+        &cfg,
+        &crate::platform::secrets::ServerSecret::generate(),
+        hasher,
+        outbox.clone(),
+    )
+    .unwrap();
     (dir, svc, outbox)
 }
 

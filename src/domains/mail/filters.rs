@@ -78,6 +78,20 @@ pub fn from_prefs(doc: &serde_json::Value) -> Vec<Filter> {
     list.iter().filter_map(|f| serde_json::from_value(f.clone()).ok()).collect()
 }
 
+/// The filters of a preference document that forward mail (to an address with an `@`,
+/// as [`apply`] requires).
+fn forwarding(doc: &serde_json::Value) -> Vec<Filter> {
+    from_prefs(doc).into_iter().filter(|f| f.forward.as_deref().is_some_and(|a| a.trim().contains('@'))).collect()
+}
+
+/// Whether `after` has a forwarding filter that `before` has not, exactly as it is (a new
+/// one, or a changed target or condition): such a change sends the user's mail somewhere
+/// new, so it needs a recent password confirmation. Removing one does not.
+pub fn adds_forwarding(before: &serde_json::Value, after: &serde_json::Value) -> bool {
+    let old = forwarding(before);
+    forwarding(after).iter().any(|f| !old.contains(f))
+}
+
 fn contains(haystack: &str, needle: &str) -> bool {
     haystack.to_lowercase().contains(&needle.to_lowercase())
 }
@@ -126,6 +140,23 @@ pub fn apply(filters: &[Filter], meta: &Meta) -> Actions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_new_or_changed_forwarding_filters_count_as_added() {
+        let none = serde_json::json!({"theme": "dark"});
+        let fwd = |to: &str, subject: &str| {
+            serde_json::json!({"mail": {"filters": [
+                {"match": {"subject": "x"}, "label": "X"},
+                {"match": {"subject": subject}, "forward": to}
+            ]}})
+        };
+        assert!(adds_forwarding(&none, &fwd("me@else.example", "weekly")));
+        assert!(!adds_forwarding(&fwd("me@else.example", "weekly"), &fwd("me@else.example", "weekly")));
+        assert!(adds_forwarding(&fwd("me@else.example", "weekly"), &fwd("thief@evil.example", "weekly")));
+        assert!(adds_forwarding(&fwd("me@else.example", "weekly"), &fwd("me@else.example", "")));
+        assert!(!adds_forwarding(&fwd("me@else.example", "weekly"), &none), "removing needs nothing");
+        assert!(!adds_forwarding(&none, &fwd("not an address", "weekly")), "no @: nothing is forwarded");
+    }
     use crate::domains::mail::parse::meta;
 
     #[test]

@@ -151,7 +151,9 @@ mod tests {
         config.auth.argon2_memory_kib = 64;
         config.auth.argon2_iterations = 1;
         let bus = Bus::new(f.db.clone());
-        let auth = AuthService::new(f.db.clone(), bus.clone(), &config).expect("auth service");
+        let auth =
+            AuthService::new(f.db.clone(), bus.clone(), &config, &crate::platform::secrets::ServerSecret::generate())
+                .expect("auth service");
         let blobs = Blobs::open(f.dir.path().join("blobs"), f.db.clone()).expect("blob store");
         MailService::new(f.db.clone(), blobs, bus, auth, f.prefs.clone(), scanners, None, "localhost")
     }

@@ -35,7 +35,8 @@ pub(crate) async fn fixture() -> Fixture {
     config.auth.argon2_memory_kib = 64;
     config.auth.argon2_iterations = 1;
     let bus = Bus::new(db.clone());
-    let auth = AuthService::new(db.clone(), bus.clone(), &config).unwrap();
+    let auth = AuthService::new(db.clone(), bus.clone(), &config, &crate::platform::secrets::ServerSecret::generate())
+        .unwrap();
     let client = crate::domains::auth::ClientInfo::local("test");
     let ada = auth.create_user("ada", "correct horse battery", &client).await.unwrap().id;
     let bob = auth.create_user("bob", "correct horse battery", &client).await.unwrap().id;

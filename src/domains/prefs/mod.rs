@@ -47,6 +47,10 @@ pub enum PrefsError {
     /// Other writers kept winning; try again.
     #[error("the preferences are being changed concurrently; try again")]
     Busy,
+    /// The caller's check refused the change from the stored document to the new one;
+    /// nothing was stored.
+    #[error("this change to the preferences was refused")]
+    Refused,
     /// The attachment is larger than `prefs.attachment_max_bytes`.
     #[error("attachment larger than {max} bytes")]
     AttachmentTooLarge {
@@ -182,23 +186,48 @@ impl PrefsService {
 
     /// Replaces the whole document with `doc`, if the stored version is `expect`ed.
     pub async fn replace(&self, user_id: i64, doc: Value, expect: &Expect) -> Result<PrefsDocument, PrefsError> {
-        self.write(user_id, expect, |_| doc.clone()).await
+        self.replace_if(user_id, doc, expect, |_, _| true).await
+    }
+
+    /// Like [`PrefsService::replace`], refused with [`PrefsError::Refused`] unless
+    /// `allowed(stored, new)` holds for the very document it replaces.
+    pub async fn replace_if(
+        &self,
+        user_id: i64,
+        doc: Value,
+        expect: &Expect,
+        allowed: impl Fn(&Value, &Value) -> bool,
+    ) -> Result<PrefsDocument, PrefsError> {
+        self.write(user_id, expect, |_| doc.clone(), allowed).await
     }
 
     /// Applies a JSON Merge Patch (RFC 7396) to the document, if the stored version is
     /// `expect`ed.
     pub async fn merge_patch(&self, user_id: i64, patch: &Value, expect: &Expect) -> Result<PrefsDocument, PrefsError> {
-        self.write(user_id, expect, |current| document::merge(current, patch)).await
+        self.merge_patch_if(user_id, patch, expect, |_, _| true).await
     }
 
-    /// Reads, checks the precondition, computes the new document, and stores it only if
-    /// the version is still the one read (compare-and-swap), together with a
-    /// `PrefsChanged` event; retries when another write came first.
+    /// Like [`PrefsService::merge_patch`], refused with [`PrefsError::Refused`] unless
+    /// `allowed(stored, patched)` holds for the very document it patches.
+    pub async fn merge_patch_if(
+        &self,
+        user_id: i64,
+        patch: &Value,
+        expect: &Expect,
+        allowed: impl Fn(&Value, &Value) -> bool,
+    ) -> Result<PrefsDocument, PrefsError> {
+        self.write(user_id, expect, |current| document::merge(current, patch), allowed).await
+    }
+
+    /// Reads, checks the precondition, computes the new document, asks `allowed`, and
+    /// stores it only if the version is still the one read (compare-and-swap), together
+    /// with a `PrefsChanged` event; retries when another write came first.
     async fn write(
         &self,
         user_id: i64,
         expect: &Expect,
         change: impl Fn(&Value) -> Value,
+        allowed: impl Fn(&Value, &Value) -> bool,
     ) -> Result<PrefsDocument, PrefsError> {
         for _ in 0..WRITE_ATTEMPTS {
             let row = doc_row::Entity::find_by_id(user_id).one(&self.db).await?;
@@ -210,6 +239,9 @@ impl PrefsService {
                 return Err(PrefsError::PreconditionFailed { current: version });
             }
             let next = change(&current);
+            if !allowed(&current, &next) {
+                return Err(PrefsError::Refused);
+            }
             let text = document::encode(&next, self.config.max_bytes)?;
             // The first statement writes, so SQLite takes the write lock at once (waiting
             // its busy timeout) instead of failing to upgrade a read transaction.

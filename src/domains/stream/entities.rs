@@ -11,8 +11,9 @@ pub mod stream_key {
         /// Owner.
         #[sea_orm(primary_key, auto_increment = false)]
         pub user_id: i64,
-        /// The secret OBS sends as the stream name.
-        pub key: String,
+        /// Hex SHA-256 of the secret OBS sends as the stream name (the key itself is
+        /// shown once, when made, and never stored).
+        pub key_hash: String,
         /// Unix seconds.
         pub created_at: i64,
     }

@@ -919,7 +919,9 @@ mod tests {
         config.auth.argon2_iterations = 1;
         config.stream.raw_retention_hours = 1;
         config.stream.recording_retention_days = 1;
-        let auth = AuthService::new(db.clone(), bus.clone(), &config).unwrap();
+        let auth =
+            AuthService::new(db.clone(), bus.clone(), &config, &crate::platform::secrets::ServerSecret::generate())
+                .unwrap();
         let user =
             auth.create_user("rita", "correct horse battery", &crate::domains::auth::ClientInfo::local("t")).await;
         let jobs = JobPool::start(crate::platform::jobs::PoolSettings::from_config(&config.jobs));

@@ -1,6 +1,11 @@
 //! Account routes: registration, login and its second step, logout, `me`, password
-//! change, sessions, TOTP and SMS enrolment, recovery codes, app passwords and the
-//! security log. Each handler calls the auth service and maps [`AuthError`] to HTTP.
+//! confirmation for sensitive changes (`/auth/reauth`), password change, sessions, TOTP
+//! and SMS enrolment, recovery codes, app passwords and the security log. Each handler
+//! calls the auth service and maps [`AuthError`] to HTTP.
+//!
+//! Invariant: the handlers that add a way into the account (TOTP and SMS enrolment, app
+//! passwords) take a [`RecentAuth`], so they answer 403 `reauth_required` unless the
+//! session confirmed the password within the last ten minutes.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -13,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{OpenApi, ToSchema};
 
-use super::session::SESSION_COOKIE;
+use super::session::{RecentAuth, SESSION_COOKIE};
 use super::{ApiJson, AppError, CurrentUser, HttpState, Origin};
 use crate::domains::auth::password;
 use crate::domains::auth::{
@@ -42,6 +47,8 @@ impl From<AuthError> for AppError {
             E::Disabled => AppError::new(StatusCode::FORBIDDEN, "account_disabled", msg),
             E::NotFound(what) => AppError::not_found(what),
             E::InvalidInput(_) => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", msg),
+            E::ReauthRequired => AppError::new(StatusCode::FORBIDDEN, "reauth_required", msg),
+            E::SmsUnavailable(_) => AppError::new(StatusCode::CONFLICT, "sms_unavailable", msg),
             E::Db(e) => AppError::internal(e),
             E::Internal(e) => AppError::internal(e),
         }
@@ -57,6 +64,7 @@ pub fn routes() -> Router<HttpState> {
         .route("/auth/login/sms", post(login_sms))
         .route("/auth/logout", post(logout))
         .route("/me", get(me))
+        .route("/auth/reauth", post(reauth))
         .route("/auth/password", post(change_password))
         .route("/auth/sessions", get(sessions))
         .route("/auth/sessions/{id}", delete(revoke_session))
@@ -155,6 +163,20 @@ pub struct ChangePasswordRequest {
     pub current: String,
     /// The new one.
     pub new: String,
+    /// Also revoke every app password (mail programs then need new ones). Default true.
+    #[serde(default = "yes")]
+    pub revoke_app_passwords: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Until when the session may make sensitive changes.
+#[derive(Serialize, ToSchema)]
+pub struct ReauthBody {
+    /// Unix seconds.
+    pub reauth_until: i64,
 }
 
 /// `{phone}`.
@@ -186,6 +208,8 @@ pub struct MeBody {
     pub user: User,
     /// Unused recovery codes.
     pub recovery_codes_left: u64,
+    /// Whether SMS codes can be turned on (this server has an SMS provider).
+    pub sms_available: bool,
 }
 
 /// A new app password.
@@ -297,10 +321,26 @@ async fn logout(
 async fn me(State(s): State<HttpState>, user: CurrentUser) -> Result<Json<MeBody>, AppError> {
     let u = s.auth.me(user.user_id).await?;
     let left = if u.has_second_factor() { s.auth.recovery_codes_left(user.user_id).await? } else { 0 };
-    Ok(Json(MeBody { user: u, recovery_codes_left: left }))
+    Ok(Json(MeBody { user: u, recovery_codes_left: left, sms_available: s.auth.sms_available() }))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/reauth", request_body = PasswordRequest,
+    description = "Confirms the password: for ten minutes this session may enrol second factors, \
+        create app passwords and add forwarding filters (otherwise 403 `reauth_required`).",
+    responses((status = 200, body = ReauthBody), (status = 401, body = super::error::ErrorBody),
+        (status = 429, body = super::error::ErrorBody)))]
+async fn reauth(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    user: CurrentUser,
+    ApiJson(r): ApiJson<PasswordRequest>,
+) -> Result<Json<ReauthBody>, AppError> {
+    let reauth_until = s.auth.reauthenticate(user.user_id, user.session_id, &r.password, &client).await?;
+    Ok(Json(ReauthBody { reauth_until }))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/password", request_body = ChangePasswordRequest,
+    description = "Ends the other sessions and, unless `revoke_app_passwords` is false, every app password.",
     responses((status = 204), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 async fn change_password(
     State(s): State<HttpState>,
@@ -308,7 +348,7 @@ async fn change_password(
     user: CurrentUser,
     ApiJson(r): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, AppError> {
-    s.auth.change_password(user.user_id, user.session_id, &r.current, &r.new, &client).await?;
+    s.auth.change_password(user.user_id, user.session_id, &r.current, &r.new, r.revoke_app_passwords, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -330,17 +370,19 @@ async fn revoke_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/totp/setup", responses((status = 200, body = TotpSetup)))]
-async fn totp_setup(State(s): State<HttpState>, user: CurrentUser) -> Result<Json<TotpSetup>, AppError> {
+#[utoipa::path(post, path = "/api/v1/auth/totp/setup",
+    responses((status = 200, body = TotpSetup), (status = 403, description = "reauth_required", body = super::error::ErrorBody)))]
+async fn totp_setup(State(s): State<HttpState>, RecentAuth(user): RecentAuth) -> Result<Json<TotpSetup>, AppError> {
     Ok(Json(s.auth.totp_setup(user.user_id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/confirm", request_body = CodeRequest,
-    responses((status = 200, body = RecoveryCodesBody), (status = 401, body = super::error::ErrorBody)))]
+    responses((status = 200, body = RecoveryCodesBody), (status = 401, body = super::error::ErrorBody),
+        (status = 403, description = "reauth_required", body = super::error::ErrorBody)))]
 async fn totp_confirm(
     State(s): State<HttpState>,
     client: ClientInfo,
-    user: CurrentUser,
+    RecentAuth(user): RecentAuth,
     ApiJson(r): ApiJson<CodeRequest>,
 ) -> Result<Json<RecoveryCodesBody>, AppError> {
     let recovery_codes = s.auth.totp_confirm(user.user_id, &r.code, &client).await?;
@@ -371,11 +413,13 @@ async fn recovery_codes(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/sms/phone", request_body = PhoneRequest,
-    responses((status = 204), (status = 422, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]
+    responses((status = 204), (status = 403, description = "reauth_required", body = super::error::ErrorBody),
+        (status = 409, description = "sms_unavailable", body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]
 async fn sms_phone(
     State(s): State<HttpState>,
     client: ClientInfo,
-    user: CurrentUser,
+    RecentAuth(user): RecentAuth,
     ApiJson(r): ApiJson<PhoneRequest>,
 ) -> Result<StatusCode, AppError> {
     s.auth.sms_start(user.user_id, &r.phone, &client).await?;
@@ -383,11 +427,12 @@ async fn sms_phone(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/sms/confirm", request_body = CodeRequest,
-    responses((status = 200, body = RecoveryCodesBody), (status = 401, body = super::error::ErrorBody)))]
+    responses((status = 200, body = RecoveryCodesBody), (status = 401, body = super::error::ErrorBody),
+        (status = 403, description = "reauth_required", body = super::error::ErrorBody)))]
 async fn sms_confirm(
     State(s): State<HttpState>,
     client: ClientInfo,
-    user: CurrentUser,
+    RecentAuth(user): RecentAuth,
     ApiJson(r): ApiJson<CodeRequest>,
 ) -> Result<Json<RecoveryCodesBody>, AppError> {
     let recovery_codes = s.auth.sms_confirm(user.user_id, &r.code, &client).await?;
@@ -412,11 +457,12 @@ async fn list_app_passwords(State(s): State<HttpState>, user: CurrentUser) -> Re
 }
 
 #[utoipa::path(post, path = "/api/v1/app-passwords", request_body = NameRequest,
-    responses((status = 201, body = NewAppPasswordBody)))]
+    responses((status = 201, body = NewAppPasswordBody),
+        (status = 403, description = "reauth_required", body = super::error::ErrorBody)))]
 async fn create_app_password(
     State(s): State<HttpState>,
     client: ClientInfo,
-    user: CurrentUser,
+    RecentAuth(user): RecentAuth,
     ApiJson(r): ApiJson<NameRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     let (app_password, password) = s.auth.create_app_password(user.user_id, &r.name, &client).await?;
@@ -451,6 +497,7 @@ async fn security_log(State(s): State<HttpState>, user: CurrentUser) -> Result<i
         login_sms,
         logout,
         me,
+        reauth,
         change_password,
         sessions,
         revoke_session,
@@ -477,6 +524,7 @@ async fn security_log(State(s): State<HttpState>, user: CurrentUser) -> Result<i
         CodeRequest,
         PasswordRequest,
         ChangePasswordRequest,
+        ReauthBody,
         PhoneRequest,
         NameRequest,
         RecoveryCodesBody,

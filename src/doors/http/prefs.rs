@@ -6,7 +6,10 @@
 //!
 //! Invariants: every route takes a [`CurrentUser`] and passes only that user's id, so a
 //! caller never reaches another user's document or files (another user's attachment is
-//! "not found"); a refused request stores nothing; downloads are never rendered inline.
+//! "not found"); a write that adds a mail-forwarding filter (see
+//! [`filters::adds_forwarding`]) is refused with 403 `reauth_required` unless the session
+//! confirmed the password within ten minutes; a refused request stores nothing; downloads
+//! are never rendered inline.
 //!
 //! [`PrefsService`]: crate::domains::prefs::PrefsService
 
@@ -26,6 +29,8 @@ use super::download::download;
 use super::error::{ErrorBody, ErrorDetail};
 use super::profile::{body_rejection, content_type};
 use super::{ApiJson, AppError, CurrentUser, HttpState};
+use crate::domains::auth::AuthError;
+use crate::domains::mail::filters;
 use crate::domains::prefs::{Attachment, Expect, PrefsDocument, PrefsError};
 
 /// The media type of a JSON Merge Patch (RFC 7396 §4).
@@ -102,6 +107,8 @@ impl From<PrefsError> for AppError {
                 AppError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", msg)
             }
             PrefsError::Busy => AppError::new(StatusCode::CONFLICT, "conflict", msg),
+            // Only the forwarding check below refuses a write.
+            PrefsError::Refused => AuthError::ReauthRequired.into(),
             PrefsError::InvalidAttachment(_) => {
                 AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_attachment", msg)
             }
@@ -193,6 +200,7 @@ async fn get_prefs(State(state): State<HttpState>, user: CurrentUser) -> Respons
     params(("If-Match" = Option<String>, Header, description = "the ETag last read, or *")),
     responses((status = 200, body = Object, headers(("ETag" = String))),
         (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 403, description = "reauth_required: it adds a forwarding filter", body = ErrorBody),
         (status = 412, description = "changed since the If-Match ETag", body = ErrorBody),
         (status = 413, description = "larger than prefs.max_bytes", body = ErrorBody),
         (status = 415, description = "not application/json", body = ErrorBody),
@@ -205,7 +213,15 @@ async fn put_prefs(
 ) -> Result<Response, AppError> {
     let expect = expect_from(&headers)?;
     let doc = json_body(&headers, body, &["application/json"])?;
-    Ok(document_response(state.prefs.replace(user.user_id, doc, &expect).await))
+    let allowed = forwarding_check(&state, &user).await;
+    Ok(document_response(state.prefs.replace_if(user.user_id, doc, &expect, allowed).await))
+}
+
+/// The check every write passes: adding a forwarding filter needs a recent password
+/// confirmation (asked once per write, before the write reads the stored document).
+async fn forwarding_check(state: &HttpState, user: &CurrentUser) -> impl Fn(&Value, &Value) -> bool + use<> {
+    let recent = state.auth.require_recent_auth(user.user_id, user.session_id).await.is_ok();
+    move |before: &Value, after: &Value| recent || !filters::adds_forwarding(before, after)
 }
 
 /// Applies a JSON Merge Patch (RFC 7396): `null` removes a member, objects merge.
@@ -214,6 +230,7 @@ async fn put_prefs(
     params(("If-Match" = Option<String>, Header, description = "the ETag last read, or *")),
     responses((status = 200, body = Object, headers(("ETag" = String))),
         (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 403, description = "reauth_required: it adds a forwarding filter", body = ErrorBody),
         (status = 412, description = "changed since the If-Match ETag", body = ErrorBody),
         (status = 413, description = "result larger than prefs.max_bytes", body = ErrorBody),
         (status = 415, description = "not a JSON media type", body = ErrorBody),
@@ -226,7 +243,8 @@ async fn patch_prefs(
 ) -> Result<Response, AppError> {
     let expect = expect_from(&headers)?;
     let patch = json_body(&headers, body, &[MERGE_PATCH, "application/json"])?;
-    Ok(document_response(state.prefs.merge_patch(user.user_id, &patch, &expect).await))
+    let allowed = forwarding_check(&state, &user).await;
+    Ok(document_response(state.prefs.merge_patch_if(user.user_id, &patch, &expect, allowed).await))
 }
 
 /// Stores a file: the raw bytes are the body, `Content-Type` its type. It is deleted

@@ -1,4 +1,5 @@
-//! Who is calling: the session cookie or bearer token resolved to a [`CurrentUser`], and
+//! Who is calling: the session cookie or bearer token resolved to a [`CurrentUser`] (a
+//! [`RecentAuth`] when the change asked for needs a recent password confirmation), and
 //! the caller's address (see [`Origin`]) and user agent as a [`ClientInfo`] for rate limits and the
 //! security log.
 
@@ -43,6 +44,22 @@ impl FromRequestParts<HttpState> for CurrentUser {
         let token = token_from(parts).ok_or_else(AppError::unauthenticated)?;
         let s = state.auth.authenticate(&token).await.map_err(|_| AppError::unauthenticated())?;
         Ok(CurrentUser { user_id: s.user_id, username: s.username, session_id: s.session_id, token })
+    }
+}
+
+/// A logged-in user whose session confirmed the password within the last ten minutes
+/// (`POST /api/v1/auth/reauth`): what a sensitive change takes. Otherwise the request is
+/// refused with 403 `reauth_required`.
+#[derive(Debug, Clone)]
+pub struct RecentAuth(pub CurrentUser);
+
+impl FromRequestParts<HttpState> for RecentAuth {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, AppError> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        state.auth.require_recent_auth(user.user_id, user.session_id).await?;
+        Ok(Self(user))
     }
 }
 

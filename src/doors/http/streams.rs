@@ -1,5 +1,6 @@
 //! HTTP routes of the stream domain under `/api/v1`: the owner's stream key with the OBS
-//! settings to use (`/stream-key`: read, rotate, revoke), the public list of live streams
+//! settings to use (`/stream-key`: whether there is one, rotate to make one and see it
+//! once, revoke), the public list of live streams
 //! and recordings (`/streams`), one stream's status (`/streams/{id}`) and the owner's
 //! deletion of a recording. It turns requests into [`StreamService`] calls and
 //! [`StreamError`]s into [`AppError`]s (the mapping lives beside the HLS routes); it holds
@@ -34,8 +35,13 @@ pub fn routes() -> Router<HttpState> {
 /// The caller's stream key, where to send the stream, and how to set up OBS.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StreamKeyBody {
-    /// The secret OBS sends as its stream key, or null when the user has none (or revoked it).
+    /// The secret OBS sends as its stream key: answered once, by the rotation that makes
+    /// it (only its fingerprint is stored); null otherwise.
     pub key: Option<String>,
+    /// Whether the user has a key (it works for publishing even when `key` is null).
+    pub has_key: bool,
+    /// When the current key was made (Unix seconds); null without a key.
+    pub created_at: Option<i64>,
     /// Where to publish: `rtmp://HOST:PORT/live`; OBS appends the key.
     pub ingest_url: String,
     /// The OBS settings to use with this server.
@@ -47,7 +53,7 @@ pub struct StreamKeyBody {
 pub struct ObsSettings {
     /// Stream → Service "Custom…" → Server.
     pub server: String,
-    /// Stream → Stream Key; null without a key.
+    /// Stream → Stream Key; null except in the answer of the rotation that made it.
     pub stream_key: Option<String>,
     /// Output → Keyframe Interval in seconds: at most the server's chunk length, so every
     /// chunk (and HLS segment) starts on a keyframe.
@@ -118,27 +124,30 @@ fn host_name(value: &str) -> Option<&str> {
     plain.then_some(name)
 }
 
-/// The answer of the key routes for `key`.
-fn key_body(s: &HttpState, headers: &HeaderMap, key: Option<String>) -> StreamKeyBody {
+/// The answer of the key routes: `key` only when it was just made, `created_at` of the
+/// current key if there is one.
+fn key_body(s: &HttpState, headers: &HeaderMap, key: Option<String>, created_at: Option<i64>) -> StreamKeyBody {
     let request_host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let ingest_url = public_ingest_url(&s.stream.ingest_url(), request_host);
     let obs = ObsSettings::new(ingest_url.clone(), key.clone(), s.settings.keyframe_seconds);
-    StreamKeyBody { key, ingest_url, obs }
+    StreamKeyBody { key, has_key: created_at.is_some(), created_at, ingest_url, obs }
 }
 
 #[utoipa::path(get, path = "/api/v1/stream-key", tag = "streams",
+    description = "Whether the caller has a key and how to set up OBS; the key itself is shown only when made.",
     responses((status = 200, body = StreamKeyBody), (status = 401, body = ErrorBody)))]
 async fn get_key(
     State(s): State<HttpState>,
     headers: HeaderMap,
     user: CurrentUser,
 ) -> Result<Json<StreamKeyBody>, AppError> {
-    let key = s.stream.stream_key(user.user_id).await?;
-    Ok(Json(key_body(&s, &headers, key)))
+    let made = s.stream.stream_key_made(user.user_id).await?;
+    Ok(Json(key_body(&s, &headers, None, made)))
 }
 
 #[utoipa::path(post, path = "/api/v1/stream-key/rotate", tag = "streams",
-    description = "A new key replaces the old one (made when there was none); OBS needs the new key.",
+    description = "A new key replaces the old one (made when there was none); OBS needs the new key. \
+        This answer is the only one that holds the key.",
     responses((status = 200, body = StreamKeyBody), (status = 401, body = ErrorBody)))]
 async fn rotate_key(
     State(s): State<HttpState>,
@@ -146,7 +155,8 @@ async fn rotate_key(
     user: CurrentUser,
 ) -> Result<Json<StreamKeyBody>, AppError> {
     let key = s.stream.rotate_key(user.user_id).await?;
-    Ok(Json(key_body(&s, &headers, Some(key))))
+    let made = s.stream.stream_key_made(user.user_id).await?;
+    Ok(Json(key_body(&s, &headers, Some(key), made)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/stream-key", tag = "streams",
