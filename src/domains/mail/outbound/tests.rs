@@ -27,7 +27,7 @@ use crate::domains::mail::dns::Dns;
 use crate::domains::mail::dns::standin::DnsStandIn;
 use crate::doors::smtp::{
     AuthMechanism, AuthVerdict, MessageVerdict, RcptVerdict, Session, SessionConfig, SessionContext, SessionKind,
-    SmtpHandler, run_session,
+    SessionLimits, SmtpHandler, run_session,
 };
 use crate::platform::blobs::{BlobId, Blobs};
 use crate::platform::db::{self, Db};
@@ -84,7 +84,8 @@ async fn start_receiver(receiver: Arc<Receiver>) -> u16 {
             let receiver = receiver.clone();
             tokio::spawn(async move {
                 let session = Session::new(SessionConfig::new(SessionKind::Inbound, "mx.remote.test"), peer.ip());
-                let _ = run_session(stream, session, &*receiver, Duration::from_secs(10), None).await;
+                let limits = SessionLimits::new(Duration::from_secs(10), Duration::from_secs(60), std::env::temp_dir());
+                let _ = run_session(stream, session, &*receiver, &limits, None).await;
             });
         }
     });
