@@ -24,9 +24,10 @@ pub struct SmtpConfig {
     /// `DATA_DIR/spool` while they are received, not kept in memory.
     pub spool_threshold: usize,
     /// Bytes of message data all SMTP sessions together may hold in memory: bodies being
-    /// received and messages being handed to delivery. A body that finds no room is
-    /// spooled sooner; a spooled message waits up to 60 s for room before delivery, then
-    /// gets 452 4.3.1, as does a MAIL FROM whose SIZE is larger than this.
+    /// received, and messages being delivered at twice their size (delivery holds a copy
+    /// with the trace fields). A body that finds no room is spooled sooner; a message waits
+    /// up to 60 s for room for its delivery, then gets 452 4.3.1, as does a MAIL FROM whose
+    /// SIZE needs more than all of it.
     pub max_bytes_in_flight: usize,
     /// Open sessions allowed from one IP address, per door.
     pub sessions_per_ip: usize,
@@ -82,9 +83,10 @@ impl SmtpConfig {
                 "smtp.idle_seconds, session_seconds and tls_handshake_seconds must be at least 1".into(),
             ));
         }
-        if self.spool_threshold < 1024 || self.max_bytes_in_flight < self.spool_threshold {
+        // A message just within the threshold must fit its delivery (twice its size).
+        if self.spool_threshold < 1024 || self.max_bytes_in_flight / 2 < self.spool_threshold {
             return Err(ConfigError::Invalid(
-                "smtp.spool_threshold must be at least 1024, and max_bytes_in_flight at least spool_threshold".into(),
+                "smtp.spool_threshold must be at least 1024, and max_bytes_in_flight twice spool_threshold".into(),
             ));
         }
         if self.hostname.contains(|c: char| c.is_whitespace() || c.is_control()) {

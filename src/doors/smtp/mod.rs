@@ -20,9 +20,10 @@
 //!   ([`spool`]: an unnamed 0600 file in `DATA_DIR/spool`, gone when the message is
 //!   delivered or refused, or the session ends, also after a crash), and **message bytes in
 //!   memory across all sessions stay within one [`MemoryBudget`]**
-//!   (`smtp.max_bytes_in_flight`): a body that finds no room is spooled sooner; a spooled
-//!   message is read back for delivery only once the budget holds its size (waiting up to
-//!   [`BUDGET_WAIT`]), else 452 4.3.1 and the session goes on.
+//!   (`smtp.max_bytes_in_flight`): a body that finds no room is spooled sooner; a message
+//!   is delivered (and a spooled one read back first) only once the budget holds
+//!   [`DELIVERY_COPIES`] times its size (waiting up to [`BUDGET_WAIT`]), else 452 4.3.1
+//!   and the session goes on.
 //! - **A session ends after `session_seconds` however busy** (421 4.4.2), besides the idle
 //!   timeout; writes to a client that does not read end there too.
 //! - **A looping message is refused before the handler sees it**: more than
@@ -84,8 +85,12 @@ pub const DEFAULT_MAX_RECEIVED_HEADERS: usize = 50;
 pub const DEFAULT_SPOOL_THRESHOLD: usize = 1 << 20;
 /// The default memory budget of all SMTP sessions together: 256 MiB.
 pub const DEFAULT_MAX_BYTES_IN_FLIGHT: usize = 256 << 20;
-/// How long a spooled message may wait for room in the memory budget before it gets 452.
+/// How long a message may wait for room in the memory budget before it gets 452.
 pub const BUDGET_WAIT: Duration = Duration::from_secs(60);
+/// How many times its size a message being delivered counts against the memory budget:
+/// delivery holds it whole and, for a moment, a copy with its trace fields on top
+/// (`mail::deliver`).
+pub const DELIVERY_COPIES: usize = 2;
 /// How long the last reply (the 421 of a timeout) may take to write before the close.
 const LAST_WORDS: Duration = Duration::from_secs(5);
 
@@ -543,8 +548,7 @@ impl<H: SmtpHandler> Conversation<'_, H> {
     /// Puts one question event to the handler and returns the session's reply to the answer.
     async fn answer(&mut self, question: Event) -> Vec<u8> {
         let ctx = self.session.context();
-        let session = &mut self.session;
-        let handler = self.handler;
+        let (session, handler) = (&mut self.session, self.handler);
         match question {
             Event::Authenticate { mechanism, username, password } => {
                 let verdict = handler.authenticate(&ctx, mechanism, &username, &password).await;
@@ -559,28 +563,49 @@ impl<H: SmtpHandler> Conversation<'_, H> {
                 session.recipient_result(verdict)
             }
             Event::Message { from, to, body } => {
-                let Held { bytes, charge } = match body {
-                    Body::InMemory(held) => held,
-                    Body::Spooled(len) => {
-                        let until = self.deadline.min(Instant::now() + BUDGET_WAIT);
-                        match self.spool.read_back(len, session.budget().charge(), until).await {
-                            Ok(held) => match session.check_spooled(&held.bytes) {
-                                Some(refused) => return refused,
-                                None => held,
-                            },
-                            Err(e) => {
-                                tracing::warn!(error = %e, bytes = len, "spooled message not taken");
-                                return session.spool_failed();
-                            }
-                        }
-                    }
+                let (bytes, charge) = match self.take_message(body).await {
+                    Ok(message) => message,
+                    Err(refused) => return refused,
                 };
-                let verdict = handler.deliver(&ctx, from, to, bytes).await;
+                let verdict = self.handler.deliver(&ctx, from, to, bytes).await;
                 drop(charge);
-                session.message_result(verdict)
+                self.session.message_result(verdict)
             }
             Event::Reply(bytes) => bytes,
             Event::StartTls | Event::Close | Event::Spool(_) | Event::DropSpool => Vec::new(),
+        }
+    }
+
+    /// A received message, whole in memory, with [`DELIVERY_COPIES`] times its size of the
+    /// budget held for its delivery: a spooled one read back from its file (and checked by
+    /// the session). Err: the session's reply instead of a delivery (452 4.3.1 when there
+    /// is no room in time or the spool failed, 554 5.4.6 for a loop).
+    async fn take_message(&mut self, body: Body) -> Result<(Vec<u8>, Charge), Vec<u8>> {
+        let (held, spooled) = match body {
+            Body::InMemory(held) => (held, None),
+            Body::Spooled(len) => (Held { bytes: Vec::new(), charge: self.session.budget().charge() }, Some(len)),
+        };
+        let Held { bytes, mut charge } = held;
+        let len = spooled.unwrap_or(bytes.len());
+        let until = self.deadline.min(Instant::now() + BUDGET_WAIT);
+        if !charge.wait_to(len.saturating_mul(DELIVERY_COPIES), until).await {
+            tracing::warn!(bytes = len, "no room in smtp.max_bytes_in_flight for the message in time");
+            self.spool.discard();
+            return Err(self.session.no_storage());
+        }
+        let Some(len) = spooled else {
+            return Ok((bytes, charge));
+        };
+        let bytes = match self.spool.read_back(len).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(error = %e, bytes = len, "spooled message not taken");
+                return Err(self.session.no_storage());
+            }
+        };
+        match self.session.check_spooled(&bytes) {
+            Some(refused) => Err(refused),
+            None => Ok((bytes, charge)),
         }
     }
 }

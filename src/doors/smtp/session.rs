@@ -22,8 +22,8 @@ use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, MailFrom, Request}
 use super::budget::{Charge, MemoryBudget};
 use super::reply;
 use super::{
-    AuthMechanism, AuthVerdict, Body, Event, Held, MessageVerdict, RcptVerdict, SessionConfig, SessionContext,
-    SessionKind,
+    AuthMechanism, AuthVerdict, Body, DELIVERY_COPIES, Event, Held, MessageVerdict, RcptVerdict, SessionConfig,
+    SessionContext, SessionKind,
 };
 use crate::domains::mail::parse::header_fields;
 
@@ -266,10 +266,10 @@ impl Session {
         looping.then(|| self.message_result(refusal(LOOPING)))
     }
 
-    /// The door could not keep or read back a spooled message (disk trouble, or no room in
-    /// the memory budget in time): the answer to the end of data is 452 4.3.1, and the
-    /// session goes on (RFC 5321 §4.2.3 allows a later try).
-    pub fn spool_failed(&mut self) -> Vec<u8> {
+    /// The door has no room for the message (not in the memory budget in time, or the
+    /// spool failed): the answer to the end of data is 452 4.3.1, and the session goes on
+    /// (RFC 5321 §4.2.3 allows a later try).
+    pub fn no_storage(&mut self) -> Vec<u8> {
         self.message_result(refusal(NO_STORAGE))
     }
 
@@ -603,7 +603,7 @@ impl Session {
             let text = "Message size exceeds fixed maximum message size";
             return out.push(Event::Reply(reply::line(552, "5.3.4", text)));
         }
-        if from.size > self.config.budget.total() {
+        if from.size.saturating_mul(DELIVERY_COPIES) > self.config.budget.total() {
             // RFC 1870 §6.2: more than the server can take now is 452 (RFC 3463 X.3.1).
             let (code, enhanced, text) = NO_STORAGE;
             return out.push(Event::Reply(reply::line(code, enhanced, text)));

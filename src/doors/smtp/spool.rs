@@ -1,8 +1,8 @@
 //! The SMTP spool: the body of a message past `smtp.spool_threshold` is written, piece by
 //! piece as the session hands it out ([`super::Event::Spool`]), to a temporary file in
 //! `DATA_DIR/spool` instead of being kept in memory, and read back whole for delivery
-//! once the memory budget holds its size. It owns those files only: what goes in them and
-//! when is the session's call, and delivery is the handler's.
+//! (once the door's memory budget has room for it). It owns those files only: what goes
+//! in them and when is the session's call, and delivery is the handler's.
 //!
 //! Invariants:
 //! - **A spool file is readable by the server's user only and never outlives its
@@ -16,10 +16,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use tokio::time::Instant;
-
 use super::Held;
-use super::budget::Charge;
 
 /// Why a spooled message could not be handed to delivery.
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +32,6 @@ pub enum SpoolError {
         /// Bytes the session said the message has.
         expected: usize,
     },
-    /// The memory budget had no room for the whole message in time.
-    #[error("no room in smtp.max_bytes_in_flight for {0} bytes")]
-    NoMemory(usize),
 }
 
 /// The spool of one session: at most one file, for the message being received.
@@ -89,14 +83,9 @@ impl Spool {
         self.failed = None;
     }
 
-    /// The whole message of `len` bytes, read back once `charge` holds `len` bytes of the
-    /// budget (waiting until `until`); the file is removed either way.
-    pub(super) async fn read_back(
-        &mut self,
-        len: usize,
-        mut charge: Charge,
-        until: Instant,
-    ) -> Result<Held, SpoolError> {
+    /// The whole message of `len` bytes, read back (its memory is the caller's to budget);
+    /// the file is removed either way.
+    pub(super) async fn read_back(&mut self, len: usize) -> Result<Vec<u8>, SpoolError> {
         let (file, written, failed) = (self.file.take(), self.written, self.failed.take());
         self.discard();
         if let Some(e) = failed {
@@ -106,13 +95,10 @@ impl Spool {
             Some(file) if written == len => file,
             _ => return Err(SpoolError::Length { written, expected: len }),
         };
-        if !charge.wait_to(len, until).await {
-            return Err(SpoolError::NoMemory(len));
-        }
         let bytes = tokio::task::spawn_blocking(move || read_all(file, len))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))?;
-        Ok(Held { bytes, charge })
+        Ok(bytes)
     }
 }
 
@@ -161,8 +147,6 @@ pub fn prepare(dir: &Path) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::doors::smtp::MemoryBudget;
 
@@ -170,10 +154,6 @@ mod tests {
         let mut charge = budget.charge();
         assert!(charge.try_grow_to(bytes.len()));
         Held { bytes: bytes.to_vec(), charge }
-    }
-
-    fn later() -> Instant {
-        Instant::now() + Duration::from_secs(5)
     }
 
     #[tokio::test]
@@ -187,32 +167,26 @@ mod tests {
         assert_eq!(budget.free(), 1000, "written pieces give their bytes back");
         assert!(spool_dir.is_dir(), "the folder is made when first needed");
         assert_eq!(std::fs::read_dir(&spool_dir).unwrap().count(), 0, "the file has no name");
-        let whole = spool.read_back(20, budget.charge(), later()).await.unwrap();
-        assert_eq!(whole.bytes, b"Subject: a\r\n\r\nbody\r\n");
-        assert_eq!((whole.charge.bytes(), budget.free()), (20, 980));
-        assert!(matches!(
-            spool.read_back(20, budget.charge(), later()).await,
-            Err(SpoolError::Length { written: 0, expected: 20 })
-        ));
+        assert_eq!(spool.read_back(20).await.unwrap(), b"Subject: a\r\n\r\nbody\r\n");
+        assert!(matches!(spool.read_back(20).await, Err(SpoolError::Length { written: 0, expected: 20 })));
+        spool.append(held(&budget, b"refused")).await;
+        spool.discard();
+        spool.append(held(&budget, b"next")).await;
+        assert_eq!(spool.read_back(4).await.unwrap(), b"next", "a discarded message leaves nothing behind");
     }
 
     #[tokio::test]
-    async fn a_message_over_the_budget_or_a_failed_write_is_refused() {
+    async fn a_failed_write_is_reported_at_the_end() {
         let dir = tempfile::tempdir().unwrap();
         let budget = MemoryBudget::new(10);
-        let mut spool = Spool::new(dir.path().join("spool"));
-        spool.append(held(&MemoryBudget::new(100), &[b'x'; 11])).await;
-        let refused = spool.read_back(11, budget.charge(), later()).await;
-        assert!(matches!(refused, Err(SpoolError::NoMemory(11))), "{refused:?}");
-        assert_eq!(budget.free(), 10);
-
         // A file where the folder should be: nothing can be made there.
         let blocked = dir.path().join("blocked");
         std::fs::write(&blocked, b"").unwrap();
         let mut spool = Spool::new(blocked.join("spool"));
         spool.append(held(&budget, b"abc")).await;
         spool.append(held(&budget, b"def")).await;
-        assert!(matches!(spool.read_back(6, budget.charge(), later()).await, Err(SpoolError::Io(_))));
+        assert!(matches!(spool.read_back(6).await, Err(SpoolError::Io(_))));
+        assert_eq!(budget.free(), 10);
     }
 
     #[test]

@@ -751,11 +751,12 @@ fn a_body_without_room_in_the_budget_is_spooled_at_once_even_split_at_every_byte
 }
 
 #[test]
-fn a_size_larger_than_the_budget_is_452_4_3_1_and_the_session_goes_on() {
+fn a_size_the_budget_cannot_deliver_is_452_4_3_1_and_the_session_goes_on() {
     let budget = MemoryBudget::new(10_000);
     let outcome = drive_whole(
         spooling(4096, &budget),
-        b"EHLO c\r\nMAIL FROM:<a@remote.test> SIZE=10001\r\nMAIL FROM:<a@remote.test> SIZE=10000\r\n",
+        // Delivery needs twice the size (DELIVERY_COPIES): 5,001 bytes cannot fit.
+        b"EHLO c\r\nMAIL FROM:<a@remote.test> SIZE=5001\r\nMAIL FROM:<a@remote.test> SIZE=5000\r\n",
     );
     assert!(
         outcome.text().ends_with("452 4.3.1 Insufficient system storage, try again later\r\n250 2.1.0 Sender OK\r\n"),
@@ -818,7 +819,7 @@ async fn over_a_pipe(config: SessionConfig, limits: &SessionLimits, input: &[u8]
 #[tokio::test]
 async fn run_session_spools_a_large_body_to_a_file_and_removes_it() {
     let (dir, limits) = spool_limits();
-    let budget = MemoryBudget::new(1 << 20);
+    let budget = MemoryBudget::new(4 << 20);
     let (stuffed, plain) = dotted_body(20_000);
     let input = [b"EHLO client.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<b@local.test>\r\nDATA\r\n", &stuffed[..]];
     let (seen, messages) =
