@@ -281,13 +281,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (http, http_addr) = bind(config.server.http).await?;
     let (rtmp_listener, rtmp_addr) = bind(config.server.rtmp).await?;
     let mut smtp_listeners = Vec::new();
+    // One memory budget for the bodies of all SMTP doors (`smtp.max_bytes_in_flight`).
+    let smtp_budget = smtp::MemoryBudget::new(config.smtp.max_bytes_in_flight);
     for (addr, kind, implicit_tls) in [
         (config.server.smtp, SessionKind::Inbound, false),
         (config.server.submission, SessionKind::Submission, false),
         (config.server.submissions, SessionKind::Submission, true),
     ] {
         let (listener, local) = bind(addr).await?;
-        smtp_listeners.push((listener, local, DoorSettings::from_config(&config, kind, implicit_tls)));
+        smtp_listeners.push((listener, local, DoorSettings::from_config(&config, kind, implicit_tls, &smtp_budget)));
     }
     let bound = Bound {
         http: http_addr,
@@ -297,7 +299,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         submissions: smtp_listeners[2].1,
     };
     let tls = config.server_tls()?;
+    let spool = smtp::spool_dir(&config);
     let services = build(config).await?;
+    smtp::spool::prepare(&spool).map_err(|e| StartError::DataDir(spool.display().to_string(), e))?;
     services.stream.set_ingest_addr(rtmp_addr);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = start_subscribers(&services, &stop_rx);

@@ -2,8 +2,10 @@
 //! with AUTH and an attachment, AUTH refused before TLS, no relaying, unknown users,
 //! foreign senders, oversize messages, a From that is not exactly one of the user's
 //! mailboxes or a foreign Sender, looping messages (too many Received fields), a
-//! malformed message that is still stored and readable raw, and postmaster@ and abuse@
-//! delivered to the administrator.
+//! malformed message that is still stored and readable raw, postmaster@ and abuse@
+//! delivered to the administrator, a body past the spool threshold that goes through an
+//! unnamed spool file (watched in /proc) and arrives byte-exact, 452 4.3.1 over the memory
+//! budget with the session going on, and the session time limit (421 4.4.2).
 
 mod common;
 
@@ -357,4 +359,190 @@ async fn results_forged_in_this_servers_name_are_removed_on_arrival() {
     assert_eq!(ours.len(), 1, "only the result this server added: {raw}");
     assert!(!ours[0].contains("dkim=pass"), "the forged verdict is gone: {raw}");
     assert!(raw.contains("Authentication-Results: relay.example; spf=pass"), "other servers' results stay: {raw}");
+}
+
+/// A plain SMTP client for the tests that need to pause mid-DATA or watch replies one by one.
+struct Client {
+    stream: tokio::io::BufStream<tokio::net::TcpStream>,
+}
+
+impl Client {
+    /// Connects, reads the greeting and says EHLO.
+    async fn connect(addr: SocketAddr) -> Client {
+        let stream = tokio::io::BufStream::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let mut client = Client { stream };
+        assert!(client.reply().await.starts_with("220 "));
+        assert!(client.cmd("EHLO client.test").await.starts_with("250"));
+        client
+    }
+
+    /// One reply, all its lines; empty when the server closed the connection.
+    async fn reply(&mut self) -> String {
+        use tokio::io::AsyncBufReadExt;
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let read = tokio::time::timeout(std::time::Duration::from_secs(30), self.stream.read_line(&mut line));
+            if read.await.expect("a reply within 30 s").unwrap() == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await.unwrap();
+        self.stream.flush().await.unwrap();
+    }
+
+    async fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.reply().await
+    }
+
+    /// MAIL, RCPT and DATA for a message from eve@remote.test to `to`.
+    async fn start_message(&mut self, to: &str) {
+        assert!(self.cmd("MAIL FROM:<eve@remote.test>").await.starts_with("250 "));
+        assert!(self.cmd(&format!("RCPT TO:<{to}>")).await.starts_with("250 "));
+        assert!(self.cmd("DATA").await.starts_with("354 "));
+    }
+}
+
+/// A message of about `size` bytes whose body has lines starting with "." and "..", a line
+/// that is only ".", and long runs of text: (dot-stuffed with the final dot, as stored).
+fn big_message(size: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut plain =
+        b"From: eve@remote.test\r\nTo: bob@localhost\r\nSubject: Big one\r\n\r\n.one dot\r\n..two dots\r\n.\r\n"
+            .to_vec();
+    let mut n = 0u64;
+    while plain.len() < size {
+        n += 1;
+        let lead = if n.is_multiple_of(97) { "." } else { "" };
+        plain.extend_from_slice(
+            format!("{lead}{n:08} the quick brown fox jumps over the lazy dog {}\r\n", n * 7919).as_bytes(),
+        );
+    }
+    plain.extend_from_slice(b"..\r\nthe end\r\n");
+    let mut stuffed = Vec::with_capacity(plain.len() + plain.len() / 50);
+    for line in plain.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b".") {
+            stuffed.push(b'.');
+        }
+        stuffed.extend_from_slice(line);
+    }
+    stuffed.extend_from_slice(b".\r\n");
+    (stuffed, plain)
+}
+
+/// The files of the server's spool folder it holds open (unnamed spool files show as
+/// `DATA/spool/#123 (deleted)`), and the names in that folder.
+fn spool_files(server: &Server) -> (Vec<String>, Vec<String>) {
+    let spool = server.data.path().join("spool");
+    let prefix = spool.display().to_string();
+    let open = std::fs::read_dir(format!("/proc/{}/fd", server.child.id()))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .map(|target| target.display().to_string())
+        .filter(|target| target.starts_with(&prefix))
+        .collect();
+    let named =
+        std::fs::read_dir(&spool).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    (open, named)
+}
+
+#[tokio::test]
+async fn a_message_past_the_spool_threshold_goes_through_a_spool_file_and_arrives_byte_exact() {
+    let server = Server::start();
+    let bob = server.register_and_login("bob", PW).await;
+    let (stuffed, plain) = big_message(3 << 20);
+    let mut client = Client::connect(server.smtp.unwrap()).await;
+    client.start_message("bob@localhost").await;
+    let half = stuffed.len() / 2;
+    client.send(&stuffed[..half]).await;
+    // 1.5 MiB in, past the 1 MiB default threshold: the body is in a spool file now.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (open, named) = spool_files(&server);
+        assert!(named.is_empty(), "spool files have no name: {named:?}");
+        if !open.is_empty() {
+            assert!(open.iter().all(|f| f.ends_with("(deleted)")), "{open:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no spool file opened mid-DATA");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    client.send(&stuffed[half..]).await;
+    assert_eq!(client.reply().await, "250 2.0.0 Message accepted\r\n");
+    assert_eq!(spool_files(&server), (vec![], vec![]), "the spool file is gone after delivery");
+
+    let list = inbox(&server, &bob, "inbox").await;
+    assert_eq!(list.len(), 1);
+    let id = list[0]["id"].as_i64().unwrap();
+    let raw = server.user(&bob).get(server.url(&format!("/api/v1/mail/messages/{id}/raw"))).send().await.unwrap();
+    let raw = raw.bytes().await.unwrap();
+    assert!(raw.ends_with(&plain), "the stored message is the one sent, dot-stuffing undone");
+    let trace = String::from_utf8_lossy(&raw[..raw.len() - plain.len()]);
+    assert!(trace.starts_with("Authentication-Results: localhost;") && trace.contains("\r\nReceived: "), "{trace}");
+    assert!(trace.ends_with(" +0000\r\n"), "only our trace fields come before it: {trace}");
+
+    // A client that hangs up mid-DATA leaves no spool file open either.
+    let mut quitter = Client::connect(server.smtp.unwrap()).await;
+    quitter.start_message("bob@localhost").await;
+    quitter.send(&stuffed[..half]).await;
+    while spool_files(&server).0.is_empty() {
+        assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(20), "no spool file");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(quitter);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !spool_files(&server).0.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the spool file stayed open after the client left");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(inbox(&server, &bob, "inbox").await.len(), 1);
+}
+
+#[tokio::test]
+async fn over_the_memory_budget_is_452_4_3_1_and_a_smaller_message_then_goes_through() {
+    let server = Server::start_with("[smtp]\nspool_threshold = 65536\nmax_bytes_in_flight = 1048576\n");
+    let bob = server.register_and_login("bob", PW).await;
+    let (stuffed, _) = big_message(2 << 20);
+    let mut client = Client::connect(server.smtp.unwrap()).await;
+    // Announced too big (RFC 1870 SIZE), refused before any data...
+    let reply = client.cmd("MAIL FROM:<eve@remote.test> SIZE=2097152").await;
+    assert_eq!(reply, "452 4.3.1 Insufficient system storage, try again later\r\n");
+    // ...or found too big once spooled: it would not fit in memory for delivery.
+    client.start_message("bob@localhost").await;
+    client.send(&stuffed).await;
+    assert_eq!(client.reply().await, "452 4.3.1 Insufficient system storage, try again later\r\n");
+    client.start_message("bob@localhost").await;
+    let small = "From: eve@remote.test\r\nTo: bob@localhost\r\nSubject: Small one\r\n\r\nFits.\r\n.\r\n";
+    client.send(small.as_bytes()).await;
+    assert_eq!(client.reply().await, "250 2.0.0 Message accepted\r\n");
+    assert_eq!(client.cmd("QUIT").await, "221 2.0.0 Bye\r\n");
+    let list = inbox(&server, &bob, "inbox").await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["subject"], "Small one");
+    assert_eq!(spool_files(&server), (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn a_session_longer_than_session_seconds_gets_421_4_4_2_however_busy() {
+    let server = Server::start_with("[smtp]\nsession_seconds = 1\n");
+    let mut client = Client::connect(server.smtp.unwrap()).await;
+    let started = std::time::Instant::now();
+    let closing = loop {
+        let reply = client.cmd("NOOP").await;
+        if !reply.starts_with("250 ") {
+            break reply;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "still open after 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(closing, "421 4.4.2 localhost Session time limit reached, closing connection\r\n");
+    assert_eq!(client.reply().await, "", "the connection is closed");
 }

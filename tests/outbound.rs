@@ -3,7 +3,10 @@
 //! data folder resumes the queue and delivers through the MX record of the loopback DNS
 //! stand-in; what arrives carries a DKIM signature that verifies against the stand-in's TXT
 //! record. Over HTTP each user sees and steers only their own queued mail, and
-//! `postcast dns` prints the stored key's public half.
+//! `postcast dns` prints the stored key's public half. A message submitted with swaks
+//! reaches an SMTP receiver that is not postcast (Debian's aiosmtpd,
+//! `tests/common/smtp_receiver.py`) with its body byte for byte (dot-stuffing undone, no
+//! line added) and exactly one DKIM signature, which mail-auth verifies.
 
 mod common;
 
@@ -274,4 +277,119 @@ fn postcast_dns_makes_a_key_once_and_reuses_it() {
     let key = postcast::domains::mail::outbound::dkim::DkimKey::from_pem(&pem, "example.org", "postcast").unwrap();
     assert_eq!(p, key.public_key_b64());
     assert!(first.contains("example.org.\t3600\tIN\tMX\t10 example.org."), "{first}");
+}
+
+/// Debian's aiosmtpd (`tests/common/smtp_receiver.py`) as a running process: an SMTP
+/// receiver written by others, keeping every message's bytes as they arrived. Killed on drop.
+struct IndependentReceiver {
+    child: std::process::Child,
+    port: u16,
+    out: tempfile::TempDir,
+}
+
+impl IndependentReceiver {
+    fn start() -> IndependentReceiver {
+        use std::io::BufRead;
+        let out = tempfile::tempdir().unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/smtp_receiver.py");
+        // Debian's own interpreter, which python3-aiosmtpd installs into (scripts/test).
+        let mut child = std::process::Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(out.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("/usr/bin/python3 runs (apt-get install python3-aiosmtpd)");
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        let port = first
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no port from the receiver (is python3-aiosmtpd installed?): {first:?}"));
+        IndependentReceiver { child, port, out }
+    }
+
+    /// The first message kept, with its envelope, once it is complete.
+    fn first_message(&self) -> Option<(Value, Vec<u8>)> {
+        let message = std::fs::read(self.out.path().join("1.eml")).ok()?;
+        let envelope = serde_json::from_slice(&std::fs::read(self.out.path().join("1.json")).ok()?).ok()?;
+        Some((envelope, message))
+    }
+}
+
+impl Drop for IndependentReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Checks every DKIM signature of `message` with mail-auth itself, asking `dns` for keys.
+async fn dkim_results(dns: &DnsStandIn, message: &[u8]) -> Vec<(mail_auth::DkimResult, String)> {
+    use mail_auth::hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+    let mut udp = ConnectionConfig::udp();
+    udp.port = dns.addr.port();
+    let servers = ResolverConfig::from_name_servers(vec![NameServerConfig::new(dns.addr.ip(), true, vec![udp])]);
+    let authenticator = mail_auth::MessageAuthenticator::new(servers, ResolverOpts::default()).unwrap();
+    let parsed = mail_auth::AuthenticatedMessage::parse(message).expect("the received message parses");
+    let outputs = authenticator.verify_dkim(&parsed).await;
+    outputs.iter().map(|o| (o.result().clone(), o.signature().map(|s| s.d.clone()).unwrap_or_default())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_independent_receiver_gets_the_body_byte_for_byte_with_one_dkim_signature_that_verifies() {
+    let dns = DnsStandIn::start();
+    let receiver = IndependentReceiver::start();
+    dns.add_mx("remote.test", 10, "mx.remote.test");
+    dns.add_a("mx.remote.test", Ipv4Addr::LOCALHOST);
+    let server = Server::start_with(&format!(
+        "[server]\ndomain = \"postcast.test\"\n\n[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\n{}\n\
+         [outbound]\nmx_port = {}\nallow_private_targets = true\n",
+        dns.config(),
+        receiver.port
+    ));
+    let pem = std::fs::read_to_string(key_path(server.data.path(), "postcast")).unwrap();
+    let key = postcast::domains::mail::outbound::dkim::DkimKey::from_pem(&pem, "postcast.test", "postcast").unwrap();
+    dns.add_txt(&key.record_name(), &key.record_value());
+    server.register_and_login("ada", PW).await;
+
+    // Lines the SMTP client must dot-stuff and every receiver must unstuff: a lone ".",
+    // "..", "...", lines starting with one and two dots, and a dot inside a line.
+    let head = "From: Ada <ada@postcast.test>\r\nTo: Carl <carl@remote.test>\r\nSubject: Dots\r\n\
+                Date: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <dots@postcast.test>\r\n";
+    let body = "Dear Carl,\r\n.\r\n..\r\n...\r\n.starts with a dot\r\n..starts with two\r\nends with a dot.\r\n\
+                \r\n.\r\nthe end";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dots.eml");
+    std::fs::write(&file, format!("{head}\r\n{body}")).unwrap();
+    let sub = server.submission.unwrap();
+    let out = std::process::Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &sub.port().to_string(), "--helo", "client.test", "--tls"])
+        .args(["--auth", "PLAIN", "--auth-user", "ada", "--auth-password", PW, "--timeout", "20"])
+        .args(["--from", "ada@postcast.test", "--to", "carl@remote.test", "--data", &format!("@{}", file.display())])
+        .output()
+        .expect("swaks is installed (apt-get install swaks)");
+    let transcript = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && transcript.contains("250 2.0.0 Message accepted"), "{transcript}");
+
+    let (envelope, message) = eventually("the message at the independent receiver", || {
+        let got = receiver.first_message();
+        async move { got }
+    })
+    .await;
+    assert_eq!(envelope["mail_from"], "ada@postcast.test");
+    assert_eq!(envelope["rcpt_tos"], serde_json::json!(["carl@remote.test"]));
+    let split = message.windows(4).position(|w| w == b"\r\n\r\n").expect("a header section") + 4;
+    let (header, received_body) = message.split_at(split);
+    // swaks ends the data with CRLF before the final dot; the receiver keeps that CRLF.
+    assert_eq!(String::from_utf8_lossy(received_body), format!("{body}\r\n"), "the body arrived as written");
+    let header = String::from_utf8_lossy(header);
+    let signatures = header.lines().filter(|l| l.to_ascii_lowercase().starts_with("dkim-signature:")).count();
+    assert_eq!(signatures, 1, "{header}");
+    for line in head.split("\r\n").filter(|l| !l.is_empty()) {
+        assert!(header.contains(line), "{line:?} kept: {header}");
+    }
+    let results = dkim_results(&dns, &message).await;
+    assert_eq!(results, [(mail_auth::DkimResult::Pass, "postcast.test".to_string())], "{header}");
+    assert!(receiver.first_message().is_some() && !receiver.out.path().join("2.eml").exists(), "delivered once");
 }

@@ -31,6 +31,10 @@ fn unknown_keys_and_bad_values_are_refused() {
     assert!(Config::parse("[smtp]\nhostname = \"mx example\"\n").is_err());
     assert!(Config::parse("[smtp]\nmax_received_headers = 0\n").is_err());
     assert!(Config::parse("[smtp]\nmax_received_headers = 1\n").is_ok());
+    assert!(Config::parse("[smtp]\nsession_seconds = 0\n").is_err());
+    assert!(Config::parse("[smtp]\nspool_threshold = 1000\n").is_err());
+    assert!(Config::parse("[smtp]\nspool_threshold = 65536\nmax_bytes_in_flight = 131071\n").is_err());
+    assert!(Config::parse("[smtp]\nspool_threshold = 65536\nmax_bytes_in_flight = 131072\n").is_ok());
     assert!(Config::parse("[outbound]\nmx_allow_loopback = true\n").is_err(), "renamed to allow_private_targets");
     assert!(Config::parse("[jobs]\nqueue_bytes = 0\n").is_err());
     assert!(Config::parse("[stream]\nrtmp_max_connections = 0\n").is_err());

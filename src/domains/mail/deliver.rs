@@ -165,6 +165,10 @@ impl MailService {
         };
         let envelope = &envelope;
         let raw = Bytes::from(self.with_trace(envelope, &data));
+        // From here on the message is `raw`, under its trace fields: the bytes as received
+        // go now, so a large message is not held twice through scanning and storing.
+        let seen = delivered_to(&data);
+        drop(data);
         let meta = Arc::new(meta);
         let scanners = &self.inner.scanners;
         let mut recipients = envelope.recipients.clone();
@@ -178,14 +182,12 @@ impl MailService {
         }
         let mut targets = Vec::with_capacity(recipients.len());
         let mut forwards = Vec::new();
-        let mut seen = None;
         for user_id in recipients {
             let input = ScanInput { raw: &raw, meta: &meta, user_id, auth: verdict.as_ref() };
             let spam = scanners.spam.judge(&input).await?;
             let actions = self.filter_actions(user_id, &meta).await;
             if !envelope.forwarded && !spam.is_spam && !actions.forward.is_empty() {
-                let seen = seen.get_or_insert_with(|| delivered_to(&data));
-                forwards.extend(self.forwards_of(user_id, &actions.forward, seen).await);
+                forwards.extend(self.forwards_of(user_id, &actions.forward, &seen).await);
             }
             targets.push(placement(user_id, spam.is_spam, spam.score, &actions));
         }

@@ -1,5 +1,6 @@
 //! The SMTP doors' configuration, `[smtp]`: the announced host name, message limits (size,
-//! recipients, Received fields), session caps and timeouts. Types, defaults and range
+//! recipients, Received fields), the spool threshold and memory budget, session caps and
+//! timeouts. Types, defaults and range
 //! checks only; the doors read them, the application's `Config` names them.
 
 use serde::{Deserialize, Serialize};
@@ -19,12 +20,24 @@ pub struct SmtpConfig {
     /// Most `Received` header fields a message may carry; more is a mail loop, refused at
     /// the end of DATA with 554 5.4.6 (RFC 5321 §6.3).
     pub max_received_headers: usize,
+    /// Message bodies larger than this many bytes are written to a temporary file in
+    /// `DATA_DIR/spool` while they are received, not kept in memory.
+    pub spool_threshold: usize,
+    /// Bytes of message data all SMTP sessions together may hold in memory: bodies being
+    /// received, and messages being delivered at twice their size (delivery holds a copy
+    /// with the trace fields). A body that finds no room is spooled sooner; a message waits
+    /// up to 60 s for room for its delivery, then gets 452 4.3.1, as does a MAIL FROM whose
+    /// SIZE needs more than all of it.
+    pub max_bytes_in_flight: usize,
     /// Open sessions allowed from one IP address, per door.
     pub sessions_per_ip: usize,
     /// Open sessions allowed in all, per door.
     pub max_sessions: usize,
     /// Seconds a client may stay silent before it is told 421 and disconnected.
     pub idle_seconds: u64,
+    /// Seconds one session may last in all, however busy; then 421 4.4.2 and the
+    /// connection is closed.
+    pub session_seconds: u64,
     /// Seconds a TLS handshake (STARTTLS or implicit TLS) may take.
     pub tls_handshake_seconds: u64,
 }
@@ -36,9 +49,12 @@ impl Default for SmtpConfig {
             max_message_bytes: 25 << 20,
             max_recipients: 100,
             max_received_headers: 50,
+            spool_threshold: 1 << 20,
+            max_bytes_in_flight: 256 << 20,
             sessions_per_ip: 20,
             max_sessions: 1000,
             idle_seconds: 300,
+            session_seconds: 1800,
             tls_handshake_seconds: 10,
         }
     }
@@ -62,8 +78,16 @@ impl SmtpConfig {
         if self.sessions_per_ip == 0 || self.max_sessions == 0 {
             return Err(ConfigError::Invalid("smtp.sessions_per_ip and smtp.max_sessions must be at least 1".into()));
         }
-        if self.idle_seconds == 0 || self.tls_handshake_seconds == 0 {
-            return Err(ConfigError::Invalid("smtp.idle_seconds and tls_handshake_seconds must be at least 1".into()));
+        if self.idle_seconds == 0 || self.tls_handshake_seconds == 0 || self.session_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "smtp.idle_seconds, session_seconds and tls_handshake_seconds must be at least 1".into(),
+            ));
+        }
+        // A message just within the threshold must fit its delivery (twice its size).
+        if self.spool_threshold < 1024 || self.max_bytes_in_flight / 2 < self.spool_threshold {
+            return Err(ConfigError::Invalid(
+                "smtp.spool_threshold must be at least 1024, and max_bytes_in_flight twice spool_threshold".into(),
+            ));
         }
         if self.hostname.contains(|c: char| c.is_whitespace() || c.is_control()) {
             return Err(ConfigError::Invalid(format!("smtp.hostname {:?}", self.hostname)));

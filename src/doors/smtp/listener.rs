@@ -23,8 +23,8 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::{
-    AuthMechanism, AuthVerdict, MessageVerdict, RcptVerdict, Session, SessionConfig, SessionContext, SessionKind,
-    SmtpError, SmtpHandler, TlsUpgrade, run_session,
+    AuthMechanism, AuthVerdict, MemoryBudget, MessageVerdict, RcptVerdict, Session, SessionConfig, SessionContext,
+    SessionKind, SessionLimits, SmtpError, SmtpHandler, TlsUpgrade, run_session,
 };
 use crate::config::Config;
 use crate::doors::accept::{self, AcceptSettings, Door, Refusal};
@@ -45,16 +45,17 @@ pub struct DoorSettings {
     pub sessions_per_ip: usize,
     /// Open sessions allowed on this door.
     pub max_sessions: usize,
-    /// How long a client may stay silent.
-    pub idle: Duration,
+    /// Each session's idle timeout, lifetime and spool folder.
+    pub limits: SessionLimits,
     /// How long a TLS handshake may take.
     pub tls_handshake: Duration,
 }
 
 impl DoorSettings {
     /// The settings of a door of `kind` from `[smtp]` (and `server.domain` for the host
-    /// name when `smtp.hostname` is empty).
-    pub fn from_config(config: &Config, kind: SessionKind, implicit_tls: bool) -> Self {
+    /// name when `smtp.hostname` is empty), counting message bytes against `budget` (the
+    /// one budget of all doors), spooling to `DATA_DIR/spool`.
+    pub fn from_config(config: &Config, kind: SessionKind, implicit_tls: bool, budget: &MemoryBudget) -> Self {
         let smtp = &config.smtp;
         let name = match (kind, implicit_tls) {
             (SessionKind::Inbound, false) => "mx",
@@ -66,18 +67,30 @@ impl DoorSettings {
             max_message_bytes: smtp.max_message_bytes,
             max_recipients: smtp.max_recipients,
             max_received_headers: smtp.max_received_headers,
+            spool_threshold: smtp.spool_threshold,
+            budget: budget.clone(),
             ..SessionConfig::new(kind, smtp.hostname_or(&config.server.domain))
         };
+        let limits = SessionLimits::new(
+            Duration::from_secs(smtp.idle_seconds),
+            Duration::from_secs(smtp.session_seconds),
+            spool_dir(config),
+        );
         Self {
             name,
             session,
             implicit_tls,
             sessions_per_ip: smtp.sessions_per_ip,
             max_sessions: smtp.max_sessions,
-            idle: Duration::from_secs(smtp.idle_seconds),
+            limits,
             tls_handshake: Duration::from_secs(smtp.tls_handshake_seconds),
         }
     }
+}
+
+/// Where the SMTP doors spool large bodies: `DATA_DIR/spool`.
+pub fn spool_dir(config: &Config) -> std::path::PathBuf {
+    config.server.data_dir.join("spool")
 }
 
 /// Accepts SMTP connections on `listener` until `shutdown` turns true (or its sender is
@@ -161,11 +174,11 @@ async fn session_task<H: SmtpHandler + Send + Sync>(
     let session = Session::new(door.session.clone(), peer.ip());
     let result = match (&tls, door.implicit_tls) {
         (Some(tls), true) => match tls.accept(socket).await {
-            Ok(stream) => run_session(stream, session, &counted, door.idle, None).await,
+            Ok(stream) => run_session(stream, session, &counted, &door.limits, None).await,
             Err(e) => Err(e),
         },
         (None, true) => Err(SmtpError::NoTlsConfig(door.name)),
-        (_, false) => run_session(socket, session, &counted, door.idle, tls.as_ref()).await,
+        (_, false) => run_session(socket, session, &counted, &door.limits, tls.as_ref()).await,
     };
     match result {
         Ok(()) => tracing::debug!("session ended"),

@@ -93,7 +93,7 @@ async fn start(
     config.server.domain = "example.test".into();
     let tls = config.server_tls()?;
     let cert = CertificateDer::from_pem_file(crate::platform::tls::self_signed_paths(data.path()).0)?;
-    let mut settings = DoorSettings::from_config(&config, kind, implicit_tls);
+    let mut settings = DoorSettings::from_config(&config, kind, implicit_tls, &MemoryBudget::new(1 << 20));
     tweak(&mut settings);
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -296,7 +296,7 @@ async fn per_address_and_door_caps_answer_421() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn idle_client_gets_421_4_4_2() -> anyhow::Result<()> {
-    let door = start(SessionKind::Inbound, false, true, |d| d.idle = Duration::from_secs(1)).await?;
+    let door = start(SessionKind::Inbound, false, true, |d| d.limits.idle = Duration::from_secs(1)).await?;
     let mut stream = TcpStream::connect(door.addr).await?;
     let seen = read_to_close(&mut stream).await?;
     assert!(seen.starts_with("220 example.test ESMTP postcast\r\n"), "{seen}");

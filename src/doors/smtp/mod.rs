@@ -16,6 +16,16 @@
 //!   more than one command line (`max_line`, 12288 octets for SASL responses): an oversized
 //!   body is read on and thrown away, then refused with 552 5.3.4 (RFC 1870 §6.3); an
 //!   overlong line is dropped and answered 500 5.5.2.
+//! - **A body past `spool_threshold` is on disk, not in memory, until it is delivered**
+//!   ([`spool`]: an unnamed 0600 file in `DATA_DIR/spool`, gone when the message is
+//!   delivered or refused, or the session ends, also after a crash), and **message bytes in
+//!   memory across all sessions stay within one [`MemoryBudget`]**
+//!   (`smtp.max_bytes_in_flight`): a body that finds no room is spooled sooner; a message
+//!   is delivered (and a spooled one read back first) only once the budget holds
+//!   [`DELIVERY_COPIES`] times its size (waiting up to [`BUDGET_WAIT`]), else 452 4.3.1
+//!   and the session goes on.
+//! - **A session ends after `session_seconds` however busy** (421 4.4.2), besides the idle
+//!   timeout; writes to a client that does not read end there too.
 //! - **A looping message is refused before the handler sees it**: more than
 //!   `max_received_headers` `Received` fields in the header section is 554 5.4.6 at the end
 //!   of data (RFC 5321 §6.3), on every door.
@@ -32,6 +42,7 @@
 //! and `server.submissions` with implicit TLS, sharing one `platform::tls::server_config`
 //! and one [`MailDoor`] handler over the auth and mail services.
 
+pub mod budget;
 pub mod config;
 mod handler;
 mod listener;
@@ -39,22 +50,27 @@ mod listener;
 mod listener_tests;
 mod reply;
 pub mod session;
+pub mod spool;
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+pub use budget::{Charge, MemoryBudget};
 pub use handler::MailDoor;
-pub use listener::{DoorSettings, serve};
+pub use listener::{DoorSettings, serve, spool_dir};
 pub use session::Session;
+use spool::Spool;
 
 /// The default largest message accepted: 25 MiB (advertised as SIZE, RFC 1870).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 25 * 1024 * 1024;
@@ -65,6 +81,18 @@ pub const DEFAULT_MAX_LINE: usize = 1000;
 /// The default most `Received` fields a message may carry before it counts as looping
 /// (RFC 5321 §6.3 suggests at least 100 hops are unusual; Postfix and Exim refuse past 50).
 pub const DEFAULT_MAX_RECEIVED_HEADERS: usize = 50;
+/// The default body size past which a message being received is spooled to disk: 1 MiB.
+pub const DEFAULT_SPOOL_THRESHOLD: usize = 1 << 20;
+/// The default memory budget of all SMTP sessions together: 256 MiB.
+pub const DEFAULT_MAX_BYTES_IN_FLIGHT: usize = 256 << 20;
+/// How long a message may wait for room in the memory budget before it gets 452.
+pub const BUDGET_WAIT: Duration = Duration::from_secs(60);
+/// How many times its size a message being delivered counts against the memory budget:
+/// delivery holds it whole and, for a moment, a copy with its trace fields on top
+/// (`mail::deliver`).
+pub const DELIVERY_COPIES: usize = 2;
+/// How long the last reply (the 421 of a timeout) may take to write before the close.
+const LAST_WORDS: Duration = Duration::from_secs(5);
 
 /// Which door a session belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +118,10 @@ pub struct SessionConfig {
     pub max_line: usize,
     /// The most `Received` header fields a message may carry (554 5.4.6 beyond: a loop).
     pub max_received_headers: usize,
+    /// Body bytes past which the message goes to the spool instead of memory.
+    pub spool_threshold: usize,
+    /// The memory budget shared by every session of every door (clones share it).
+    pub budget: MemoryBudget,
     /// Whether the door can upgrade this connection to TLS (STARTTLS is offered then).
     pub tls_available: bool,
     /// Whether the connection is already encrypted (implicit TLS, port 465).
@@ -106,6 +138,8 @@ impl SessionConfig {
             max_recipients: DEFAULT_MAX_RECIPIENTS,
             max_line: DEFAULT_MAX_LINE,
             max_received_headers: DEFAULT_MAX_RECEIVED_HEADERS,
+            spool_threshold: DEFAULT_SPOOL_THRESHOLD,
+            budget: MemoryBudget::new(DEFAULT_MAX_BYTES_IN_FLIGHT),
             tls_available: false,
             tls_active: false,
         }
@@ -164,6 +198,44 @@ pub struct SessionContext {
     pub tls: bool,
 }
 
+/// Message bytes in memory with the share of the [`MemoryBudget`] that counts them, given
+/// back when the charge is dropped.
+pub struct Held {
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// Their share of the budget.
+    pub charge: Charge,
+}
+
+impl fmt::Debug for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Held").field("bytes", &self.bytes.len()).field("charge", &self.charge).finish()
+    }
+}
+
+/// Where a received message is when the session hands it over.
+pub enum Body {
+    /// All in memory: it stayed within the spool threshold and the budget.
+    InMemory(Held),
+    /// All written out in [`Event::Spool`] pieces: this many bytes, dot-unstuffed.
+    Spooled(usize),
+}
+
+impl Body {
+    /// The message's size in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Body::InMemory(held) => held.bytes.len(),
+            Body::Spooled(len) => *len,
+        }
+    }
+
+    /// Whether the message is empty (the client sent only the final dot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// What the session asks of the door after some input.
 pub enum Event {
     /// Bytes to write to the client, in order.
@@ -184,14 +256,20 @@ pub enum Event {
     CheckSender(String),
     /// Check this recipient, then answer with [`Session::recipient_result`].
     CheckRecipient(String),
-    /// A complete message: deliver it, then answer with [`Session::message_result`].
+    /// The next bytes of the body being received: append them to its spool file (made at
+    /// the first piece). Not a question: the session reads on.
+    Spool(Held),
+    /// The body being received is refused (too big): remove its spool file.
+    DropSpool,
+    /// A complete message: deliver it (a spooled one read back and put to
+    /// [`Session::check_spooled`] first), then answer with [`Session::message_result`].
     Message {
         /// The reverse-path, empty for bounces.
         from: String,
         /// The accepted recipients.
         to: Vec<String>,
         /// The message as received, dot-unstuffed, ending in CRLF.
-        data: Vec<u8>,
+        body: Body,
     },
     /// Close the connection (after QUIT's 221, or on a fatal error).
     Close,
@@ -210,9 +288,15 @@ impl fmt::Debug for Event {
                 .finish(),
             Event::CheckSender(address) => f.debug_tuple("CheckSender").field(address).finish(),
             Event::CheckRecipient(address) => f.debug_tuple("CheckRecipient").field(address).finish(),
-            Event::Message { from, to, data } => {
-                f.debug_struct("Message").field("from", from).field("to", to).field("bytes", &data.len()).finish()
-            }
+            Event::Spool(held) => f.debug_struct("Spool").field("bytes", &held.bytes.len()).finish(),
+            Event::DropSpool => f.write_str("DropSpool"),
+            Event::Message { from, to, body } => f
+                .debug_struct("Message")
+                .field("from", from)
+                .field("to", to)
+                .field("bytes", &body.len())
+                .field("spooled", &matches!(body, Body::Spooled(_)))
+                .finish(),
             Event::Close => f.write_str("Close"),
         }
     }
@@ -271,6 +355,9 @@ pub enum SmtpError {
     /// The client sent nothing for the idle time (421 4.4.2 was sent).
     #[error("smtp client idle for too long")]
     IdleTimeout,
+    /// The session reached `session_seconds` (421 4.4.2 was sent, if the client read it).
+    #[error("smtp session reached its time limit")]
+    TimeLimit,
     /// The TLS handshake failed (STARTTLS or implicit TLS); the connection is closed.
     #[error("smtp TLS handshake failed: {0}")]
     TlsHandshake(std::io::Error),
@@ -311,6 +398,24 @@ impl TlsUpgrade {
 /// The read buffer of [`run_session`]; also the most input fed to the session at once.
 const READ_BUFFER: usize = 16 * 1024;
 
+/// What [`run_session`] needs besides the session: its time limits and the spool folder.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// How long the client may stay silent.
+    pub idle: Duration,
+    /// How long the whole session may last.
+    pub lifetime: Duration,
+    /// Where bodies past the spool threshold are written (`DATA_DIR/spool`).
+    pub spool_dir: PathBuf,
+}
+
+impl SessionLimits {
+    /// Limits with an idle timeout, a lifetime and a spool folder.
+    pub fn new(idle: Duration, lifetime: Duration, spool_dir: impl Into<PathBuf>) -> Self {
+        Self { idle, lifetime, spool_dir: spool_dir.into() }
+    }
+}
+
 /// How one stretch of a conversation ended.
 #[derive(Debug, PartialEq, Eq)]
 enum Stretch {
@@ -320,21 +425,38 @@ enum Stretch {
     StartTls,
 }
 
-/// Runs one session over `stream` until QUIT, a fatal error, the client hanging up or
-/// `idle` passing without input. Replies are batched and written before every wait
-/// (RFC 2920 §3.1: pipelined replies go out in order). When the client asks for STARTTLS
-/// (offered only if `SessionConfig::tls_available`), the 220 is written, the handshake runs
-/// with `tls`, and the session goes on over the encrypted stream (RFC 3207 §4.2); a failed
-/// handshake ends the session.
+/// One connection's conversation: the session, its spool and its deadline.
+struct Conversation<'a, H> {
+    session: Session,
+    handler: &'a H,
+    spool: Spool,
+    idle: Duration,
+    deadline: Instant,
+}
+
+/// Runs one session over `stream` until QUIT, a fatal error, the client hanging up,
+/// `limits.idle` passing without input or `limits.lifetime` passing in all. Replies are
+/// batched and written before every wait (RFC 2920 §3.1: pipelined replies go out in
+/// order). When the client asks for STARTTLS (offered only if
+/// `SessionConfig::tls_available`), the 220 is written, the handshake runs with `tls`, and
+/// the session goes on over the encrypted stream (RFC 3207 §4.2); a failed handshake ends
+/// the session. Spooled bodies go to files in `limits.spool_dir`, removed when done with.
 pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
-    mut session: Session,
+    session: Session,
     handler: &impl SmtpHandler,
-    idle: Duration,
+    limits: &SessionLimits,
     tls: Option<&TlsUpgrade>,
 ) -> Result<(), SmtpError> {
     let greeting = session.greeting();
-    if converse(&mut stream, &mut session, handler, idle, greeting).await? == Stretch::Over {
+    let mut talk = Conversation {
+        session,
+        handler,
+        spool: Spool::new(limits.spool_dir.clone()),
+        idle: limits.idle,
+        deadline: Instant::now() + limits.lifetime,
+    };
+    if talk.converse(&mut stream, greeting).await? == Stretch::Over {
         return Ok(());
     }
     let Some(tls) = tls else {
@@ -343,87 +465,152 @@ pub async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(SmtpError::TlsHandshake(missing));
     };
     let mut stream = tls.accept(stream).await?;
-    session.tls_started();
+    talk.session.tls_started();
     // The session refuses a second STARTTLS, so this stretch is the last.
-    converse(&mut stream, &mut session, handler, idle, Vec::new()).await?;
+    talk.converse(&mut stream, Vec::new()).await?;
     Ok(())
 }
 
-/// Reads, feeds and answers until the session is over or asks for TLS. `out` holds
-/// bytes to write first (the greeting).
-async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    session: &mut Session,
-    handler: &impl SmtpHandler,
-    idle: Duration,
-    mut out: Vec<u8>,
-) -> Result<Stretch, SmtpError> {
-    let mut buf = vec![0u8; READ_BUFFER];
-    let mut events = std::collections::VecDeque::new();
-    loop {
-        while let Some(event) = events.pop_front() {
-            match event {
-                Event::Reply(bytes) => out.extend_from_slice(&bytes),
-                Event::Close => {
-                    stream.write_all(&out).await?;
-                    stream.shutdown().await?;
-                    return Ok(Stretch::Over);
-                }
-                Event::StartTls => {
-                    // RFC 3207 §4: the 220 goes out in plaintext before the handshake.
-                    stream.write_all(&out).await?;
-                    stream.flush().await?;
-                    return Ok(Stretch::StartTls);
-                }
-                question => {
-                    stream.write_all(&out).await?;
-                    out.clear();
-                    let answer = answer(session, handler, question).await;
-                    out.extend_from_slice(&answer);
-                    events.extend(session.resume());
+impl<H: SmtpHandler> Conversation<'_, H> {
+    /// Reads, feeds and answers until the session is over or asks for TLS. `out` holds
+    /// bytes to write first (the greeting).
+    async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        mut out: Vec<u8>,
+    ) -> Result<Stretch, SmtpError> {
+        let mut buf = vec![0u8; READ_BUFFER];
+        let mut events = std::collections::VecDeque::new();
+        loop {
+            while let Some(event) = events.pop_front() {
+                match event {
+                    Event::Reply(bytes) => out.extend_from_slice(&bytes),
+                    Event::Close => {
+                        self.send(stream, &out).await?;
+                        stream.shutdown().await?;
+                        return Ok(Stretch::Over);
+                    }
+                    Event::StartTls => {
+                        // RFC 3207 §4: the 220 goes out in plaintext before the handshake.
+                        self.send(stream, &out).await?;
+                        return Ok(Stretch::StartTls);
+                    }
+                    Event::Spool(held) => self.spool.append(held).await,
+                    Event::DropSpool => self.spool.discard(),
+                    question => {
+                        self.send(stream, &out).await?;
+                        out.clear();
+                        let answer = self.answer(question).await;
+                        out.extend_from_slice(&answer);
+                        events.extend(self.session.resume());
+                    }
                 }
             }
+            self.send(stream, &out).await?;
+            out.clear();
+            let idle_end = Instant::now() + self.idle;
+            let Ok(read) = tokio::time::timeout_at(idle_end.min(self.deadline), stream.read(&mut buf)).await else {
+                return Err(self.time_out(stream, self.deadline <= idle_end).await);
+            };
+            let n = read?;
+            if n == 0 {
+                return Ok(Stretch::Over);
+            }
+            events.extend(self.session.feed(&buf[..n]));
         }
-        stream.write_all(&out).await?;
-        stream.flush().await?;
-        out.clear();
-        let read = tokio::time::timeout(idle, stream.read(&mut buf)).await;
-        let Ok(read) = read else {
-            // RFC 5321 §4.5.3.2: a server should say 421 before closing an idle connection.
-            stream.write_all(&session.idle_timeout()).await?;
-            // The client may be gone already; the session ends either way.
-            let _ = stream.shutdown().await;
-            return Err(SmtpError::IdleTimeout);
-        };
-        let n = read?;
-        if n == 0 {
-            return Ok(Stretch::Over);
-        }
-        events.extend(session.feed(&buf[..n]));
     }
-}
 
-/// Puts one question event to the handler and returns the session's reply to the answer.
-async fn answer(session: &mut Session, handler: &impl SmtpHandler, question: Event) -> Vec<u8> {
-    let ctx = session.context();
-    match question {
-        Event::Authenticate { mechanism, username, password } => {
-            let verdict = handler.authenticate(&ctx, mechanism, &username, &password).await;
-            session.auth_result(verdict)
+    /// Writes and flushes `bytes`, within the session's lifetime.
+    async fn send<S: AsyncWrite + Unpin>(&self, stream: &mut S, bytes: &[u8]) -> Result<(), SmtpError> {
+        let write = async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout_at(self.deadline, write).await {
+            Ok(written) => Ok(written?),
+            Err(_) => Err(SmtpError::TimeLimit),
         }
-        Event::CheckSender(address) => {
-            let allowed = handler.check_sender(&ctx, &address).await;
-            session.sender_result(allowed)
+    }
+
+    /// Says 421 and ends the session: idle too long, or (`expired`) at its time limit
+    /// (RFC 5321 §4.5.3.2: a server should say 421 before closing).
+    async fn time_out<S: AsyncWrite + Unpin>(&mut self, stream: &mut S, expired: bool) -> SmtpError {
+        let (reply, error) = if expired {
+            (self.session.time_limit(), SmtpError::TimeLimit)
+        } else {
+            (self.session.idle_timeout(), SmtpError::IdleTimeout)
+        };
+        self.spool.discard();
+        // The client may be gone or not reading; the session ends either way.
+        let _ = tokio::time::timeout(LAST_WORDS, async {
+            stream.write_all(&reply).await?;
+            stream.shutdown().await
+        })
+        .await;
+        error
+    }
+
+    /// Puts one question event to the handler and returns the session's reply to the answer.
+    async fn answer(&mut self, question: Event) -> Vec<u8> {
+        let ctx = self.session.context();
+        let (session, handler) = (&mut self.session, self.handler);
+        match question {
+            Event::Authenticate { mechanism, username, password } => {
+                let verdict = handler.authenticate(&ctx, mechanism, &username, &password).await;
+                session.auth_result(verdict)
+            }
+            Event::CheckSender(address) => {
+                let allowed = handler.check_sender(&ctx, &address).await;
+                session.sender_result(allowed)
+            }
+            Event::CheckRecipient(address) => {
+                let verdict = handler.check_recipient(&ctx, &address).await;
+                session.recipient_result(verdict)
+            }
+            Event::Message { from, to, body } => {
+                let (bytes, charge) = match self.take_message(body).await {
+                    Ok(message) => message,
+                    Err(refused) => return refused,
+                };
+                let verdict = self.handler.deliver(&ctx, from, to, bytes).await;
+                drop(charge);
+                self.session.message_result(verdict)
+            }
+            Event::Reply(bytes) => bytes,
+            Event::StartTls | Event::Close | Event::Spool(_) | Event::DropSpool => Vec::new(),
         }
-        Event::CheckRecipient(address) => {
-            let verdict = handler.check_recipient(&ctx, &address).await;
-            session.recipient_result(verdict)
+    }
+
+    /// A received message, whole in memory, with [`DELIVERY_COPIES`] times its size of the
+    /// budget held for its delivery: a spooled one read back from its file (and checked by
+    /// the session). Err: the session's reply instead of a delivery (452 4.3.1 when there
+    /// is no room in time or the spool failed, 554 5.4.6 for a loop).
+    async fn take_message(&mut self, body: Body) -> Result<(Vec<u8>, Charge), Vec<u8>> {
+        let (held, spooled) = match body {
+            Body::InMemory(held) => (held, None),
+            Body::Spooled(len) => (Held { bytes: Vec::new(), charge: self.session.budget().charge() }, Some(len)),
+        };
+        let Held { bytes, mut charge } = held;
+        let len = spooled.unwrap_or(bytes.len());
+        let until = self.deadline.min(Instant::now() + BUDGET_WAIT);
+        if !charge.wait_to(len.saturating_mul(DELIVERY_COPIES), until).await {
+            tracing::warn!(bytes = len, "no room in smtp.max_bytes_in_flight for the message in time");
+            self.spool.discard();
+            return Err(self.session.no_storage());
         }
-        Event::Message { from, to, data } => {
-            let verdict = handler.deliver(&ctx, from, to, data).await;
-            session.message_result(verdict)
+        let Some(len) = spooled else {
+            return Ok((bytes, charge));
+        };
+        let bytes = match self.spool.read_back(len).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(error = %e, bytes = len, "spooled message not taken");
+                return Err(self.session.no_storage());
+            }
+        };
+        match self.session.check_spooled(&bytes) {
+            Some(refused) => Err(refused),
+            None => Ok((bytes, charge)),
         }
-        Event::Reply(bytes) => bytes,
-        Event::StartTls | Event::Close => Vec::new(),
     }
 }

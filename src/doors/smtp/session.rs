@@ -5,6 +5,12 @@
 //! `DataReceiver` (dot-unstuffing, CRLF.CRLF only). It does no I/O, never blocks and never
 //! panics on input; every question for the rest of the server (credentials, recipients,
 //! delivery) leaves as an event, and the session waits for the answer before reading on.
+//!
+//! A body is kept in memory, charged to the doors' shared [`MemoryBudget`], until it
+//! passes `spool_threshold`; from then on its bytes leave in [`Event::Spool`] pieces of
+//! about [`SPOOL_CHUNK`] for the door to write to disk, and the message is handed over as
+//! [`Body::Spooled`]. A body that finds no room in the budget is spooled at once, whatever
+//! its size.
 
 use std::net::IpAddr;
 
@@ -13,9 +19,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver};
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, MailFrom, Request};
 
+use super::budget::{Charge, MemoryBudget};
 use super::reply;
 use super::{
-    AuthMechanism, AuthVerdict, Event, MessageVerdict, RcptVerdict, SessionConfig, SessionContext, SessionKind,
+    AuthMechanism, AuthVerdict, Body, DELIVERY_COPIES, Event, Held, MessageVerdict, RcptVerdict, SessionConfig,
+    SessionContext, SessionKind,
 };
 use crate::domains::mail::parse::header_fields;
 
@@ -29,6 +37,12 @@ const DATA_SLACK: usize = 64 * 1024;
 const FEED_CHUNK: usize = 64 * 1024;
 /// The most pipelined input kept while the door answers a question.
 const PENDING_MAX: usize = 256 * 1024;
+/// Once a body is spooled, the most of it held in memory before the next piece goes out.
+pub(super) const SPOOL_CHUNK: usize = 256 * 1024;
+/// RFC 5321 §6.3: a message with more Received fields than allowed is looping; RFC 3463 X.4.6.
+const LOOPING: (u16, &str, &str) = (554, "5.4.6", "Too many Received headers: mail loop detected");
+/// RFC 3463 X.3.1 "mail system full": no memory or disk for the message now (RFC 5321 §4.2.3).
+const NO_STORAGE: (u16, &str, &str) = (452, "4.3.1", "Insufficient system storage, try again later");
 
 /// Where the session is in the dialogue.
 enum Phase {
@@ -74,7 +88,14 @@ pub struct Session {
     tls_active: bool,
     mail_from: Option<String>,
     rcpts: Vec<String>,
+    /// The body bytes held in memory: all of it, or once spooled what is not written yet.
     data: Vec<u8>,
+    /// The budget held for `data`'s capacity.
+    charge: Charge,
+    /// Body bytes handed out in [`Event::Spool`] so far.
+    spooled: usize,
+    /// The budget had no room: spool what this step reads right after reading it.
+    spill: bool,
     errors: u32,
     /// A `*_result` call ended the session: the next feed or resume yields [`Event::Close`].
     close_pending: bool,
@@ -84,6 +105,7 @@ impl Session {
     /// A new session with a client at `peer`; send [`Session::greeting`] first.
     pub fn new(config: SessionConfig, peer: IpAddr) -> Self {
         let tls_active = config.tls_active;
+        let charge = config.budget.charge();
         Self {
             config,
             peer,
@@ -96,6 +118,9 @@ impl Session {
             mail_from: None,
             rcpts: Vec::new(),
             data: Vec::new(),
+            charge,
+            spooled: 0,
+            spill: false,
             errors: 0,
             close_pending: false,
         }
@@ -115,6 +140,11 @@ impl Session {
             user: self.user.clone(),
             tls: self.tls_active,
         }
+    }
+
+    /// The memory budget this session counts its body bytes against.
+    pub fn budget(&self) -> &MemoryBudget {
+        &self.config.budget
     }
 
     /// Whether the session is over (QUIT, too many errors, idle timeout).
@@ -229,6 +259,21 @@ impl Session {
         }
     }
 
+    /// The door read a [`Body::Spooled`] message back whole: refuses it (the answer to the
+    /// end of data; the transaction is over) when it is looping, a check the session could
+    /// not make on bytes it no longer held. None: go on and deliver it.
+    pub fn check_spooled(&mut self, message: &[u8]) -> Option<Vec<u8>> {
+        let looping = too_many_received(message, self.config.max_received_headers);
+        looping.then(|| self.message_result(refusal(LOOPING)))
+    }
+
+    /// The door has no room for the message (not in the memory budget in time, or the
+    /// spool failed): the answer to the end of data is 452 4.3.1, and the session goes on
+    /// (RFC 5321 §4.2.3 allows a later try).
+    pub fn no_storage(&mut self) -> Vec<u8> {
+        self.message_result(refusal(NO_STORAGE))
+    }
+
     /// The door finished the TLS handshake after [`Event::StartTls`]: the session starts
     /// over without greeting, as RFC 3207 §4.2 requires (the client sends EHLO again).
     pub fn tls_started(&mut self) {
@@ -247,6 +292,13 @@ impl Session {
         reply::line(421, "4.4.2", &format!("{} Idle timeout, closing connection", self.config.hostname))
     }
 
+    /// The session reached its time limit, however busy: the 421 to send before closing
+    /// (RFC 3463 X.4.2 "bad connection", as for the idle timeout).
+    pub fn time_limit(&mut self) -> Vec<u8> {
+        self.close();
+        reply::line(421, "4.4.2", &format!("{} Session time limit reached, closing connection", self.config.hostname))
+    }
+
     /// The bytes the session holds now (input and body buffers), for the memory-bound tests.
     #[cfg(test)]
     pub(super) fn held_bytes(&self) -> usize {
@@ -261,6 +313,7 @@ impl Session {
         self.phase = Phase::Closed;
         self.input = Vec::new();
         self.data = Vec::new();
+        self.charge.shrink_to(0);
     }
 
     /// Consumes as much input as the phase allows.
@@ -318,13 +371,18 @@ impl Session {
         true
     }
 
-    /// Feeds buffered input to the body receiver, keeping at most the limit plus slack.
+    /// Feeds buffered input to the body receiver, keeping at most the limit plus slack, and
+    /// hands bytes to the spool when due.
     fn step_data(&mut self, pos: &mut usize, out: &mut Vec<Event>) -> bool {
         if *pos >= self.input.len() {
             return false;
         }
-        let room = (self.config.max_message_bytes + DATA_SLACK).saturating_sub(self.data.len()).max(1);
+        let received = self.spooled + self.data.len();
+        let room = (self.config.max_message_bytes + DATA_SLACK).saturating_sub(received).max(1);
         let end = (*pos + room).min(self.input.len());
+        if matches!(self.phase, Phase::Data(_)) {
+            self.make_room(end - *pos, out);
+        }
         let mut bytes = self.input[*pos..end].iter();
         let done = match &mut self.phase {
             Phase::Data(receiver) => receiver.ingest(&mut bytes, &mut self.data),
@@ -332,17 +390,72 @@ impl Session {
             _ => return false,
         };
         *pos = end - bytes.len();
-        if let Phase::Data(receiver) = &self.phase
-            && self.data.len() > self.config.max_message_bytes
-        {
-            // RFC 1870 §6.3: read the rest of an oversized message, but keep none of it.
-            self.phase = Phase::DataOverflow(DummyDataReceiver::new_data(receiver));
-            self.data = Vec::new();
+        if let Phase::Data(receiver) = &self.phase {
+            if self.spooled + self.data.len() > self.config.max_message_bytes {
+                // RFC 1870 §6.3: read the rest of an oversized message, but keep none of it.
+                self.phase = Phase::DataOverflow(DummyDataReceiver::new_data(receiver));
+                self.drop_body(out);
+            } else if self.spill || self.spool_due() {
+                self.spool_out(out, done);
+            }
         }
         if done {
             self.end_of_data(out);
         }
         true
+    }
+
+    /// Makes room in the body buffer for `step` more bytes, charged to the budget: doubling
+    /// up to the spool threshold in memory, about [`SPOOL_CHUNK`] once spooling. When the
+    /// budget has no room, what is held goes to the spool now and this step is read
+    /// uncharged (at most [`FEED_CHUNK`] bytes) and spooled right after.
+    fn make_room(&mut self, step: usize, out: &mut Vec<Event>) {
+        let need = self.data.len() + step;
+        if need <= self.data.capacity() {
+            return;
+        }
+        let most = if self.spooled == 0 { self.config.spool_threshold } else { SPOOL_CHUNK } + FEED_CHUNK;
+        let want = need.max(self.data.capacity().saturating_mul(2).min(most));
+        if self.charge.try_grow_to(want) {
+            self.data.reserve_exact(want - self.data.len());
+            return;
+        }
+        self.spool_out(out, false);
+        self.spill = true;
+    }
+
+    /// Whether the bytes held should go to the spool: past the threshold in memory, or a
+    /// full piece once spooling.
+    fn spool_due(&self) -> bool {
+        let most = if self.spooled == 0 { self.config.spool_threshold } else { SPOOL_CHUNK };
+        self.data.len() > most
+    }
+
+    /// Hands the body bytes held to the door in an [`Event::Spool`]. Until the body is
+    /// `complete` a final CR stays: the receiver takes it back if it turns out to belong to
+    /// the closing CRLF.CRLF.
+    fn spool_out(&mut self, out: &mut Vec<Event>, complete: bool) {
+        self.spill = false;
+        let mut bytes = std::mem::take(&mut self.data);
+        if !complete && bytes.last() == Some(&b'\r') {
+            bytes.pop();
+            self.data.push(b'\r');
+        }
+        let charge = std::mem::replace(&mut self.charge, self.config.budget.charge());
+        if !bytes.is_empty() {
+            self.spooled += bytes.len();
+            out.push(Event::Spool(Held { bytes, charge }));
+        }
+    }
+
+    /// Forgets the body received so far, in memory and in the spool.
+    fn drop_body(&mut self, out: &mut Vec<Event>) {
+        self.data = Vec::new();
+        self.charge.shrink_to(0);
+        self.spill = false;
+        if std::mem::take(&mut self.spooled) > 0 {
+            out.push(Event::DropSpool);
+        }
     }
 
     /// The body ended: refuse it when it was too big or is looping, else hand it over.
@@ -355,19 +468,31 @@ impl Session {
             Phase::BdatDiscard(_) => {
                 self.fail(out, 502, "5.5.1", "BDAT not implemented");
             }
+            // The door reads a spooled message back and checks it then (`check_spooled`).
+            _ if self.spooled > 0 => {
+                self.spool_out(out, true);
+                let body = Body::Spooled(std::mem::take(&mut self.spooled));
+                self.hand_over(body, out);
+            }
             _ if too_many_received(&self.data, self.config.max_received_headers) => {
-                // RFC 5321 §6.3: a message with this many hops is looping; RFC 3463 X.4.6.
                 self.reset_transaction();
-                out.push(Event::Reply(reply::line(554, "5.4.6", "Too many Received headers: mail loop detected")));
+                let (code, enhanced, text) = LOOPING;
+                out.push(Event::Reply(reply::line(code, enhanced, text)));
             }
             _ => {
-                let from = self.mail_from.take().unwrap_or_default();
-                let to = std::mem::take(&mut self.rcpts);
-                let data = std::mem::take(&mut self.data);
-                self.phase = Phase::AwaitMessage;
-                out.push(Event::Message { from, to, data });
+                let bytes = std::mem::take(&mut self.data);
+                let charge = std::mem::replace(&mut self.charge, self.config.budget.charge());
+                self.hand_over(Body::InMemory(Held { bytes, charge }), out);
             }
         }
+    }
+
+    /// Asks the door to deliver the message of this transaction.
+    fn hand_over(&mut self, body: Body, out: &mut Vec<Event>) {
+        let from = self.mail_from.take().unwrap_or_default();
+        let to = std::mem::take(&mut self.rcpts);
+        self.phase = Phase::AwaitMessage;
+        out.push(Event::Message { from, to, body });
     }
 
     /// Parses and runs one command line (RFC 5321 §4.1.1).
@@ -479,6 +604,11 @@ impl Session {
             let text = "Message size exceeds fixed maximum message size";
             return out.push(Event::Reply(reply::line(552, "5.3.4", text)));
         }
+        if from.size.saturating_mul(DELIVERY_COPIES) > self.config.budget.total() {
+            // RFC 1870 §6.2: more than the server can take now is 452 (RFC 3463 X.3.1).
+            let (code, enhanced, text) = NO_STORAGE;
+            return out.push(Event::Reply(reply::line(code, enhanced, text)));
+        }
         out.push(Event::CheckSender(from.address.clone()));
         self.phase = Phase::AwaitMail(from.address);
     }
@@ -507,6 +637,9 @@ impl Session {
             return self.fail(out, 554, "5.5.1", "No valid recipients");
         }
         self.data = Vec::new();
+        self.charge.shrink_to(0);
+        self.spooled = 0;
+        self.spill = false;
         self.phase = Phase::Data(primed_data_receiver());
         out.push(Event::Reply(reply::line(354, "", "Start mail input; end with <CRLF>.<CRLF>")));
     }
@@ -646,6 +779,9 @@ impl Session {
         self.mail_from = None;
         self.rcpts.clear();
         self.data = Vec::new();
+        self.charge.shrink_to(0);
+        self.spooled = 0;
+        self.spill = false;
     }
 
     /// Replies with an error and counts it; too many errors end the session.
@@ -668,6 +804,11 @@ impl Session {
         }
         bytes
     }
+}
+
+/// The verdict that refuses a message with `reply` (code, enhanced code, text).
+fn refusal((code, enhanced, text): (u16, &str, &str)) -> MessageVerdict {
+    MessageVerdict::Rejected(code, enhanced.to_string(), text.to_string())
 }
 
 /// Whether the header section of `message` (up to the first empty line) holds more than

@@ -33,6 +33,12 @@ struct Outcome {
     logins: Vec<(AuthMechanism, String, String)>,
     closed: bool,
     starttls: bool,
+    /// Sizes of the [`Event::Spool`] pieces, in order.
+    pieces: Vec<usize>,
+    /// Messages that were handed over as [`Body::Spooled`].
+    spooled: usize,
+    /// [`Event::DropSpool`] events seen.
+    dropped: usize,
 }
 
 impl Outcome {
@@ -44,6 +50,11 @@ impl Outcome {
 /// Feeds `pieces` one after the other, answering questions as a door would: recipients
 /// at local.test exist, the password "secret" is right, every message is accepted.
 fn drive(session: &mut Session, pieces: &[&[u8]]) -> Outcome {
+    drive_spooling(session, pieces, &mut Vec::new())
+}
+
+/// [`drive`] with the door's spool file kept in `spool` across calls.
+fn drive_spooling(session: &mut Session, pieces: &[&[u8]], spool: &mut Vec<u8>) -> Outcome {
     let mut outcome = Outcome::default();
     for piece in pieces {
         let mut events: VecDeque<Event> = session.feed(piece).into();
@@ -75,15 +86,43 @@ fn drive(session: &mut Session, pieces: &[&[u8]]) -> Outcome {
                     outcome.out.extend(session.recipient_result(verdict));
                     events.extend(session.resume());
                 }
-                Event::Message { from, to, data } => {
-                    outcome.messages.push((from, to, data));
-                    outcome.out.extend(session.message_result(MessageVerdict::Accepted));
+                Event::Spool(held) => {
+                    outcome.pieces.push(held.bytes.len());
+                    spool.extend(held.bytes);
+                }
+                Event::DropSpool => {
+                    outcome.dropped += 1;
+                    spool.clear();
+                }
+                Event::Message { from, to, body } => {
+                    let (data, refused) = match body {
+                        Body::InMemory(held) => (held.bytes, None),
+                        Body::Spooled(len) => {
+                            assert_eq!(len, spool.len(), "the spool holds the whole message");
+                            outcome.spooled += 1;
+                            let data = std::mem::take(spool);
+                            let refused = session.check_spooled(&data);
+                            (data, refused)
+                        }
+                    };
+                    match refused {
+                        Some(refused) => outcome.out.extend(refused),
+                        None => {
+                            outcome.messages.push((from, to, data));
+                            outcome.out.extend(session.message_result(MessageVerdict::Accepted));
+                        }
+                    }
                     events.extend(session.resume());
                 }
             }
         }
     }
     outcome
+}
+
+/// Limits with `idle`, an hour's lifetime and a spool folder nobody uses.
+fn limits(idle: Duration) -> SessionLimits {
+    SessionLimits::new(idle, Duration::from_secs(3600), std::env::temp_dir().join("postcast-unused-spool"))
 }
 
 fn drive_whole(config: SessionConfig, input: &[u8]) -> Outcome {
@@ -516,7 +555,8 @@ fn debug_output_hides_password_and_body() {
     let event =
         Event::Authenticate { mechanism: AuthMechanism::Plain, username: "bob".into(), password: "hunter2".into() };
     assert!(!format!("{event:?}").contains("hunter2"));
-    let event = Event::Message { from: "a@b".into(), to: vec![], data: b"secret body".to_vec() };
+    let held = Held { bytes: b"secret body".to_vec(), charge: MemoryBudget::new(100).charge() };
+    let event = Event::Message { from: "a@b".into(), to: vec![], body: Body::InMemory(held) };
     assert!(!format!("{event:?}").contains("secret body"));
 }
 
@@ -548,7 +588,8 @@ async fn run_session_delivers_a_message_from_mail_send() -> anyhow::Result<()> {
     let (client_end, server_end) = tokio::io::duplex(4096);
     let recorder = Recorder { messages: Mutex::new(Vec::new()) };
     let session = Session::new(inbound(), PEER);
-    let server = run_session(server_end, session, &recorder, Duration::from_secs(5), None);
+    let limits = limits(Duration::from_secs(5));
+    let server = run_session(server_end, session, &recorder, &limits, None);
     let body: Vec<u8> = [
         b"From: alice@remote.test\r\nTo: bob@local.test\r\nSubject: test\r\n\r\n".as_slice(),
         b".a line starting with a dot\r\n\r\n.\r\n",
@@ -587,7 +628,8 @@ async fn run_session_says_421_when_idle() {
     let (mut client_end, server_end) = tokio::io::duplex(4096);
     let recorder = Recorder { messages: Mutex::new(Vec::new()) };
     let result =
-        run_session(server_end, Session::new(inbound(), PEER), &recorder, Duration::from_millis(50), None).await;
+        run_session(server_end, Session::new(inbound(), PEER), &recorder, &limits(Duration::from_millis(50)), None)
+            .await;
     assert!(matches!(result, Err(SmtpError::IdleTimeout)));
     let mut seen = String::new();
     let _ = client_end.read_to_string(&mut seen).await;
@@ -599,7 +641,8 @@ fn run_session_future_is_send() {
     fn assert_send<T: Send>(_: &T) {}
     let (_client_end, server_end) = tokio::io::duplex(64);
     let recorder = Recorder { messages: Mutex::new(Vec::new()) };
-    let future = run_session(server_end, Session::new(inbound(), PEER), &recorder, Duration::from_secs(1), None);
+    let limits = limits(Duration::from_secs(1));
+    let future = run_session(server_end, Session::new(inbound(), PEER), &recorder, &limits, None);
     assert_send(&future);
 }
 
@@ -610,4 +653,229 @@ fn a_refused_sender_is_550_and_a_later_allowed_one_is_taken() {
     let text = outcome.text();
     assert!(text.contains("550 5.7.1 Sender address is not one of yours\r\n503 5.5.1 Need MAIL before RCPT"), "{text}");
     assert!(text.contains("250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK"), "{text}");
+}
+
+/// An inbound session config that spools past `threshold` bytes and counts against `budget`.
+fn spooling(threshold: usize, budget: &MemoryBudget) -> SessionConfig {
+    SessionConfig { spool_threshold: threshold, budget: budget.clone(), ..inbound() }
+}
+
+/// A body with lines that start with dots, a line that is only a dot, and a CR that is
+/// not part of a line end: `(as sent, dot-stuffed with the final dot; as it must arrive)`.
+fn dotted_body(filler_lines: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut plain = b"Subject: dots\r\n\r\n.starts with a dot\r\n..two dots\r\n.\r\nlone cr\rhere\r\n".to_vec();
+    for n in 0..filler_lines {
+        plain.extend_from_slice(format!("line {n:05} of filler text to pass the threshold\r\n").as_bytes());
+    }
+    plain.extend_from_slice(b".\r\n");
+    let mut stuffed = Vec::new();
+    for line in plain.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b".") {
+            stuffed.push(b'.');
+        }
+        stuffed.extend_from_slice(line);
+    }
+    stuffed.extend_from_slice(b".\r\n");
+    (stuffed, plain)
+}
+
+const START_DATA: &[u8] = b"HELO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<b@local.test>\r\nDATA\r\n";
+
+#[test]
+fn a_body_past_the_threshold_is_spooled_in_pieces_and_comes_back_exact() {
+    let budget = MemoryBudget::new(1 << 20);
+    let (stuffed, plain) = dotted_body(20_000);
+    assert!(plain.len() > 3 * session::SPOOL_CHUNK);
+    for piece in [1, 7, 1000, 16 * 1024, usize::MAX] {
+        let mut session = Session::new(spooling(4096, &budget), PEER);
+        let mut spool = Vec::new();
+        let mut outcome = drive_spooling(&mut session, &[START_DATA], &mut spool);
+        let mut most_held = 0;
+        for chunk in stuffed.chunks(piece.min(stuffed.len())) {
+            let step = drive_spooling(&mut session, &[chunk], &mut spool);
+            most_held = most_held.max(session.held_bytes());
+            outcome.out.extend(step.out);
+            outcome.messages.extend(step.messages);
+            outcome.pieces.extend(step.pieces);
+            outcome.spooled += step.spooled;
+        }
+        assert!(outcome.text().ends_with("250 2.0.0 Message accepted\r\n"), "{}", outcome.text());
+        assert_eq!(outcome.spooled, 1, "pieces of {piece}");
+        assert!(outcome.messages[0].2 == plain, "pieces of {piece}: the message differs");
+        assert!(outcome.pieces.len() >= 3 && outcome.pieces[0] > 4096, "{:?}", outcome.pieces);
+        assert!(outcome.pieces.iter().all(|&n| n <= session::SPOOL_CHUNK + 64 * 1024), "{:?}", outcome.pieces);
+        assert!(most_held <= 2 * (session::SPOOL_CHUNK + 64 * 1024), "pieces of {piece}: held {most_held}");
+        assert_eq!(budget.free(), budget.total(), "every byte of the budget came back");
+    }
+}
+
+#[test]
+fn a_body_within_the_threshold_stays_in_memory_and_is_charged_until_delivered() {
+    let budget = MemoryBudget::new(1 << 20);
+    let (stuffed, plain) = dotted_body(10);
+    let mut session = Session::new(spooling(4096, &budget), PEER);
+    let mut events: VecDeque<Event> = session.feed(&[START_DATA, &stuffed].concat()).into();
+    let mut body = None;
+    while let Some(event) = events.pop_front() {
+        match event {
+            Event::CheckSender(_) => events.extend([session.sender_result(true)].map(Event::Reply)),
+            Event::CheckRecipient(_) => events.extend([session.recipient_result(RcptVerdict::Local)].map(Event::Reply)),
+            Event::Message { body: b, .. } => body = Some(b),
+            Event::Spool(_) | Event::DropSpool => panic!("a small body is not spooled"),
+            _ => {}
+        }
+        events.extend(session.resume());
+    }
+    let Some(Body::InMemory(held)) = body else { panic!("the message stays in memory") };
+    assert_eq!(held.bytes, plain);
+    assert!(held.charge.bytes() >= plain.len(), "the delivery holds its bytes of the budget");
+    assert_eq!(budget.free(), budget.total() - held.charge.bytes());
+    drop(held);
+    assert_eq!(budget.free(), budget.total());
+}
+
+#[test]
+fn a_body_without_room_in_the_budget_is_spooled_at_once_even_split_at_every_byte() {
+    // No room at all: every byte goes to the spool as it comes, and the CR of the closing
+    // CRLF.CRLF (taken back by the receiver) must not end up in the spool.
+    let budget = MemoryBudget::new(0);
+    let (stuffed, plain) = dotted_body(3);
+    let mut session = Session::new(spooling(1 << 20, &budget), PEER);
+    let mut spool = Vec::new();
+    drive_spooling(&mut session, &[START_DATA], &mut spool);
+    let pieces: Vec<&[u8]> = stuffed.chunks(1).collect();
+    let outcome = drive_spooling(&mut session, &pieces, &mut spool);
+    assert_eq!(outcome.spooled, 1);
+    assert_eq!(outcome.messages[0].2, plain);
+    assert!(outcome.pieces.len() > plain.len() / 2, "{} pieces", outcome.pieces.len());
+}
+
+#[test]
+fn a_size_the_budget_cannot_deliver_is_452_4_3_1_and_the_session_goes_on() {
+    let budget = MemoryBudget::new(10_000);
+    let outcome = drive_whole(
+        spooling(4096, &budget),
+        // Delivery needs twice the size (DELIVERY_COPIES): 5,001 bytes cannot fit.
+        b"EHLO c\r\nMAIL FROM:<a@remote.test> SIZE=5001\r\nMAIL FROM:<a@remote.test> SIZE=5000\r\n",
+    );
+    assert!(
+        outcome.text().ends_with("452 4.3.1 Insufficient system storage, try again later\r\n250 2.1.0 Sender OK\r\n"),
+        "{}",
+        outcome.text()
+    );
+}
+
+#[test]
+fn an_oversized_spooled_body_drops_the_spool_and_is_552() {
+    let budget = MemoryBudget::new(1 << 20);
+    let config = SessionConfig { max_message_bytes: 200 * 1024, ..spooling(4096, &budget) };
+    let (stuffed, _) = dotted_body(10_000);
+    let mut session = Session::new(config, PEER);
+    let mut spool = Vec::new();
+    let outcome = drive_spooling(&mut session, &[START_DATA, &stuffed, b"NOOP\r\n"], &mut spool);
+    assert!(outcome.text().ends_with("552 5.3.4 Message size exceeds fixed maximum message size\r\n250 2.0.0 OK\r\n"));
+    assert!(!outcome.pieces.is_empty() && outcome.dropped == 1, "{:?} / {}", outcome.pieces, outcome.dropped);
+    assert!(spool.is_empty() && outcome.messages.is_empty());
+    assert_eq!(budget.free(), budget.total());
+}
+
+#[test]
+fn a_spooled_looping_message_is_554_5_4_6_once_read_back() {
+    let budget = MemoryBudget::new(1 << 20);
+    let mut session = Session::new(spooling(1024, &budget), PEER);
+    let mut input = START_DATA.to_vec();
+    input.extend(b"Received: from a\r\n".repeat(51));
+    input.extend(b"Subject: loop\r\n\r\n".iter().chain(&b"x".repeat(4000)).chain(b"\r\n.\r\nNOOP\r\n"));
+    let outcome = drive_spooling(&mut session, &[&input], &mut Vec::new());
+    assert_eq!(outcome.spooled, 1);
+    assert!(outcome.messages.is_empty());
+    assert!(outcome.text().ends_with("554 5.4.6 Too many Received headers: mail loop detected\r\n250 2.0.0 OK\r\n"));
+}
+
+/// A spool folder for one test, and the session limits that use it.
+fn spool_limits() -> (tempfile::TempDir, SessionLimits) {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = SessionLimits::new(Duration::from_secs(5), Duration::from_secs(60), dir.path().join("spool"));
+    (dir, limits)
+}
+
+/// Runs a session over a duplex pipe, sends `input` and returns everything the server said.
+async fn over_a_pipe(config: SessionConfig, limits: &SessionLimits, input: &[u8]) -> (String, Vec<Delivered>) {
+    use tokio::io::AsyncWriteExt;
+    let (mut client_end, server_end) = tokio::io::duplex(64 * 1024);
+    let recorder = Recorder { messages: Mutex::new(Vec::new()) };
+    let server = run_session(server_end, Session::new(config, PEER), &recorder, limits, None);
+    let client = async {
+        client_end.write_all(input).await.unwrap();
+        let mut seen = String::new();
+        client_end.read_to_string(&mut seen).await.unwrap();
+        seen
+    };
+    let (served, seen) = tokio::join!(server, client);
+    served.unwrap();
+    (seen, recorder.messages.into_inner().unwrap())
+}
+
+#[tokio::test]
+async fn run_session_spools_a_large_body_to_a_file_and_removes_it() {
+    let (dir, limits) = spool_limits();
+    let budget = MemoryBudget::new(4 << 20);
+    let (stuffed, plain) = dotted_body(20_000);
+    let input = [b"EHLO client.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<b@local.test>\r\nDATA\r\n", &stuffed[..]];
+    let (seen, messages) =
+        over_a_pipe(spooling(4096, &budget), &limits, &[&input.concat(), b"QUIT\r\n".as_slice()].concat()).await;
+    assert!(seen.ends_with("250 2.0.0 Message accepted\r\n221 2.0.0 Bye\r\n"), "{seen}");
+    assert!(messages[0].2 == plain, "the message differs");
+    assert!(dir.path().join("spool").is_dir(), "the spool folder was used");
+    assert_eq!(std::fs::read_dir(dir.path().join("spool")).unwrap().count(), 0);
+    assert_eq!(budget.free(), budget.total());
+}
+
+#[tokio::test]
+async fn run_session_refuses_a_spooled_message_over_the_budget_with_452_then_takes_a_smaller_one() {
+    let (_dir, limits) = spool_limits();
+    let budget = MemoryBudget::new(64 * 1024);
+    let (big, _) = dotted_body(2_000);
+    let input = [
+        b"EHLO client.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<b@local.test>\r\nDATA\r\n".as_slice(),
+        &big,
+        b"MAIL FROM:<a@remote.test>\r\nRCPT TO:<b@local.test>\r\nDATA\r\nsmall\r\n.\r\nQUIT\r\n",
+    ]
+    .concat();
+    let (seen, messages) = over_a_pipe(spooling(4096, &budget), &limits, &input).await;
+    assert!(
+        seen.contains("354 Start mail input; end with <CRLF>.<CRLF>\r\n452 4.3.1 Insufficient system storage"),
+        "{seen}"
+    );
+    assert!(seen.ends_with("250 2.0.0 Message accepted\r\n221 2.0.0 Bye\r\n"), "{seen}");
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].2, b"small\r\n");
+    assert_eq!(budget.free(), budget.total());
+}
+
+#[tokio::test]
+async fn run_session_says_421_at_the_time_limit_however_busy() {
+    use tokio::io::AsyncWriteExt;
+    let (mut client_end, server_end) = tokio::io::duplex(4096);
+    let recorder = Recorder { messages: Mutex::new(Vec::new()) };
+    let limits = SessionLimits::new(Duration::from_secs(5), Duration::from_millis(300), std::env::temp_dir());
+    let server = run_session(server_end, Session::new(inbound(), PEER), &recorder, &limits, None);
+    let client = async {
+        // A NOOP every 50 ms: never idle.
+        for _ in 0..40 {
+            if client_end.write_all(b"NOOP\r\n").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut seen = String::new();
+        let _ = client_end.read_to_string(&mut seen).await;
+        seen
+    };
+    let started = std::time::Instant::now();
+    let (result, seen) = tokio::join!(server, client);
+    assert!(matches!(result, Err(SmtpError::TimeLimit)), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(seen.contains("250 2.0.0 OK\r\n"), "{seen}");
+    assert!(seen.ends_with("421 4.4.2 mx.test Session time limit reached, closing connection\r\n"), "{seen}");
 }

@@ -68,6 +68,14 @@ pub(super) enum Outcome {
     },
 }
 
+/// The message as mail-send's `write_message` wants it: that writes `CRLF . CRLF` after
+/// the data whatever it ends with, so a final CRLF of the message must be left to it, or
+/// the receiver gets an empty line more than was queued (RFC 5321 §4.1.1.4: the CRLF
+/// before the dot ends the last line of the message).
+fn without_final_crlf(message: &[u8]) -> &[u8] {
+    message.strip_suffix(b"\r\n").unwrap_or(message)
+}
+
 /// The TLS policy of one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TlsMode {
@@ -417,7 +425,7 @@ impl Deliverer {
             }
             let timeout = client.timeout;
             let end = tokio::time::timeout(timeout, async {
-                client.write_message(message).await?;
+                client.write_message(without_final_crlf(message)).await?;
                 client.read().await
             })
             .await

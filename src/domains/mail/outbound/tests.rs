@@ -27,7 +27,7 @@ use crate::domains::mail::dns::Dns;
 use crate::domains::mail::dns::standin::DnsStandIn;
 use crate::doors::smtp::{
     AuthMechanism, AuthVerdict, MessageVerdict, RcptVerdict, Session, SessionConfig, SessionContext, SessionKind,
-    SmtpHandler, run_session,
+    SessionLimits, SmtpHandler, run_session,
 };
 use crate::platform::blobs::{BlobId, Blobs};
 use crate::platform::db::{self, Db};
@@ -84,7 +84,8 @@ async fn start_receiver(receiver: Arc<Receiver>) -> u16 {
             let receiver = receiver.clone();
             tokio::spawn(async move {
                 let session = Session::new(SessionConfig::new(SessionKind::Inbound, "mx.remote.test"), peer.ip());
-                let _ = run_session(stream, session, &*receiver, Duration::from_secs(10), None).await;
+                let limits = SessionLimits::new(Duration::from_secs(10), Duration::from_secs(60), std::env::temp_dir());
+                let _ = run_session(stream, session, &*receiver, &limits, None).await;
             });
         }
     });
@@ -224,7 +225,7 @@ async fn delivers_through_the_mx_record_with_a_valid_dkim_signature() {
     assert_eq!(env_from, &from);
     assert_eq!(env_to, &rcpts(&["bob@remote.test", "carl@remote.test"]));
     assert!(data.starts_with(b"DKIM-Signature:"), "{}", String::from_utf8_lossy(data));
-    assert!(data.windows(14).any(|w| w == b"\r\n.leading dot"), "dot-stuffing undone on arrival");
+    assert!(data.ends_with(b"\r\n\r\nHi!\r\n.leading dot\r\n"), "the body arrives as queued, dot-stuffing undone");
 
     // The receiving side checks the signature against the stand-in's TXT record.
     let verdict =
