@@ -230,6 +230,7 @@ async fn three_kinds_of_account(config: &str) -> Server {
     s.register_and_login("ann", PW).await;
     s.register_and_login("dis", PW).await;
     let tfa = s.register_and_login("tfa", PW).await;
+    s.reauth(&tfa, PW).await;
     let setup: Value = s
         .user(&tfa)
         .post(s.url("/api/v1/auth/totp/setup"))
