@@ -164,6 +164,7 @@ pub async fn build(config: Config) -> Result<Arc<Services>, StartError> {
         Arc::new(mail.clone()),
     )?;
     mail.set_outbound(outbound.clone());
+    mail.set_inbound_policy(config.inbound.clone());
     let quota = Quota::new(&config.quota);
     quota.add_source(Arc::new(mail.clone()));
     quota.add_source(Arc::new(stream.clone()));

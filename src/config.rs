@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::domains::auth::config::{AuthConfig, SmsConfig};
-use crate::domains::mail::config::{DnsConfig, SendingConfig};
+use crate::domains::mail::config::{DnsConfig, InboundConfig, SendingConfig};
 use crate::domains::mail::outbound::config::{DkimConfig, OutboundConfig};
 use crate::domains::prefs::config::PrefsConfig;
 use crate::domains::profile::config::ProfileConfig;
@@ -55,6 +55,8 @@ pub struct Config {
     pub outbound: OutboundConfig,
     /// What one user may send.
     pub sending: SendingConfig,
+    /// What happens to mail from other servers that fails authentication.
+    pub inbound: InboundConfig,
     /// How much one user may store.
     pub quota: QuotaConfig,
 }

@@ -351,7 +351,11 @@ async fn results_forged_in_this_servers_name_are_removed_on_arrival() {
     let data = data.to_str().unwrap();
     let (ok, t) = swaks(server.smtp.unwrap(), &["--from", "eve@remote.test", "--to", "bob@localhost", "--data", data]);
     assert!(ok && t.contains("250 2.0.0"), "{t}");
-    let list = inbox(&server, &bob, "inbox").await;
+    assert!(
+        inbox(&server, &bob, "inbox").await.is_empty(),
+        "mail claiming our domain from outside is not in the Inbox"
+    );
+    let list = inbox(&server, &bob, "spam").await;
     let id = list[0]["id"].as_i64().unwrap();
     let raw = server.user(&bob).get(server.url(&format!("/api/v1/mail/messages/{id}/raw"))).send().await.unwrap();
     let raw = raw.text().await.unwrap();

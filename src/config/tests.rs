@@ -127,6 +127,7 @@ fn changed(v: &toml::Value, key: &str) -> toml::Value {
         Value::Boolean(b) => Value::Boolean(!b),
         Value::Integer(i) => Value::Integer(i + 1),
         Value::Float(f) => Value::Float(f + 0.5),
+        Value::String(_) if key == "inbound.dmarc_reject" => Value::String("spam".into()),
         Value::String(s) => match s.parse::<std::net::SocketAddr>() {
             Ok(mut addr) => {
                 addr.set_port(addr.port().wrapping_add(1));

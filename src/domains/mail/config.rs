@@ -58,3 +58,24 @@ impl SendingConfig {
         Ok(())
     }
 }
+
+/// `[inbound]`: what delivery does with mail from other servers that fails authentication.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InboundConfig {
+    /// Mail failing DMARC whose author domain publishes `p=reject`: `"refuse"` answers
+    /// 550 5.7.1 at the end of DATA, `"spam"` files it in Spam. (`p=quarantine` always
+    /// goes to Spam.)
+    pub dmarc_reject: DmarcReject,
+}
+
+/// What to do with mail failing DMARC under `p=reject`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcReject {
+    /// Refuse it with 550 5.7.1 (RFC 7489 §6.7).
+    #[default]
+    Refuse,
+    /// Deliver it to Spam.
+    Spam,
+}

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::authn::{AuthVerdict, Sender};
+use super::authn::{AuthVerdict, DmarcPolicy, Outcome, Sender};
+use super::config::DmarcReject;
 use super::filters::{self, Actions};
 use super::parse::{self, Meta};
 use super::scan::{ScanError, ScanInput, VirusVerdict};
@@ -75,6 +76,43 @@ pub enum DeliverError {
     /// Storage failed: the sender should try again later.
     #[error(transparent)]
     Store(#[from] MailError),
+    /// The message fails DMARC and its author domain asks for rejection (`p=reject`).
+    #[error("message refused: it fails the DMARC policy of {0}")]
+    DmarcRejected(String),
+}
+
+/// What the authentication results make of a message from another server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Judged {
+    /// Deliver as the filters say.
+    Deliver,
+    /// Spam for every recipient, for this reason.
+    Spam(&'static str),
+    /// Refuse it (DMARC `p=reject`, unless configured to Spam).
+    Refuse(String),
+}
+
+/// Applies the author domain's DMARC policy (RFC 7489 §6.7) and keeps mail that claims to
+/// be from `own_domain` (or a subdomain) but is not authenticated as such out of the
+/// Inbox: such mail never legitimately arrives from outside unsigned by us.
+fn judge(verdict: &AuthVerdict, own_domain: &str, on_reject: DmarcReject) -> Judged {
+    let from = verdict.from_domain.to_ascii_lowercase();
+    let ours = |d: &str| d == own_domain || d.ends_with(&format!(".{own_domain}"));
+    if !from.is_empty() && ours(&from) {
+        let signed_by_us = verdict.dkim == Outcome::Pass && verdict.dkim_domains.iter().any(|d| ours(d));
+        if verdict.dmarc != Outcome::Pass && !signed_by_us {
+            return Judged::Spam("claims this server's domain without authentication");
+        }
+    }
+    if verdict.dmarc != Outcome::Fail {
+        return Judged::Deliver;
+    }
+    match (verdict.dmarc_policy, on_reject) {
+        (DmarcPolicy::Reject, DmarcReject::Refuse) => Judged::Refuse(from),
+        (DmarcPolicy::Reject, DmarcReject::Spam) => Judged::Spam("fails DMARC (p=reject)"),
+        (DmarcPolicy::Quarantine, _) => Judged::Spam("fails DMARC (p=quarantine)"),
+        (DmarcPolicy::None | DmarcPolicy::Unspecified, _) => Judged::Deliver,
+    }
 }
 
 /// One copy a filter asks to forward.
@@ -152,6 +190,19 @@ impl MailService {
     ) -> Result<ReadyDelivery, DeliverError> {
         let data = Bytes::from(data);
         let (meta, verdict) = self.read(envelope, &data).await;
+        let judged = match &verdict {
+            Some(v) => judge(v, &self.inner.domain, self.inbound_policy().dmarc_reject),
+            None => Judged::Deliver,
+        };
+        match &judged {
+            Judged::Refuse(domain) => {
+                tracing::info!(from_domain = %domain, "refused: fails DMARC with p=reject");
+                metrics::counter!("postcast_mail_refused_total", "reason" => "dmarc").increment(1);
+                return Err(DeliverError::DmarcRejected(domain.clone()));
+            }
+            Judged::Spam(reason) => tracing::info!(reason, "filed as spam by authentication policy"),
+            Judged::Deliver => {}
+        }
         let mut envelope = envelope.clone();
         if let Some(v) = &verdict {
             envelope.trace.insert(0, v.header.trim_end().to_owned());
@@ -184,7 +235,8 @@ impl MailService {
         let mut forwards = Vec::new();
         for user_id in recipients {
             let input = ScanInput { raw: &raw, meta: &meta, user_id, auth: verdict.as_ref() };
-            let spam = scanners.spam.judge(&input).await?;
+            let mut spam = scanners.spam.judge(&input).await?;
+            spam.is_spam |= matches!(judged, Judged::Spam(_));
             let actions = self.filter_actions(user_id, &meta).await;
             if !envelope.forwarded && !spam.is_spam && !actions.forward.is_empty() {
                 forwards.extend(self.forwards_of(user_id, &actions.forward, &seen).await);
@@ -369,6 +421,50 @@ mod tests {
     use super::super::view::Scope;
     use super::*;
     use crate::domains::prefs::Expect;
+
+    #[test]
+    fn authentication_results_decide_between_inbox_spam_and_refusal() {
+        let verdict = |from: &str, dmarc: Outcome, policy: DmarcPolicy, dkim: &[&str]| AuthVerdict {
+            header: String::new(),
+            spf: Outcome::Fail,
+            dkim: if dkim.is_empty() { Outcome::None } else { Outcome::Pass },
+            dkim_domains: dkim.iter().map(|d| d.to_string()).collect(),
+            dmarc,
+            dmarc_policy: policy,
+            from_domain: from.into(),
+        };
+        let refuse = DmarcReject::Refuse;
+        let j = |v: AuthVerdict, on_reject| judge(&v, "postcast.test", on_reject);
+        assert_eq!(
+            j(verdict("x.test", Outcome::Fail, DmarcPolicy::Reject, &[]), refuse),
+            Judged::Refuse("x.test".into())
+        );
+        assert!(matches!(
+            j(verdict("x.test", Outcome::Fail, DmarcPolicy::Reject, &[]), DmarcReject::Spam),
+            Judged::Spam(_)
+        ));
+        assert!(matches!(j(verdict("x.test", Outcome::Fail, DmarcPolicy::Quarantine, &[]), refuse), Judged::Spam(_)));
+        for (dmarc, policy) in [
+            (Outcome::Fail, DmarcPolicy::None),
+            (Outcome::Fail, DmarcPolicy::Unspecified),
+            (Outcome::Pass, DmarcPolicy::Reject),
+            (Outcome::TempError, DmarcPolicy::Reject),
+            (Outcome::None, DmarcPolicy::Unspecified),
+        ] {
+            assert_eq!(j(verdict("x.test", dmarc, policy, &[]), refuse), Judged::Deliver, "{dmarc:?} {policy:?}");
+        }
+        // Our own domain (or a subdomain) from outside: Spam unless we signed it or DMARC passes.
+        for from in ["postcast.test", "Mail.Postcast.Test"] {
+            let unsigned = verdict(from, Outcome::None, DmarcPolicy::Unspecified, &[]);
+            assert!(matches!(j(unsigned, refuse), Judged::Spam(_)), "{from}");
+            let foreign_signature = verdict(from, Outcome::None, DmarcPolicy::Unspecified, &["evil.test"]);
+            assert!(matches!(j(foreign_signature, refuse), Judged::Spam(_)), "{from}");
+        }
+        let signed = verdict("postcast.test", Outcome::None, DmarcPolicy::Unspecified, &["postcast.test"]);
+        assert_eq!(j(signed, refuse), Judged::Deliver);
+        let lookalike = verdict("notpostcast.test", Outcome::None, DmarcPolicy::Unspecified, &[]);
+        assert_eq!(j(lookalike, refuse), Judged::Deliver);
+    }
 
     #[test]
     fn delivered_to_reads_the_header_section_only() {

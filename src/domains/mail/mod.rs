@@ -213,6 +213,7 @@ struct Inner {
     authn: Option<authn::InboundAuth>,
     outbound: std::sync::OnceLock<outbound::OutboundQueue>,
     limits: std::sync::OnceLock<send::Limits>,
+    inbound: std::sync::OnceLock<config::InboundConfig>,
     /// One lock per user sending right now: a user's limits are checked and their sending
     /// committed one message at a time.
     senders: moka::sync::Cache<i64, Arc<tokio::sync::Mutex<()>>>,
@@ -246,6 +247,7 @@ impl MailService {
             authn,
             outbound: std::sync::OnceLock::new(),
             limits: std::sync::OnceLock::new(),
+            inbound: std::sync::OnceLock::new(),
             senders: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_idle(std::time::Duration::from_secs(600))
@@ -253,6 +255,17 @@ impl MailService {
             domain: domain.to_ascii_lowercase(),
         };
         Self { inner: Arc::new(inner) }
+    }
+
+    /// Sets what delivery does with mail failing authentication (before the first
+    /// message; the defaults hold until then).
+    pub fn set_inbound_policy(&self, policy: config::InboundConfig) {
+        let _ = self.inner.inbound.set(policy);
+    }
+
+    /// What delivery does with mail failing authentication.
+    fn inbound_policy(&self) -> &config::InboundConfig {
+        self.inner.inbound.get_or_init(config::InboundConfig::default)
     }
 
     /// The mail domain users' addresses are at.

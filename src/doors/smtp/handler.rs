@@ -42,6 +42,9 @@ fn refused(e: DeliverError) -> MessageVerdict {
     match e {
         DeliverError::Infected(name) => rejected(554, "5.7.1", format!("Message refused: malware found ({name})")),
         DeliverError::Scan(e) => not_scanned(&e),
+        DeliverError::DmarcRejected(domain) => {
+            rejected(550, "5.7.1", format!("Message refused: it fails the DMARC policy of {domain} (p=reject)"))
+        }
         DeliverError::Store(e) => {
             tracing::error!(error = %e, "storing a message failed");
             MessageVerdict::TemporaryFailure
