@@ -366,6 +366,29 @@ export function renderHeader(me, { visitor = false } = {}) {
   header.replaceChildren(inner);
 }
 
+/**
+ * Whether the page was reached over plain HTTP by a name other than this machine's own
+ * (localhost, 127.0.0.0/8, ::1): passwords and session cookies then cross a network in
+ * the clear. Behind an HTTPS proxy the page's protocol is https and this is false.
+ */
+export function plainHttpFromAfar(loc = location) {
+  if (loc.protocol !== 'http:') return false;
+  const host = loc.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  const loopback = host === 'localhost' || host.endsWith('.localhost') || /^127\./.test(host) || host === '::1';
+  return !loopback;
+}
+
+/** Puts a warning on top of the page when it came over plain HTTP from afar. */
+function warnOfPlainHttp() {
+  if (!plainHttpFromAfar() || document.getElementById('plain-http-warning')) return;
+  const where = document.querySelector('main') ?? document.body;
+  where.prepend(h('p', { class: 'notice', id: 'plain-http-warning', role: 'alert' },
+    'This connection is not encrypted: your password and mail can be read on the way. ',
+    'Use this site over HTTPS (put a TLS proxy such as Caddy or nginx in front of postcast).'));
+}
+
+warnOfPlainHttp();
+
 /** Ends this session and goes to the login page. */
 export async function logOut() {
   try {

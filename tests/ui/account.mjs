@@ -142,7 +142,13 @@ function png(size = 48) {
 
 /* ---------- The run ---------- */
 
-const { browser, watchedPage, step, run } = await startRun({ name: 'ui', limitMs: 100_000 });
+// `postcast.example` reaches the server too, as a visitor from another machine would.
+const FAR_HOST = 'postcast.example';
+const { browser, watchedPage, step, run } = await startRun({
+  name: 'ui',
+  limitMs: 100_000,
+  extraFlags: [`--host-resolver-rules=MAP ${FAR_HOST} 127.0.0.1`],
+});
 const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
 const page = await watchedPage(context);
 
@@ -174,6 +180,16 @@ async function logIn() {
 }
 
 await run(async () => {
+  await step('plain HTTP is flagged to a visitor from another machine, not on this one', async () => {
+    const far = new URL(base);
+    far.hostname = FAR_HOST;
+    await page.goto(`${far.origin}/login`);
+    await expectText(page.locator('#plain-http-warning'), 'not encrypted');
+    await page.goto(url('/login'));
+    await page.getByRole('button', { name: 'Log in' }).waitFor();
+    if (await page.locator('#plain-http-warning').count() !== 0) throw new Error('warned on a loopback visit');
+  });
+
   await step('registration rejects a weak password with its message', async () => {
     await page.goto(url('/register'));
     await page.getByLabel('User name', { exact: true }).fill(username);
