@@ -36,6 +36,31 @@ fn push(rtmp: std::net::SocketAddr, key: &str, size: &str, gop: u32, seconds: u3
         .expect("ffmpeg is installed (apt-get install ffmpeg)")
 }
 
+/// How long the stream [`push`] sends lasts, as ffprobe reads the same encode written to
+/// a file (the later of the audio and video ends).
+fn pushed_seconds(size: &str, gop: u32, seconds: u32) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pushed.flv");
+    let made = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=size={size}:rate=30"))
+        .args(["-f", "lavfi", "-i", "sine=frequency=440", "-t"])
+        .arg(seconds.to_string())
+        .args(["-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryfast", "-g"])
+        .arg(gop.to_string())
+        .args(["-c:a", "aac", "-f", "flv"])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
 async fn user_with_key(s: &Server, name: &str) -> (String, String) {
     let token = s.register_and_login(name, PW).await;
     let r = s.client().post(s.url("/api/v1/stream-key/rotate")).bearer_auth(&token).send().await.unwrap();
@@ -351,17 +376,18 @@ async fn a_killed_transcode_leaves_no_hole() {
     }
     assert!(killed > 0, "no transcode process was seen to kill");
     assert!(ff.wait().unwrap().success());
+    let pushed = pushed_seconds("640x360", 30, 8);
     let playlists = ended_playlists(&s, &id, &["source", "240p"]).await;
     for (name, pl) in &playlists {
         let segs = segments(pl);
         assert!(segs.iter().map(|x| x.0).eq(0..segs.len() as u64), "{name}: no hole\n{pl}");
         // The killed transcodes were retried: every segment is the rendition's own, none
-        // a gap or a stand-in from another rendition, and together they last the 8 s pushed
-        // to within three frames at 30 fps (the last chunk carries the audio's tail, about
-        // 90 ms past the last video frame).
+        // a gap or a stand-in from another rendition, and together they last what was
+        // pushed (the 8 s of video and the audio's tail after it) to within one frame.
         assert!(segs.iter().all(|(_, _, uri, gap)| !gap && !uri.contains('/')), "{name}: a lost segment\n{pl}");
         let total: f64 = segs.iter().map(|x| x.1).sum();
-        assert!((total - 8.0).abs() <= 0.1, "{name}: {total:.3} s listed for an 8 s push\n{pl}");
+        let frame = 1.0 / 30.0;
+        assert!((total - pushed).abs() <= frame, "{name}: {total:.3} s listed for a {pushed:.3} s push\n{pl}");
         for (seq, _, uri, gap) in &segs {
             if !gap {
                 let r = s.client().get(s.url(&format!("/hls/{id}/{name}/{uri}"))).send().await.unwrap();
@@ -375,7 +401,7 @@ async fn a_killed_transcode_leaves_no_hole() {
 
 #[tokio::test]
 async fn a_missing_ffmpeg_is_one_clear_error() {
-    let s = Server::start_with("[stream]\nffmpeg = \"/nonexistent/ffmpeg\"\n");
+    let s = Server::start_logged("[stream]\nffmpeg = \"/nonexistent/ffmpeg\"\n");
     let rtmp = s.rtmp.unwrap();
     let (_t, key) = user_with_key(&s, "eli").await;
     let out = push(rtmp, &key, "320x240", 30, 2).wait_with_output().unwrap();
@@ -383,6 +409,11 @@ async fn a_missing_ffmpeg_is_one_clear_error() {
     // The publisher's software shows the server's reason.
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("ffmpeg not found") && said.contains("apt-get install ffmpeg"), "{said}");
+    // The log says it once at start, and again for the refused publisher.
+    let log = s.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("ffmpeg not found")).collect();
+    assert!(lines.iter().any(|l| l.contains("ERROR") && l.contains("refuse publishers")), "{log}");
+    assert!(lines.iter().any(|l| l.contains("127.0.0.1") && l.contains("apt-get install ffmpeg")), "{log}");
     let r = s.client().get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200, "the server keeps running");
 }

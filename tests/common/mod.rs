@@ -50,6 +50,21 @@ impl Server {
     /// register several accounts, so registration is open unless `config` sets
     /// `auth.open_registration` itself.
     pub fn start_on(data: tempfile::TempDir, config: &str, smtp: Option<SocketAddr>) -> Server {
+        Self::start_full(data, config, smtp, false)
+    }
+
+    /// Starts with extra `config.toml` text, its log (stderr) written to [`Server::log`]
+    /// instead of the test's output.
+    pub fn start_logged(config: &str) -> Server {
+        Self::start_full(tempfile::tempdir().unwrap(), config, None, true)
+    }
+
+    /// What a server started with [`Server::start_logged`] has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn start_full(data: tempfile::TempDir, config: &str, smtp: Option<SocketAddr>, logged: bool) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_postcast"));
         let p = data.path().join("test-config.toml");
         std::fs::write(&p, with_open_registration(config)).unwrap();
@@ -70,7 +85,11 @@ impl Server {
             .args(["--submission", "127.0.0.1:0", "--submissions", "127.0.0.1:0"])
             .env("RUST_LOG", "warn,postcast=info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(if logged {
+                Stdio::from(std::fs::File::create(data.path().join("server.log")).unwrap())
+            } else {
+                Stdio::inherit()
+            });
         let mut child = cmd.spawn().expect("spawn postcast");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
