@@ -1,10 +1,11 @@
 //! Password and name rules, Argon2id hashing (on the blocking pool: it is deliberately
-//! slow and memory-hungry, so at most one hash per core runs at once and a flood waits
-//! briefly, then is told to come back), and the random secrets the domain hands out (session tokens, codes, app
-//! passwords) with their SHA-256 fingerprints.
+//! slow and memory-hungry, so at most one hash per core runs at once, each in working
+//! memory kept for its slot, and a flood waits briefly, then is told to come back), and
+//! the random secrets the domain hands out (session tokens, codes, app passwords) with
+//! their SHA-256 fingerprints.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::Rng;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
@@ -104,6 +105,10 @@ pub struct Hasher {
     slots: Arc<Semaphore>,
     /// How long a hash waits for a permit.
     wait: Duration,
+    /// Argon2 working memory (m_cost KiB each) of the slots, reused from hash to hash:
+    /// memory stays at slots × m_cost whichever blocking threads run them, where
+    /// allocating it per hash would leave freed 19 MiB blocks in each thread's malloc arena.
+    memory: Arc<std::sync::Mutex<Vec<Vec<Block>>>>,
 }
 
 impl Hasher {
@@ -112,7 +117,8 @@ impl Hasher {
         let params = Params::new(memory_kib, iterations, parallelism, None).map_err(|e| e.to_string())?;
         let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
         let (slots, wait) = (Arc::new(Semaphore::new(cores)), HASH_QUEUE_WAIT);
-        let mut h = Self { params, dummy: String::new(), slots, wait };
+        let memory = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut h = Self { params, dummy: String::new(), slots, wait, memory };
         h.dummy = h.hash_now(&random_token())?;
         Ok(h)
     }
@@ -123,16 +129,48 @@ impl Hasher {
 
     /// Hashes synchronously (for benchmarks and the CLI).
     pub fn hash_now(&self, password: &str) -> Result<String, String> {
-        let salt = SaltString::generate(&mut OsRng);
-        self.argon2().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+        self.hash_in(password, &mut Vec::new())
     }
 
     /// Verifies synchronously; a malformed stored hash counts as a mismatch.
     pub fn verify_now(&self, password: &str, phc: &str) -> bool {
-        match PasswordHash::new(phc) {
-            Ok(parsed) => self.argon2().verify_password(password.as_bytes(), &parsed).is_ok(),
-            Err(_) => false,
-        }
+        self.verify_in(password, phc, &mut Vec::new())
+    }
+
+    /// Hashes `password` with a new salt into a PHC string, in `memory` (grown to size).
+    fn hash_in(&self, password: &str, memory: &mut Vec<Block>) -> Result<String, String> {
+        let salt = SaltString::generate(&mut OsRng);
+        let mut salt_buf = [0u8; 64];
+        let salt_bytes = salt.decode_b64(&mut salt_buf).map_err(|e| e.to_string())?;
+        let len = self.params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        let output = raw_hash(&self.argon2(), &self.params, password, salt_bytes, len, memory)?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&self.params).map_err(|e| e.to_string())?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
+        Ok(phc.to_string())
+    }
+
+    /// Checks `password` against the PHC string `phc` (with the cost stored in it), in
+    /// `memory`; a malformed stored hash counts as a mismatch. The comparison is in
+    /// constant time.
+    fn verify_in(&self, password: &str, phc: &str, memory: &mut Vec<Block>) -> bool {
+        let mut check = || -> Option<bool> {
+            let parsed = PasswordHash::new(phc).ok()?;
+            let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+            let version = parsed.version.map(Version::try_from).transpose().ok()?.unwrap_or_default();
+            let params = Params::try_from(&parsed).ok()?;
+            let expected = parsed.hash?;
+            let mut salt_buf = [0u8; 64];
+            let salt = parsed.salt?.decode_b64(&mut salt_buf).ok()?;
+            let argon2 = Argon2::new(algorithm, version, params.clone());
+            let got = raw_hash(&argon2, &params, password, salt, expected.len(), memory).ok()?;
+            Some(got == expected)
+        };
+        check().unwrap_or(false)
     }
 
     /// The same hasher with `slots` hashes at once and `wait` for a turn (tests).
@@ -142,7 +180,10 @@ impl Hasher {
     }
 
     /// Runs `work` on the blocking pool once a slot is free, or fails with [`Busy`].
-    async fn in_slot<T: Send + 'static>(&self, work: impl FnOnce(&Self) -> T + Send + 'static) -> Result<T, Busy> {
+    async fn in_slot<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Self, &mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, Busy> {
         let permit = match tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
             _ => {
@@ -153,7 +194,12 @@ impl Hasher {
         let me = self.clone();
         let out = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            work(&me)
+            let mut memory = me.memory.lock().ok().and_then(|mut m| m.pop()).unwrap_or_default();
+            let out = work(&me, &mut memory);
+            if let Ok(mut pool) = me.memory.lock() {
+                pool.push(memory);
+            }
+            out
         });
         // A panic inside Argon2 is our fault, not the client's: report it as busy.
         out.await.map_err(|_| Busy)
@@ -161,21 +207,42 @@ impl Hasher {
 
     /// Hashes on the blocking pool, waiting for a free slot.
     pub async fn hash(&self, password: String) -> Result<Result<String, String>, Busy> {
-        self.in_slot(move |me| me.hash_now(&password)).await
+        self.in_slot(move |me, memory| me.hash_in(&password, memory)).await
     }
 
     /// Verifies on the blocking pool, waiting for a free slot; with `None` checks against
     /// the dummy hash and fails, taking as long as a real check.
     pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, Busy> {
-        self.in_slot(move |me| match phc {
-            Some(p) => me.verify_now(&password, &p),
+        self.in_slot(move |me, memory| match phc {
+            Some(p) => me.verify_in(&password, &p, memory),
             None => {
-                let _ = me.verify_now(&password, &me.dummy);
+                let _ = me.verify_in(&password, &me.dummy, memory);
                 false
             }
         })
         .await
     }
+}
+
+/// The raw Argon2 output of `len` bytes for `password` and `salt`, computed in `memory`
+/// (grown to the cost of `params` when smaller, never shrunk).
+fn raw_hash(
+    argon2: &Argon2<'_>,
+    params: &Params,
+    password: &str,
+    salt: &[u8],
+    len: usize,
+    memory: &mut Vec<Block>,
+) -> Result<Output, String> {
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::default());
+    }
+    Output::init_with(len, |out| {
+        argon2
+            .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut memory[..])
+            .map_err(|_| argon2::password_hash::Error::Password)
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// 32 random bytes, URL-safe base64: session tokens and pending-login handles.
@@ -238,6 +305,41 @@ mod tests {
         assert!(h.verify_now("correct horse", &a));
         assert!(!h.verify_now("wrong horse", &a));
         assert!(!h.verify_now("x", "not a hash"));
+    }
+
+    #[test]
+    fn hashes_are_standard_phc_strings_that_the_argon2_crate_reads_and_writes() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let h = Hasher::new(1024, 1, 1).unwrap();
+        let ours = h.hash_now("correct horse").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(h.argon2().verify_password(b"correct horse", &parsed).is_ok(), "the crate accepts ours");
+        assert!(h.argon2().verify_password(b"wrong horse", &parsed).is_err());
+        // A hash the crate made, at another cost (an older configuration), verifies here.
+        let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(2048, 2, 1, None).unwrap());
+        let theirs = other.hash_password(b"correct horse", &SaltString::generate(&mut OsRng)).unwrap().to_string();
+        assert!(h.verify_now("correct horse", &theirs));
+        assert!(!h.verify_now("correct hors", &theirs));
+        let truncated = &theirs[..theirs.len() - 4];
+        assert!(!h.verify_now("correct horse", truncated));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn working_memory_is_kept_per_slot_not_per_hash() {
+        let h = Hasher::new(1024, 1, 1).unwrap().with_slots(2, Duration::from_secs(30));
+        let phc = h.hash_now("correct horse").unwrap();
+        let checks: Vec<_> = (0..16)
+            .map(|_| {
+                let (h, phc) = (h.clone(), phc.clone());
+                tokio::spawn(async move { h.verify("correct horse".into(), Some(phc)).await })
+            })
+            .collect();
+        for c in checks {
+            assert_eq!(c.await.unwrap(), Ok(true));
+        }
+        let pool = h.memory.lock().unwrap();
+        assert!((1..=2).contains(&pool.len()), "{} buffers kept for 2 slots", pool.len());
+        assert!(pool.iter().all(|m| m.len() == 1024), "1024 blocks of 1 KiB each");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
