@@ -174,7 +174,7 @@ impl MailService {
 
     /// Runs the pipeline and stores one copy per recipient; returns once all are durable.
     pub async fn deliver(&self, envelope: &Envelope, data: Vec<u8>) -> Result<Delivered, DeliverError> {
-        let ready = self.prepare_delivery(envelope, data).await?;
+        let ready = self.prepare_delivery(envelope, Bytes::from(data)).await?;
         let part = ready.part.clone();
         let stored = self.store(part.raw, part.meta, part.targets).await?;
         Ok(self.delivered(ready, stored).await)
@@ -186,9 +186,8 @@ impl MailService {
     pub(crate) async fn prepare_delivery(
         &self,
         envelope: &Envelope,
-        data: Vec<u8>,
+        data: Bytes,
     ) -> Result<ReadyDelivery, DeliverError> {
-        let data = Bytes::from(data);
         let (meta, verdict) = self.read(envelope, &data).await;
         let judged = match &verdict {
             Some(v) => judge(v, &self.inner.domain, self.inbound_policy().dmarc_reject),

@@ -280,7 +280,7 @@ impl MailService {
                 check_auth: false,
                 forwarded: false,
             };
-            Some(self.prepare_delivery(&envelope, data.to_vec()).await?)
+            Some(self.prepare_delivery(&envelope, data.clone()).await?)
         };
         let queue = if remote.is_empty() { None } else { Some(self.inner.outbound.get().ok_or(SendError::NoQueue)?) };
         let mut work =

@@ -209,6 +209,25 @@ pub fn is_valid_address(a: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b'(' | b')' | b',' | b';' | b'\\' | b'@'))
 }
 
+/// `raw` with every line ending in CRLF: a bare LF or a bare CR becomes CRLF.
+fn crlf_lines(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 64);
+    let mut bytes = raw.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'\r' => {
+                out.extend_from_slice(b"\r\n");
+                if bytes.peek() == Some(&b'\n') {
+                    bytes.next();
+                }
+            }
+            b'\n' => out.extend_from_slice(b"\r\n"),
+            b => out.push(b),
+        }
+    }
+    out
+}
+
 /// The Subject of `raw`, empty when there is none.
 fn subject_of(raw: &[u8]) -> String {
     mail_parser::MessageParser::new()
@@ -392,7 +411,9 @@ impl OutboundQueue {
         }
         let key = self.dkim_key().await?;
         // An RSA signature over the whole body is CPU work: a blocking thread makes it.
-        let to_sign = raw.to_vec();
+        // Lines end in CRLF on the wire (RFC 5321 §2.3.8): bare CR or LF would be sent
+        // altered (and break the signature), so they become CRLF before signing.
+        let to_sign = crlf_lines(raw);
         let signing = tokio::task::spawn_blocking(move || key.sign(&to_sign));
         let signed = match signing.await.map_err(|e| QueueError::Internal(e.into()))? {
             Ok(s) => s,

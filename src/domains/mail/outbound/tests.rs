@@ -597,3 +597,10 @@ fn back_off_doubles_up_to_the_cap() {
     assert_eq!(delays, [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);
     assert_eq!(f.queue.backoff(i32::MAX), 3600);
 }
+
+#[test]
+fn bare_line_endings_become_crlf_before_signing() {
+    assert_eq!(super::crlf_lines(b"a\nb\r\nc\rd\r\r\n\n"), b"a\r\nb\r\nc\r\nd\r\n\r\n\r\n");
+    assert_eq!(super::crlf_lines(b"no ending"), b"no ending");
+    assert_eq!(super::crlf_lines(b"\r\n.\r\n"), b"\r\n.\r\n");
+}
