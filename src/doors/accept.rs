@@ -23,6 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::platform::net::client_network;
+
 /// How one door admits connections and shuts down.
 #[derive(Debug, Clone)]
 pub struct AcceptSettings {
@@ -30,7 +32,7 @@ pub struct AcceptSettings {
     pub name: &'static str,
     /// Open connections allowed on the door.
     pub max_connections: usize,
-    /// Open connections allowed from one client address.
+    /// Open connections allowed from one client (an IPv4 address, an IPv6 /64).
     pub per_ip: usize,
     /// How long open connections may go on after shutdown before they are aborted.
     pub shutdown_grace: Duration,
@@ -156,7 +158,7 @@ impl Admission {
 
     /// A ticket for a new connection from `ip`, or why not.
     fn admit(&self, ip: IpAddr) -> Result<Ticket, Refusal> {
-        let slot = IpSlot::take(&self.per_ip, ip.to_canonical(), self.per_ip_limit).ok_or(Refusal::PerIp)?;
+        let slot = IpSlot::take(&self.per_ip, client_network(ip), self.per_ip_limit).ok_or(Refusal::PerIp)?;
         let permit = Arc::clone(&self.permits).try_acquire_owned().map_err(|_| Refusal::Busy)?;
         Ok(Ticket { _permit: permit, _slot: slot })
     }
@@ -295,5 +297,15 @@ mod tests {
         let _held = admission.admit("127.0.0.1".parse().unwrap()).ok().unwrap();
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
         assert_eq!(admission.admit(mapped).err(), Some(Refusal::PerIp));
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_64_share_the_per_client_limit() {
+        let admission = Admission::new(10, 2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _a = admission.admit(ip("2001:db8:1:2::1")).ok().unwrap();
+        let _b = admission.admit(ip("2001:db8:1:2:ffff::7")).ok().unwrap();
+        assert_eq!(admission.admit(ip("2001:db8:1:2::99")).err(), Some(Refusal::PerIp));
+        assert!(admission.admit(ip("2001:db8:1:3::1")).is_ok(), "the next /64 is another client");
     }
 }

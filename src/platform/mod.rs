@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod jobs;
 pub mod metrics;
+pub mod net;
 pub mod quota;
 pub mod secrets;
 pub mod tls;

@@ -2,21 +2,19 @@
 //! what is limited (`login:ip:1.2.3.4`, `fail:192.0.2.7:alice`, ...). In memory by design: a restart
 //! forgets them, which costs an attacker nothing they could not get by waiting.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// The part of a client address that rate limits count: an IPv4 address as is (an
-/// IPv4-mapped IPv6 one as its IPv4 address), an IPv6 address by its /64, since one
-/// host is routinely handed a whole /64 and could otherwise take a fresh address per try.
+use crate::platform::net::client_network;
+
+/// The part of a client address that rate limits count
+/// ([`client_network`]), as text: `192.0.2.7`, or `2001:db8:1:2::/64`.
 pub fn rate_key(ip: IpAddr) -> String {
-    match ip.to_canonical() {
+    match client_network(ip) {
         IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{}/64", Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
+        IpAddr::V6(v6) => format!("{v6}/64"),
     }
 }
 

@@ -10,6 +10,8 @@
 //!   `new_per_address` sessions per minute (IPv6 counted per /64); others are not tracked.
 
 use std::net::IpAddr;
+
+use crate::platform::net::client_network;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -105,19 +107,8 @@ impl Viewers {
 
     /// Counts a new session of `address`; false once over the limit for this minute.
     fn admit(&self, address: IpAddr) -> bool {
-        let counter = self.started.get_with(bucket(address), || Arc::new(AtomicU32::new(0)));
+        let counter = self.started.get_with(client_network(address), || Arc::new(AtomicU32::new(0)));
         counter.fetch_add(1, Ordering::Relaxed) < self.new_per_address
-    }
-}
-
-/// The unit one client controls: an IPv4 address, or an IPv6 /64.
-fn bucket(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-        },
     }
 }
 
