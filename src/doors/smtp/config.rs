@@ -29,7 +29,7 @@ pub struct SmtpConfig {
     /// up to 60 s for room for its delivery, then gets 452 4.3.1, as does a MAIL FROM whose
     /// SIZE needs more than all of it.
     pub max_bytes_in_flight: usize,
-    /// Open sessions allowed from one IP address, per door.
+    /// Open sessions allowed from one client (an IPv4 address, an IPv6 /64), per door.
     pub sessions_per_ip: usize,
     /// Open sessions allowed in all, per door.
     pub max_sessions: usize,
