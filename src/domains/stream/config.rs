@@ -39,7 +39,8 @@ pub struct StreamConfig {
     pub rtmp_publish_seconds: u64,
     /// RTMP connections open at once; more are closed on arrival.
     pub rtmp_max_connections: usize,
-    /// RTMP connections open at once from one IP address; more are closed on arrival.
+    /// RTMP connections open at once from one client (an IPv4 address, an IPv6 /64); more
+    /// are closed on arrival.
     pub rtmp_connections_per_ip: usize,
     /// The renditions every chunk is transcoded into.
     pub ladder: Vec<RenditionConfig>,
