@@ -489,6 +489,26 @@ async fn the_first_account_is_the_administrator_and_invites_the_others() {
     let cli_token = link.strip_prefix(&format!("{base}/register?invitation=")).expect("a register link").to_owned();
     assert_eq!(register(&s, "dora", Some(&cli_token)).await.0, StatusCode::CREATED);
     assert_eq!(register(&s, "erin", Some(&cli_token)).await.0, StatusCode::FORBIDDEN);
+
+    // The administrator sees the invitations (never their tokens) and withdraws an unused one.
+    let r = post(&s, "/api/v1/admin/invitations", Some(&ada), json!({})).await;
+    let unused: Value = r.json().await.unwrap();
+    let listed: Value = get(&s, "/api/v1/admin/invitations", &ada).await.json().await.unwrap();
+    let listed = listed.as_array().unwrap().clone();
+    assert_eq!(listed.len(), 3, "two used and one unused: {listed:?}");
+    assert!(!serde_json::to_string(&listed).unwrap().contains(unused["token"].as_str().unwrap()));
+    assert!(listed[1]["used_at"].is_i64() && listed[2]["used_by"].is_i64(), "{listed:?}");
+    let (used_id, unused_id) = (listed[1]["id"].as_i64().unwrap(), listed[0]["id"].as_i64().unwrap());
+    assert!(listed[0]["used_at"].is_null());
+    let del = |token: &str, id: i64| {
+        s.client().delete(s.url(&format!("/api/v1/admin/invitations/{id}"))).bearer_auth(token.to_owned()).send()
+    };
+    assert_eq!(del(&bob, unused_id).await.unwrap().status(), StatusCode::FORBIDDEN, "only the administrator");
+    assert_eq!(get(&s, "/api/v1/admin/invitations", &bob).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(del(&ada, used_id).await.unwrap().status(), StatusCode::NOT_FOUND, "a used one stays on record");
+    assert_eq!(del(&ada, unused_id).await.unwrap().status(), StatusCode::NO_CONTENT);
+    let (status, v) = register(&s, "fred", unused["token"].as_str()).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("invalid_invitation")), "{v}");
 }
 
 #[tokio::test]

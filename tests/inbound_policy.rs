@@ -7,25 +7,16 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Command;
 
 use common::dns::DnsStandIn;
-use common::{Server, User};
+use common::{Server, User, swaks};
 use reqwest::Method;
 
 /// Sends a message `From: from` to bob through the inbound door, with `mail_from` as the
 /// envelope sender; returns (accepted, transcript).
 fn send(smtp: SocketAddr, mail_from: &str, from: &str, subject: &str) -> (bool, String) {
-    let header = format!("Subject: {subject}");
-    let from_header = format!("From: {from}");
-    let out = Command::new("swaks")
-        .args(["--server", &smtp.ip().to_string(), "--port", &smtp.port().to_string(), "--helo", "mx.sender.test"])
-        .args(["--timeout", "20", "--from", mail_from, "--to", "bob@localhost"])
-        .args(["--header", &header, "--header", &from_header])
-        .output()
-        .expect("swaks is installed (apt-get install swaks)");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
+    let (header, from_header) = (format!("Subject: {subject}"), format!("From: {from}"));
+    swaks(smtp, &["--from", mail_from, "--to", "bob@localhost", "--header", &header, "--header", &from_header])
 }
 
 /// The subjects in bob's mailbox of `role`.

@@ -5,26 +5,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::Command;
-
-use common::{Server, User};
+use common::{Server, User, swaks};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const PW: &str = "correct horse battery";
-
-/// Runs swaks against `addr` with `args`; returns (success, transcript).
-fn swaks(addr: SocketAddr, args: &[&str]) -> (bool, String) {
-    let out = Command::new("swaks")
-        .args(["--server", &addr.ip().to_string(), "--port", &addr.port().to_string(), "--helo", "client.test"])
-        .args(["--timeout", "20"])
-        .args(args)
-        .output()
-        .expect("swaks is installed (apt-get install swaks)");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
 
 /// Submits a message from `user` to `to` over STARTTLS with AUTH.
 fn submit(server: &Server, user: &str, to: &[&str]) -> (bool, String) {

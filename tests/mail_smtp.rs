@@ -10,24 +10,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Command;
 
-use common::Server;
+use common::{Server, swaks};
 use serde_json::Value;
 
 const PW: &str = "correct horse battery";
-
-/// Runs swaks against `addr` with `args`; returns (success, transcript).
-fn swaks(addr: SocketAddr, args: &[&str]) -> (bool, String) {
-    let out = Command::new("swaks")
-        .args(["--server", &addr.ip().to_string(), "--port", &addr.port().to_string(), "--helo", "client.test"])
-        .args(["--timeout", "20"])
-        .args(args)
-        .output()
-        .expect("swaks is installed (apt-get install swaks)");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
 
 /// swaks arguments that log in as ada with `mechanism` and `password`.
 fn as_ada(mechanism: &'static str, password: &'static str) -> [&'static str; 6] {

@@ -21,14 +21,7 @@ const SMALL: &str = "[stream]\nchunk_seconds = 1.0\nreconnect_grace_seconds = 2\
 
 /// Starts ffmpeg pushing a test pattern with a tone for `seconds`.
 fn push(rtmp: std::net::SocketAddr, key: &str, size: &str, gop: u32, seconds: u32) -> Child {
-    Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc=size={size}:rate=30"))
-        .args(["-f", "lavfi", "-i", "sine=frequency=440", "-t"])
-        .arg(seconds.to_string())
-        .args(["-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryfast", "-g"])
-        .arg(gop.to_string())
-        .args(["-c:a", "aac", "-f", "flv"])
+    encode(true, size, gop, seconds)
         .arg(format!("rtmp://{rtmp}/live/{key}"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -36,22 +29,31 @@ fn push(rtmp: std::net::SocketAddr, key: &str, size: &str, gop: u32, seconds: u3
         .expect("ffmpeg is installed (apt-get install ffmpeg)")
 }
 
-/// How long the stream [`push`] sends lasts, as ffprobe reads the same encode written to
-/// a file (the later of the audio and video ends).
-fn pushed_seconds(size: &str, gop: u32, seconds: u32) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("pushed.flv");
-    let made = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
+/// ffmpeg encoding `seconds` of a test picture of `size` at 30 fps with a keyframe every
+/// `gop` frames and a 440 Hz tone, as FLV to the output argument still to be added (at the
+/// pace of a live source with `realtime`).
+fn encode(realtime: bool, size: &str, gop: u32, seconds: u32) -> Command {
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-loglevel", "error"]);
+    if realtime {
+        c.arg("-re");
+    }
+    c.args(["-f", "lavfi", "-i"])
         .arg(format!("testsrc=size={size}:rate=30"))
         .args(["-f", "lavfi", "-i", "sine=frequency=440", "-t"])
         .arg(seconds.to_string())
         .args(["-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryfast", "-g"])
         .arg(gop.to_string())
-        .args(["-c:a", "aac", "-f", "flv"])
-        .arg(&file)
-        .status()
-        .unwrap();
+        .args(["-c:a", "aac", "-f", "flv"]);
+    c
+}
+
+/// How long the stream [`push`] sends lasts, as ffprobe reads the same encode written to
+/// a file (the later of the audio and video ends).
+fn pushed_seconds(size: &str, gop: u32, seconds: u32) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pushed.flv");
+    let made = encode(false, size, gop, seconds).arg(&file).status().unwrap();
     assert!(made.success());
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1"])

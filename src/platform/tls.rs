@@ -2,16 +2,20 @@
 //! `ServerConfig` from the PEM certificate chain and key named in `[tls]`, or, when none is
 //! named, from a self-signed certificate (rcgen) made on first start for the names the
 //! caller gives (the SMTP host name and the mail domain) and `localhost`, kept in
-//! `DATA_DIR/tls/` and reused on later starts. It knows nothing of the protocols that use it and does blocking file I/O, so it
-//! is called once at start-up. The private key is written with mode 0600 and never logged.
+//! `DATA_DIR/tls/` and reused on later starts; and the client configuration for
+//! opportunistic TLS. It knows nothing of the protocols that use it; building the server
+//! configuration does blocking file I/O, so it is called once at start-up. The private key
+//! is written with mode 0600 and never logged.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::ServerConfig;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::config::TlsConfig;
 
@@ -156,6 +160,59 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         what: "private key",
         source,
     })
+}
+
+/// A client configuration that takes any server certificate (it still checks the handshake
+/// signatures): opportunistic TLS, as to MX hosts, which checks nothing else (RFC 7435
+/// §1.3), and clients of a server with a self-signed certificate.
+pub fn unverified_client_config(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    Ok(rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth())
+}
+
+/// Accepts any certificate but still verifies the handshake signatures with the
+/// provider's algorithms.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 #[cfg(test)]

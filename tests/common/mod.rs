@@ -270,3 +270,16 @@ pub fn postcast_cli(data: &std::path::Path, args: &[&str], stdin: Option<&str>) 
 pub fn output_text(o: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
+
+/// Runs Debian's swaks against `addr` (EHLO `client.test`, a 20 s timeout) with `args`;
+/// returns whether it succeeded and its whole transcript.
+pub fn swaks(addr: SocketAddr, args: &[&str]) -> (bool, String) {
+    let out = Command::new("swaks")
+        .args(["--server", &addr.ip().to_string(), "--port", &addr.port().to_string(), "--helo", "client.test"])
+        .args(["--timeout", "20"])
+        .args(args)
+        .output()
+        .expect("swaks is installed (apt-get install swaks)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}

@@ -45,7 +45,7 @@ pub use app_passwords::AppPasswordView;
 pub use factors::TotpSetup;
 pub use login::{LoginOutcome, SessionView};
 pub use reauth::REAUTH_WINDOW;
-pub use registration::{INVITATION_LIFE, Invitation};
+pub use registration::{INVITATION_LIFE, Invitation, InvitationView};
 pub use throttle::{NetworkBan, parse_network};
 
 /// What the auth domain refuses, and why.

@@ -8,8 +8,8 @@
 //! registrations exactly one gets each; the others roll back and make no account.
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 use serde::Serialize;
 
@@ -33,6 +33,21 @@ pub struct Invitation {
     pub token: String,
     /// Unix seconds from which it is refused.
     pub expires_at: i64,
+}
+
+/// An invitation as the administrator sees it (never its token).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct InvitationView {
+    /// Its id, to revoke it.
+    pub id: i64,
+    /// When it was made, Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds from which it is refused.
+    pub expires_at: i64,
+    /// When it was used, if it was.
+    pub used_at: Option<i64>,
+    /// The account made with it, if any.
+    pub used_by: Option<i64>,
 }
 
 /// What lets a new account in when it is not the first one.
@@ -93,13 +108,57 @@ impl AuthService {
 
     /// Makes an invitation as the user `admin_id`, who must be the administrator.
     pub async fn create_invitation(&self, admin_id: i64, client: &ClientInfo) -> Result<Invitation, AuthError> {
-        let admin = self.user_row(admin_id).await?;
-        if !admin.is_admin || admin.disabled {
-            return Err(AuthError::NotAdmin);
-        }
+        self.check_admin(admin_id).await?;
         let made = self.insert_invitation(Some(admin_id)).await?;
         self.log(self.db(), admin_id, "invitation_created", client, "").await;
         Ok(made)
+    }
+
+    /// The invitations made so far, newest first, for the administrator `admin_id`.
+    pub async fn invitations(&self, admin_id: i64) -> Result<Vec<InvitationView>, AuthError> {
+        self.check_admin(admin_id).await?;
+        let rows = invitation::Entity::find()
+            .filter(invitation::Column::TokenHash.ne(FIRST_ACCOUNT))
+            .order_by_desc(invitation::Column::Id)
+            .limit(1000)
+            .all(self.db())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| InvitationView {
+                id: r.id,
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+                used_at: r.used_at,
+                used_by: r.used_by,
+            })
+            .collect())
+    }
+
+    /// Withdraws an unused invitation, as the administrator `admin_id`: it can no longer
+    /// be used. A used, or unknown, invitation is "not found".
+    pub async fn revoke_invitation(&self, admin_id: i64, id: i64, client: &ClientInfo) -> Result<(), AuthError> {
+        self.check_admin(admin_id).await?;
+        let gone = invitation::Entity::delete_many()
+            .filter(invitation::Column::Id.eq(id))
+            .filter(invitation::Column::TokenHash.ne(FIRST_ACCOUNT))
+            .filter(invitation::Column::UsedAt.is_null())
+            .exec(self.db())
+            .await?;
+        if gone.rows_affected == 0 {
+            return Err(AuthError::NotFound("invitation"));
+        }
+        self.log(self.db(), admin_id, "invitation_revoked", client, &format!("invitation {id}")).await;
+        Ok(())
+    }
+
+    /// Refuses anyone but the enabled administrator.
+    async fn check_admin(&self, user_id: i64) -> Result<(), AuthError> {
+        let row = self.user_row(user_id).await?;
+        if !row.is_admin || row.disabled {
+            return Err(AuthError::NotAdmin);
+        }
+        Ok(())
     }
 
     /// Makes an invitation on the command line (`postcast user invite`).

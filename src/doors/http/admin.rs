@@ -1,22 +1,25 @@
 //! Administrator routes under `/api/v1/admin`: invitations to register while
-//! registration is closed. It turns requests into auth-service calls; the service decides
+//! registration is closed (make, list, withdraw). It turns requests into auth-service calls; the service decides
 //! who the administrator is, so everybody else gets 403 `not_admin`.
 
+use axum::extract::Path;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::post;
+use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::{AppError, CurrentUser, HttpState, Origin};
-use crate::domains::auth::ClientInfo;
+use crate::domains::auth::{ClientInfo, InvitationView};
 
 /// The administrator routes, relative to `/api/v1`.
 pub fn routes() -> Router<HttpState> {
-    Router::new().route("/admin/invitations", post(create_invitation))
+    Router::new()
+        .route("/admin/invitations", post(create_invitation).get(list_invitations))
+        .route("/admin/invitations/{id}", delete(revoke_invitation))
 }
 
 /// A new invitation; the token is shown this once.
@@ -57,9 +60,38 @@ async fn create_invitation(
     Ok((StatusCode::CREATED, Json(InvitationBody { token: made.token, url, expires_at: made.expires_at })))
 }
 
+#[utoipa::path(get, path = "/api/v1/admin/invitations", tag = "admin",
+    description = "The invitations made so far, newest first, used or not (never their tokens). Administrator only.",
+    responses((status = 200, body = [InvitationView]), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "`not_admin`")))]
+async fn list_invitations(
+    State(s): State<HttpState>,
+    user: CurrentUser,
+) -> Result<Json<Vec<InvitationView>>, AppError> {
+    Ok(Json(s.auth.invitations(user.user_id).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/admin/invitations/{id}", tag = "admin",
+    description = "Withdraws an unused invitation. Administrator only.",
+    params(("id" = i64, Path, description = "The invitation")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "No such unused invitation")))]
+async fn revoke_invitation(
+    State(s): State<HttpState>,
+    client: ClientInfo,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, AppError> {
+    s.auth.revoke_invitation(user.user_id, id, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The OpenAPI description of these routes.
 #[derive(OpenApi)]
-#[openapi(paths(create_invitation), components(schemas(InvitationBody, ErrorBody, ErrorDetail)))]
+#[openapi(
+    paths(create_invitation, list_invitations, revoke_invitation),
+    components(schemas(InvitationBody, InvitationView, ErrorBody, ErrorDetail))
+)]
 struct AdminApi;
 
 /// The OpenAPI description of these routes.
