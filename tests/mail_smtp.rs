@@ -277,6 +277,8 @@ async fn a_message_with_more_than_50_received_fields_is_refused_as_a_loop() {
     let raw = raw.text().await.unwrap();
     let received = raw.lines().filter(|l| l.starts_with("Received:")).count();
     assert_eq!(received, 51, "ours on top of the 50: {raw}");
+    let metrics = server.client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "postcast_smtp_loops_total 2"), "both loops counted:\n{metrics}");
 }
 
 #[tokio::test]

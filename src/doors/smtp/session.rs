@@ -259,12 +259,21 @@ impl Session {
         }
     }
 
+    /// Logs and counts a message refused as a mail loop (it never reaches the handler).
+    fn note_loop(&self) {
+        metrics::counter!("postcast_smtp_loops_total").increment(1);
+        tracing::info!(from = ?self.mail_from, recipients = self.rcpts.len(), "refused: mail loop (too many Received fields)");
+    }
+
     /// The door read a [`Body::Spooled`] message back whole: refuses it (the answer to the
     /// end of data; the transaction is over) when it is looping, a check the session could
     /// not make on bytes it no longer held. None: go on and deliver it.
     pub fn check_spooled(&mut self, message: &[u8]) -> Option<Vec<u8>> {
         let looping = too_many_received(message, self.config.max_received_headers);
-        looping.then(|| self.message_result(refusal(LOOPING)))
+        looping.then(|| {
+            self.note_loop();
+            self.message_result(refusal(LOOPING))
+        })
     }
 
     /// The door has no room for the message (not in the memory budget in time, or the
@@ -475,6 +484,7 @@ impl Session {
                 self.hand_over(body, out);
             }
             _ if too_many_received(&self.data, self.config.max_received_headers) => {
+                self.note_loop();
                 self.reset_transaction();
                 let (code, enhanced, text) = LOOPING;
                 out.push(Event::Reply(reply::line(code, enhanced, text)));
