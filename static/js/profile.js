@@ -111,6 +111,9 @@ async function main() {
   me = await startPage();
   fillLists();
   showProfile(await api('GET', '/profile'));
+  // Only now: a change typed before the profile arrived would be overwritten by it.
+  $('#profile-form').removeAttribute('aria-busy');
+  $('#save-profile').disabled = false;
 }
 
 main().catch(pageFailed);

@@ -366,6 +366,8 @@ await run(async () => {
 
   await step('the profile saves a display name and a picture', async () => {
     await page.goto(url('/profile'));
+    // The form is usable once the stored profile is in it.
+    await page.locator('#profile-form:not([aria-busy])').waitFor();
     const name = page.getByLabel('Display name');
     await name.fill('Ada UI Tester');
     await page.getByRole('button', { name: 'Save profile' }).click();
