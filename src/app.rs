@@ -25,6 +25,7 @@ use crate::domains::prefs::PrefsService;
 use crate::domains::profile::ProfileService;
 use crate::domains::stream::StreamService;
 use crate::doors::http::{self, HttpSettings, HttpState, Probe};
+use crate::doors::imap;
 use crate::doors::rtmp::{self, RtmpLimits};
 use crate::doors::smtp::{self, DoorSettings, MailDoor, SessionKind};
 use crate::events::{Bus, Event, Handler};
@@ -255,6 +256,10 @@ pub struct Bound {
     pub submission: SocketAddr,
     /// SMTP submission over implicit TLS.
     pub submissions: SocketAddr,
+    /// IMAP with STARTTLS.
+    pub imap: SocketAddr,
+    /// IMAP over implicit TLS.
+    pub imaps: SocketAddr,
 }
 
 /// A started server: every door listens; [`Running::serve`] runs it until shutdown.
@@ -292,12 +297,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let (listener, local) = bind(addr).await?;
         smtp_listeners.push((listener, local, DoorSettings::from_config(&config, kind, implicit_tls, &smtp_budget)));
     }
+    let mut imap_listeners = Vec::new();
+    for (addr, implicit_tls) in [(config.server.imap, false), (config.server.imaps, true)] {
+        let (listener, local) = bind(addr).await?;
+        imap_listeners.push((listener, local, imap::DoorSettings::from_config(&config.imap, implicit_tls)));
+    }
     let bound = Bound {
         http: http_addr,
         rtmp: rtmp_addr,
         smtp: smtp_listeners[0].1,
         submission: smtp_listeners[1].1,
         submissions: smtp_listeners[2].1,
+        imap: imap_listeners[0].1,
+        imaps: imap_listeners[1].1,
     };
     let tls = config.server_tls()?;
     let spool = smtp::spool_dir(&config);
@@ -332,6 +344,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tasks.push(tokio::spawn(async move {
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "SMTP door stopped");
+            }
+        }));
+    }
+    for (listener, _, door) in imap_listeners {
+        let (auth, mail) = (services.auth.clone(), services.mail.clone());
+        let serve = imap::serve(listener, door, Some(tls.clone()), auth, mail, stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "IMAP door stopped");
             }
         }));
     }
@@ -393,6 +414,8 @@ impl Running {
             "submissions",
             format!("smtps://{}  (mail programs over implicit TLS; port 465 in production)", b.submissions),
         );
+        line("IMAP", format!("imap://{}  (mail programs: STARTTLS, then LOGIN with an app password)", b.imap));
+        line("IMAPS", format!("imaps://{}  (mail programs over implicit TLS; port 993 in production)", b.imaps));
         if c.sms.provider == "log" {
             let offered = if self.services.auth.sms_available() {
                 "loopback and test set-ups only"

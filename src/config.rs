@@ -14,6 +14,7 @@ use crate::domains::mail::outbound::config::{DkimConfig, OutboundConfig};
 use crate::domains::prefs::config::PrefsConfig;
 use crate::domains::profile::config::ProfileConfig;
 use crate::domains::stream::config::StreamConfig;
+use crate::doors::imap::config::ImapConfig;
 use crate::doors::smtp::config::SmtpConfig;
 pub use crate::platform::config::ConfigError;
 use crate::platform::config::{self, CacheConfig, DbConfig, HttpConfig, JobsConfig, ServerConfig, TlsConfig};
@@ -45,6 +46,8 @@ pub struct Config {
     pub stream: StreamConfig,
     /// The SMTP doors: limits and timeouts.
     pub smtp: SmtpConfig,
+    /// The IMAP doors: limits, timeouts and plaintext login on loopback.
+    pub imap: ImapConfig,
     /// The certificate the doors use for TLS.
     pub tls: TlsConfig,
     /// The DNS resolver for MX look-ups and SPF/DKIM/DMARC.
@@ -91,6 +94,7 @@ impl Config {
         self.stream.check()?;
         self.tls.check()?;
         self.smtp.check()?;
+        self.imap.check()?;
         self.jobs.check()?;
         self.dns.check()?;
         self.dkim.check()?;

@@ -35,10 +35,12 @@ struct Cli {
     /// SMTP submission over implicit TLS listen address [default: 127.0.0.1:2465].
     #[arg(long, global = true, env = "POSTCAST_SUBMISSIONS", value_name = "ADDR")]
     submissions: Option<SocketAddr>,
-    /// IMAP listen address, reserved for the IMAP door: checked, not served yet
-    /// [default: 127.0.0.1:1143].
+    /// IMAP (STARTTLS) listen address [default: 127.0.0.1:1143].
     #[arg(long, global = true, env = "POSTCAST_IMAP", value_name = "ADDR")]
     imap: Option<SocketAddr>,
+    /// IMAP over implicit TLS listen address [default: 127.0.0.1:1993].
+    #[arg(long, global = true, env = "POSTCAST_IMAPS", value_name = "ADDR")]
+    imaps: Option<SocketAddr>,
     /// RTMP listen address [default: 127.0.0.1:1935].
     #[arg(long, global = true, env = "POSTCAST_RTMP", value_name = "ADDR")]
     rtmp: Option<SocketAddr>,
@@ -54,7 +56,7 @@ enum Command {
     /// Run the server (the default).
     Serve {
         /// Once every door listens, write where (JSON: http, rtmp, smtp, submission,
-        /// submissions as `IP:PORT`) to this file, for scripts and tests.
+        /// submissions, imap, imaps as `IP:PORT`) to this file, for scripts and tests.
         #[arg(long, value_name = "PATH")]
         ready_file: Option<PathBuf>,
     },
@@ -224,6 +226,9 @@ impl Cli {
         }
         if let Some(v) = self.imap {
             s.imap = v;
+        }
+        if let Some(v) = self.imaps {
+            s.imaps = v;
         }
         if let Some(v) = self.rtmp {
             s.rtmp = v;

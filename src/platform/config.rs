@@ -69,8 +69,10 @@ pub struct ServerConfig {
     pub submission: SocketAddr,
     /// SMTP submission over implicit TLS ("submissions", RFC 8314).
     pub submissions: SocketAddr,
-    /// Reserved for the IMAP door: accepted and checked, not listened on yet.
+    /// IMAP with STARTTLS.
     pub imap: SocketAddr,
+    /// IMAP over implicit TLS ("imaps", RFC 8314).
+    pub imaps: SocketAddr,
     /// RTMP ingest.
     pub rtmp: SocketAddr,
     /// Reverse proxies in front of the HTTP door, as addresses or CIDR blocks. Only a
@@ -207,6 +209,7 @@ impl Default for ServerConfig {
             submission: addr("127.0.0.1:2587"),
             submissions: addr("127.0.0.1:2465"),
             imap: addr("127.0.0.1:1143"),
+            imaps: addr("127.0.0.1:1993"),
             rtmp: addr("127.0.0.1:1935"),
             trusted_proxies: Vec::new(),
             metrics_token: String::new(),

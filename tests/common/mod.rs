@@ -22,6 +22,10 @@ pub struct Server {
     pub submission: Option<SocketAddr>,
     /// The submissions door (implicit TLS).
     pub submissions: Option<SocketAddr>,
+    /// The IMAP door (STARTTLS).
+    pub imap: SocketAddr,
+    /// The IMAP door over implicit TLS.
+    pub imaps: SocketAddr,
     pub data: tempfile::TempDir,
     pub config_path: Option<PathBuf>,
     /// What the server printed at start, up to and with its `Ready in` line.
@@ -83,6 +87,7 @@ impl Server {
             .arg("127.0.0.1:0")
             .args(["--smtp", &smtp.map_or("127.0.0.1:0".to_string(), |a| a.to_string())])
             .args(["--submission", "127.0.0.1:0", "--submissions", "127.0.0.1:0"])
+            .args(["--imap", "127.0.0.1:0", "--imaps", "127.0.0.1:0"])
             .env("RUST_LOG", "warn,postcast=info")
             .stdout(Stdio::piped())
             .stderr(if logged {
@@ -107,9 +112,10 @@ impl Server {
         let addr = |door: &str| -> SocketAddr { bound[door].as_str().expect(door).parse().unwrap() };
         let (http, rtmp, smtp) = (addr("http"), Some(addr("rtmp")), Some(addr("smtp")));
         let (submission, submissions) = (Some(addr("submission")), Some(addr("submissions")));
+        let (imap, imaps) = (addr("imap"), addr("imaps"));
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, http, rtmp, smtp, submission, submissions, data, config_path, banner }
+        Server { child, http, rtmp, smtp, submission, submissions, imap, imaps, data, config_path, banner }
     }
 
     /// `http://ADDR` + path.

@@ -111,17 +111,18 @@ async fn named<C: ConnectionTrait>(conn: &C, user_id: i64, name: &str) -> Result
         .await?)
 }
 
-/// Changes the flags of `rows` in `txn`; returns the events to publish.
-async fn flag_rows(
+/// Changes the flags of `rows` in `txn` to what `change` makes of each; returns the
+/// events to publish.
+pub(super) async fn flag_rows(
     txn: &DatabaseTransaction,
     user_id: i64,
     rows: Vec<message::Model>,
-    change: FlagChange,
+    change: impl Fn(Flags) -> Flags,
 ) -> Result<Vec<Event>, MailError> {
     let changed: Vec<(message::Model, Flags)> = rows
         .into_iter()
         .filter_map(|r| {
-            let flags = change.apply(Flags(r.flags));
+            let flags = change(Flags(r.flags));
             (flags.0 != r.flags).then_some((r, flags))
         })
         .collect();
@@ -242,7 +243,7 @@ impl MailService {
         check_bulk(ids)?;
         let txn = begin_write(self.db()).await?;
         let rows = owned(&txn, user_id, ids).await?;
-        let events = flag_rows(&txn, user_id, rows, change).await?;
+        let events = flag_rows(&txn, user_id, rows, |f| change.apply(f)).await?;
         self.finish(txn, &events).await
     }
 
@@ -277,7 +278,7 @@ impl MailService {
     }
 
     /// Deletes `rows` in `txn`, commits, then lets go of their blobs.
-    async fn remove(
+    pub(super) async fn remove(
         &self,
         txn: DatabaseTransaction,
         user_id: i64,

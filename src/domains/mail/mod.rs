@@ -34,6 +34,7 @@ pub mod send;
 pub mod store;
 pub mod thread;
 pub mod transfer;
+pub mod uid_view;
 mod usage;
 pub mod view;
 
