@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use migrations::{Migrator, MigratorTrait};
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqliteTransactionMode, SqlxSqliteConnector, TransactionOptions, TransactionTrait,
 };
 
 /// The shared connection pool.
@@ -33,6 +33,30 @@ pub async fn open(url: &str, max_connections: u32, busy_timeout: Duration, migra
         Migrator::up(&db, None).await?;
     }
     Ok(db)
+}
+
+/// A handle for one task that writes all the time (the mail committer). On SQLite it is a
+/// connection of its own beside the shared pool: SQLite empties a connection's page cache
+/// whenever another connection has committed since its last transaction, and the pool
+/// hands out its connections in turn, so a writer on the pool reads back every page it
+/// touches at every commit; on its own connection its pages stay cached. Other databases,
+/// an in-memory SQLite and a connection that cannot be opened give the shared pool.
+pub async fn writer(db: &Db) -> Db {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return db.clone();
+    }
+    let options = db.get_sqlite_connection_pool().connect_options();
+    if options.get_filename().to_str().is_none_or(|f| f.is_empty() || f.starts_with(":memory:")) {
+        return db.clone();
+    }
+    let pool = SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with((*options).clone()).await;
+    match pool {
+        Ok(pool) => SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+        Err(e) => {
+            tracing::warn!(error = %e, "no connection of its own for a writer; it shares the pool");
+            db.clone()
+        }
+    }
 }
 
 /// Begins a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the write lock

@@ -153,7 +153,10 @@ impl Store {
     /// Starts the committer.
     pub(crate) fn start(db: Db, blobs: Blobs, bus: Bus) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(Committer { db, blobs, bus, system_mailboxes: HashMap::new() }.run(rx));
+        tokio::spawn(async move {
+            let db = crate::platform::db::writer(&db).await;
+            Committer { db, blobs, bus, system_mailboxes: HashMap::new() }.run(rx).await
+        });
         Self { tx }
     }
 
@@ -202,7 +205,10 @@ impl Committer {
                 }
             }
             metrics::histogram!("postcast_mail_commit_batch").record(batch.len() as f64);
-            match self.commit_batch(&batch).await {
+            let started = std::time::Instant::now();
+            let committed = self.commit_batch(&batch).await;
+            metrics::histogram!("postcast_mail_commit_seconds").record(started.elapsed().as_secs_f64());
+            match committed {
                 Ok(results) => {
                     for (job, stored) in batch.into_iter().zip(results) {
                         let _ = job.reply.send(Ok(stored));
