@@ -330,3 +330,59 @@ async fn garbage_overlong_lines_and_unsupported_commands_get_bad_and_the_session
     let health = server.client().get(server.url("/healthz")).send().await.unwrap();
     assert!(health.status().is_success(), "the server is still up");
 }
+
+#[tokio::test]
+async fn append_stores_with_flags_and_date_in_the_users_own_mailboxes() {
+    let server = Server::start_with("[quota]\nstorage_mb = 1\n");
+    let ada = User::new(&server, "ada").await;
+    let bob = User::new(&server, "bob").await;
+    python(
+        &server,
+        "ada",
+        r#"
+msg = b"From: ada@localhost\r\nTo: carl@example.com\r\nSubject: Kept copy\r\n\r\nWritten elsewhere.\r\n"
+m = starttls()
+ok(m.login(USER, PASS))
+ok(m.select("Sent"))
+when = imaplib.Time2Internaldate(1780000000)
+ok(m.append("Sent", "(\\Seen \\Flagged)", when, msg))
+# The selected mailbox hears of it: a NOOP is not needed to see it.
+typ, exists = m.response("EXISTS")
+assert exists[-1] == b"1", exists
+meta, body = ok(m.fetch("1", "(FLAGS INTERNALDATE BODY.PEEK[])"))[0]
+assert body == msg, body
+assert b"\\Seen" in meta and b"\\Flagged" in meta, meta
+assert b'INTERNALDATE "28-May-2026 20:26:40 +0000"' in meta, meta
+typ, data = m.append("\"No such box\"", None, None, msg)
+assert typ == "NO" and b"TRYCREATE" in data[0], (typ, data)
+typ, data = m.append("Sent", None, None, b"x" * 1100000)
+assert typ == "NO" and b"OVERQUOTA" in data[0], (typ, data)
+m.logout()
+"#,
+    );
+    let boxes = ada.ok(Method::GET, "/api/v1/mail/mailboxes", None).await;
+    let sent = boxes.as_array().unwrap().iter().find(|b| b["role"] == "sent").unwrap()["id"].clone();
+    let page = ada.ok(Method::GET, &format!("/api/v1/mail/messages?mailbox={sent}"), None).await;
+    let listed = page["messages"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{page}");
+    assert_eq!((listed[0]["subject"].as_str(), listed[0]["starred"].as_bool()), (Some("Kept copy"), Some(true)));
+    // Bob's APPEND to a name only ada has goes nowhere near her mailbox.
+    python(
+        &server,
+        "bob",
+        r#"
+m = starttls()
+ok(m.login(USER, PASS))
+ok(m.create("Projects"))
+typ, data = m.append("Projects", None, None, b"Subject: bob's\r\n\r\nhi\r\n")
+assert typ == "OK", (typ, data)
+m.logout()
+"#,
+    );
+    let page = ada.ok(Method::GET, &format!("/api/v1/mail/messages?mailbox={sent}"), None).await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 1, "ada still has only her own message");
+    let bobs = bob.ok(Method::GET, "/api/v1/mail/mailboxes", None).await;
+    let projects = bobs.as_array().unwrap().iter().find(|b| b["name"] == "Projects").unwrap()["id"].clone();
+    let page = bob.ok(Method::GET, &format!("/api/v1/mail/messages?mailbox={projects}"), None).await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 1);
+}

@@ -214,7 +214,10 @@ impl Session {
             CommandBody::Unsubscribe { mailbox } => self.subscribe(tag, &mailbox, false).await,
             CommandBody::Select { mailbox } => self.select(tag, &mailbox, false).await,
             CommandBody::Examine { mailbox } => self.select(tag, &mailbox, true).await,
-            CommandBody::Append { .. } | CommandBody::Search { .. } | CommandBody::Copy { .. } => {
+            CommandBody::Append { mailbox, flags, date, message } => {
+                self.append(tag, &mailbox, &flags, date, message).await
+            }
+            CommandBody::Search { .. } | CommandBody::Copy { .. } => {
                 vec![no_code(tag, "CANNOT", &format!("{} is not supported yet", body.name()))]
             }
             CommandBody::Close | CommandBody::Unselect if selected => self.close(tag, body).await,
