@@ -386,3 +386,41 @@ m.logout()
     let page = bob.ok(Method::GET, &format!("/api/v1/mail/messages?mailbox={projects}"), None).await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn copy_puts_flagged_copies_in_another_mailbox_all_at_once() {
+    let server = Server::start();
+    let ada = User::new(&server, "ada").await;
+    deliver(&server, "ada@localhost", "First", "one");
+    deliver(&server, "ada@localhost", "Second", "two");
+    python(
+        &server,
+        "ada",
+        r#"
+m = starttls()
+ok(m.login(USER, PASS))
+ok(m.create("Projects"))
+assert ok(m.select("INBOX")) == [b"2"]
+ok(m.store("2", "+FLAGS", "(\\Flagged)"))
+ok(m.copy("1:2", "Projects"))
+typ, data = m.copy("1", '"Nowhere at all"')
+assert typ == "NO" and b"TRYCREATE" in data[0], (typ, data)
+typ, data = m.uid("COPY", "99", "Projects")
+assert typ == "OK", (typ, data)
+ok(m.copy("1", "INBOX"))
+typ, exists = m.response("EXISTS")
+assert exists[-1] == b"3", exists
+assert ok(m.select("Projects")) == [b"2"]
+flags = b" ".join(x for x in ok(m.fetch("1:2", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")) if isinstance(x, tuple) for x in x)
+assert b"Subject: First" in flags and b"Subject: Second" in flags, flags
+second = ok(m.fetch("2", "(FLAGS)"))[0]
+assert b"\\Flagged" in second, second
+m.logout()
+"#,
+    );
+    let boxes = ada.ok(Method::GET, "/api/v1/mail/mailboxes", None).await;
+    let projects = boxes.as_array().unwrap().iter().find(|b| b["name"] == "Projects").unwrap()["id"].clone();
+    let page = ada.ok(Method::GET, &format!("/api/v1/mail/messages?mailbox={projects}"), None).await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 2, "{page}");
+    assert_eq!(api_messages(&ada).await.len(), 3, "the originals stay, plus the copy into INBOX");
+}

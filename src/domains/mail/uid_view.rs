@@ -1,12 +1,15 @@
 //! The UID view of a user's mailboxes, as IMAP sees them (RFC 9051 §2.3.1): each mailbox
 //! with its UIDVALIDITY, UIDNEXT, MODSEQ and subscription, the messages of one mailbox in
 //! UID order with their flags, the rows FETCH reads, and the changes IMAP makes: flags
-//! set, cleared or replaced in one go, `\Deleted` messages expunged, subscriptions.
+//! set, cleared or replaced in one go, `\Deleted` messages expunged, messages copied
+//! into another mailbox, subscriptions.
 //!
 //! It speaks no protocol: the IMAP door maps these to sequence numbers and replies. Like
 //! the rest of the domain, every function takes the owner's id and finds nothing of
 //! anybody else's, and every write is one transaction with its bookkeeping (MODSEQ,
 //! counters, expunge log, events; see [`super::changes`]).
+
+use std::sync::Arc;
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -14,8 +17,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use super::actions::{flag_rows, mailbox_of};
 use super::changes::{CHUNK, begin_write};
 use super::entities::{mailbox, message};
-use super::store::ensure_system_mailboxes;
-use super::{Flags, MailError, MailService, Role};
+use super::store::{NewMessage, Part, Stored, Target, Work, ensure_system_mailboxes};
+use super::{Flags, MailError, MailService, Role, parse};
 
 /// A mailbox with the numbers IMAP reports about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +102,44 @@ impl FlagEdit {
 }
 
 impl MailService {
+    /// Copies the user's messages `ids` into their mailbox `target` (IMAP COPY): a new
+    /// copy of each with its bytes, flags and arrival time, all in one commit, within the
+    /// storage quota. Ids that are not the user's are skipped; a `target` that is not
+    /// theirs is not found. Returns the copies in the order of `ids`.
+    pub async fn copy_to(&self, user_id: i64, ids: &[i64], target: i64) -> Result<Vec<Stored>, MailError> {
+        mailbox_of(self.db(), user_id, target).await?;
+        let mut rows = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            rows.extend(
+                message::Entity::find()
+                    .filter(message::Column::UserId.eq(user_id))
+                    .filter(message::Column::Id.is_in(chunk.iter().copied()))
+                    .all(self.db())
+                    .await?,
+            );
+        }
+        rows.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
+        let size: i64 = rows.iter().map(|r| r.size).sum();
+        self.limits().quota.check(user_id, u64::try_from(size).unwrap_or(0)).await?;
+        let mut work = Work::default();
+        for row in &rows {
+            let raw = self.raw(user_id, row.id).await?;
+            let parsing = raw.clone();
+            let meta =
+                tokio::task::spawn_blocking(move || parse::meta(&parsing)).await.map_err(|_| MailError::Interrupted)?;
+            let mut copy = NewMessage::new(user_id, Target::Mailbox(target));
+            copy.flags = Flags(row.flags);
+            copy.internal_date = row.internal_date;
+            work.parts.push(Part { raw, meta: Arc::new(meta), targets: vec![copy] });
+        }
+        if work.parts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let committed = self.inner.store.commit_work(work).await?;
+        self.limits().quota.charge(user_id, u64::try_from(size).unwrap_or(0));
+        Ok(committed.stored.into_iter().flatten().collect())
+    }
+
     /// The user's mailboxes (the system ones made first if missing), system ones first.
     pub async fn uid_mailboxes(&self, user_id: i64) -> Result<Vec<UidMailbox>, MailError> {
         ensure_system_mailboxes(self.db(), user_id).await?;
@@ -278,5 +319,23 @@ mod tests {
         let (bob_box, bob_entries) = f.mail.uid_entries(f.bob, bob_inbox.id).await.unwrap();
         assert_eq!((bob_box.total, bob_box.unread, bob_entries.len()), (1, 1, 1), "bob's copy is as it was");
         assert!(matches!(f.mail.set_subscribed(f.ada, bob_inbox.id, false).await, Err(MailError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn copies_take_only_the_owners_messages_into_the_owners_mailboxes() {
+        let f = super::super::tests::fixture().await;
+        let ids = deliver_to(&f, vec![f.ada, f.bob]).await;
+        let (ada_msg, bob_msg) = (ids[0], ids[1]);
+        let ada_inbox = f.mail.uid_mailbox(f.ada, "INBOX").await.unwrap().unwrap();
+        let bob_inbox = f.mail.uid_mailbox(f.bob, "INBOX").await.unwrap().unwrap();
+        // Into another user's mailbox: not found, nothing copied.
+        assert!(matches!(f.mail.copy_to(f.ada, &[ada_msg], bob_inbox.id).await, Err(MailError::NotFound)));
+        // Another user's message: skipped.
+        let copied = f.mail.copy_to(f.ada, &[bob_msg, ada_msg], ada_inbox.id).await.unwrap();
+        assert_eq!(copied.len(), 1);
+        assert_eq!((copied[0].user_id, copied[0].mailbox_id), (f.ada, ada_inbox.id));
+        assert_eq!(f.mail.raw(f.ada, copied[0].id).await.unwrap(), f.mail.raw(f.ada, ada_msg).await.unwrap());
+        assert_eq!(f.mail.uid_entries(f.bob, bob_inbox.id).await.unwrap().1.len(), 1, "bob's mailbox is as it was");
+        assert_eq!(f.mail.uid_entries(f.ada, ada_inbox.id).await.unwrap().1.len(), 2);
     }
 }

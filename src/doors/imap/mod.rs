@@ -10,7 +10,7 @@
 //! What works: CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE PLAIN (with SASL-IR),
 //! ID, ENABLE, NAMESPACE, LIST, LSUB, STATUS, SELECT, EXAMINE, CREATE, DELETE, RENAME,
 //! SUBSCRIBE, UNSUBSCRIBE, CHECK, CLOSE, UNSELECT, EXPUNGE, FETCH and STORE with their UID
-//! forms, and APPEND. SEARCH and COPY answer `NO [CANNOT] ... not supported yet`; other
+//! forms, APPEND and COPY. SEARCH answers `NO [CANNOT] ... not supported yet`; other
 //! commands (IDLE, MOVE, UID EXPUNGE, SORT, THREAD, ...) `BAD ... not supported yet`.
 //!
 //! Invariants:

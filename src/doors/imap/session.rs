@@ -217,7 +217,10 @@ impl Session {
             CommandBody::Append { mailbox, flags, date, message } => {
                 self.append(tag, &mailbox, &flags, date, message).await
             }
-            CommandBody::Search { .. } | CommandBody::Copy { .. } => {
+            CommandBody::Copy { sequence_set, mailbox, uid } if selected => {
+                self.copy(tag, &sequence_set, &mailbox, uid).await
+            }
+            CommandBody::Search { .. } => {
                 vec![no_code(tag, "CANNOT", &format!("{} is not supported yet", body.name()))]
             }
             CommandBody::Close | CommandBody::Unselect if selected => self.close(tag, body).await,
@@ -229,6 +232,7 @@ impl Session {
                 self.store(tag, &sequence_set, kind, response, &flags, uid).await
             }
             CommandBody::Check
+            | CommandBody::Copy { .. }
             | CommandBody::Close
             | CommandBody::Unselect
             | CommandBody::Expunge

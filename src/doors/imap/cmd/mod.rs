@@ -1,10 +1,11 @@
 //! The IMAP commands that work on mailboxes and messages, one file per group: mailbox
 //! management and listing ([`mailboxes`]), selecting and expunging ([`select`]), FETCH
-//! ([`fetch`], with ENVELOPE in [`envelope`]), STORE ([`store`]) and APPEND ([`append`]). Each adds methods to
+//! ([`fetch`], with ENVELOPE in [`envelope`]), STORE ([`store`]), APPEND ([`append`]) and COPY ([`copy`]). Each adds methods to
 //! [`Session`](super::session::Session) and calls only the mail service; this file holds
 //! what they share: flag mapping, sequence sets and the answer to a mail-service error.
 
 pub mod append;
+pub mod copy;
 pub mod envelope;
 pub mod fetch;
 pub mod mailboxes;
