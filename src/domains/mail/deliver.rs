@@ -22,9 +22,6 @@ use super::store::{NewMessage, Part, Stored, Target};
 use super::{Flags, MailError, MailService, Role, SpamVerdict};
 use crate::platform::db::now;
 
-/// Messages larger than this are parsed on a blocking thread.
-const PARSE_INLINE_BYTES: usize = 256 * 1024;
-
 /// How a message reached us, for its trace header.
 #[derive(Debug, Clone)]
 pub struct Envelope {
@@ -217,7 +214,6 @@ impl MailService {
         let raw = Bytes::from(self.with_trace(envelope, &data));
         // From here on the message is `raw`, under its trace fields: the bytes as received
         // go now, so a large message is not held twice through scanning and storing.
-        let seen = delivered_to(&data);
         drop(data);
         let meta = Arc::new(meta);
         let scanners = &self.inner.scanners;
@@ -232,13 +228,17 @@ impl MailService {
         }
         let mut targets = Vec::with_capacity(recipients.len());
         let mut forwards = Vec::new();
+        // Read only when a filter forwards: the trace fields on top of `raw` are never
+        // Delivered-To, so its Delivered-To fields are the received message's.
+        let mut seen = None;
         for user_id in recipients {
             let input = ScanInput { raw: &raw, meta: &meta, user_id, auth: verdict.as_ref() };
             let mut spam = scanners.spam.judge(&input).await?;
             spam.is_spam |= matches!(judged, Judged::Spam(_));
             let actions = self.filter_actions(user_id, &meta).await;
             if !envelope.forwarded && !spam.is_spam && !actions.forward.is_empty() {
-                forwards.extend(self.forwards_of(user_id, &actions.forward, &seen).await);
+                let seen = seen.get_or_insert_with(|| delivered_to(&raw));
+                forwards.extend(self.forwards_of(user_id, &actions.forward, seen).await);
             }
             targets.push(placement(user_id, spam.is_spam, spam.score, &actions));
         }
@@ -249,9 +249,6 @@ impl MailService {
     /// filters asked for.
     pub(crate) async fn delivered(&self, ready: ReadyDelivery, stored: Vec<Stored>) -> Delivered {
         metrics::counter!("postcast_mail_delivered_total").increment(stored.len() as u64);
-        for copy in &stored {
-            self.limits().quota.charge(copy.user_id, ready.part.raw.len() as u64);
-        }
         for forward in &ready.forwards {
             self.forward(forward, &ready.part.raw).await;
         }
@@ -295,14 +292,11 @@ impl MailService {
             }
             _ => None,
         };
-        let large = data.len() > PARSE_INLINE_BYTES;
+        let large = data.len() > parse::PARSE_INLINE_BYTES;
         let parsed = if large { None } else { parse::message(data) };
         let meta = match &parsed {
             Some(parsed) => parse::meta_of(parsed),
-            None if large => {
-                let bytes = data.clone();
-                tokio::task::spawn_blocking(move || parse::meta(&bytes)).await.unwrap_or_default()
-            }
+            None if large => parse::meta_of_bytes(data).await.unwrap_or_default(),
             None => Meta::default(),
         };
         let verdict = match (checks, &parsed) {

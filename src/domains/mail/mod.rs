@@ -285,6 +285,23 @@ impl MailService {
         meta: Arc<Meta>,
         targets: Vec<NewMessage>,
     ) -> Result<Vec<Stored>, MailError> {
-        self.inner.store.commit(raw, meta, targets).await
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let work = store::Work { parts: vec![store::Part { raw, meta, targets }], ..store::Work::default() };
+        Ok(self.commit(work).await?.stored.pop().unwrap_or_default())
+    }
+
+    /// Commits `work` in one transaction (see [`store`]) and charges every stored copy
+    /// to its owner's storage quota: the one place stored mail is counted.
+    pub(crate) async fn commit(&self, work: store::Work) -> Result<store::Committed, MailError> {
+        let sizes: Vec<u64> = work.parts.iter().map(|p| p.raw.len() as u64).collect();
+        let committed = self.inner.store.commit_work(work).await?;
+        for (size, copies) in sizes.iter().zip(&committed.stored) {
+            for copy in copies {
+                self.limits().quota.charge(copy.user_id, *size);
+            }
+        }
+        Ok(committed)
     }
 }

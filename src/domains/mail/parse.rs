@@ -52,6 +52,19 @@ impl Meta {
     }
 }
 
+/// Messages larger than this are parsed on a blocking thread rather than on the caller's.
+pub const PARSE_INLINE_BYTES: usize = 256 * 1024;
+
+/// [`meta`] of `raw`, on a blocking thread when it is larger than [`PARSE_INLINE_BYTES`];
+/// None when that thread was lost.
+pub async fn meta_of_bytes(raw: &bytes::Bytes) -> Option<Meta> {
+    if raw.len() <= PARSE_INLINE_BYTES {
+        return Some(meta(raw));
+    }
+    let bytes = raw.clone();
+    tokio::task::spawn_blocking(move || meta(&bytes)).await.ok()
+}
+
 /// Reads the metadata of a raw message; never fails.
 pub fn meta(raw: &[u8]) -> Meta {
     message(raw).map(|msg| meta_of(&msg)).unwrap_or_default()

@@ -291,20 +291,17 @@ impl MailService {
         let mut copy = NewMessage::new(sub.user_id, Target::Role(Role::Sent));
         copy.flags = Flags(Flags::SEEN);
         copy.sent_to = Some(recipients);
-        let data_len = data.len();
         work.parts.push(Part { raw: data, meta: Arc::new(meta), targets: vec![copy] });
         if let Some(ready) = &local {
             work.parts.push(ready.part.clone());
         }
-        let mut committed = self.inner.store.commit_work(work).await.map_err(|e| match e {
+        let mut committed = self.commit(work).await.map_err(|e| match e {
             MailError::Queue(e) => SendError::Queue(*e),
             e => SendError::Store(e),
         })?;
         if let Some(queue) = queue {
             queue.wake();
         }
-        let size = data_len as u64;
-        quota.charge(sub.user_id, size);
         let mut stored = committed.stored.drain(..);
         let sent_copy = stored.next().and_then(|mut s| s.pop()).ok_or(MailError::NotFound)?;
         let local = match local {

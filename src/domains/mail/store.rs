@@ -160,20 +160,6 @@ impl Store {
         Self { tx }
     }
 
-    /// Stores `raw` once and a row for every target; returns once all is durable.
-    pub(crate) async fn commit(
-        &self,
-        raw: Bytes,
-        meta: Arc<Meta>,
-        targets: Vec<NewMessage>,
-    ) -> Result<Vec<Stored>, MailError> {
-        if targets.is_empty() {
-            return Ok(Vec::new());
-        }
-        let work = Work { parts: vec![Part { raw, meta, targets }], ..Work::default() };
-        Ok(self.commit_work(work).await?.stored.pop().unwrap_or_default())
-    }
-
     /// Commits `work` as one transaction; returns once all of it is durable.
     pub(crate) async fn commit_work(&self, work: Work) -> Result<Committed, MailError> {
         let (reply, answer) = oneshot::channel();

@@ -124,9 +124,7 @@ impl MailService {
         let mut work = Work::default();
         for row in &rows {
             let raw = self.raw(user_id, row.id).await?;
-            let parsing = raw.clone();
-            let meta =
-                tokio::task::spawn_blocking(move || parse::meta(&parsing)).await.map_err(|_| MailError::Interrupted)?;
+            let meta = parse::meta_of_bytes(&raw).await.ok_or(MailError::Interrupted)?;
             let mut copy = NewMessage::new(user_id, Target::Mailbox(target));
             copy.flags = Flags(row.flags);
             copy.internal_date = row.internal_date;
@@ -135,8 +133,7 @@ impl MailService {
         if work.parts.is_empty() {
             return Ok(Vec::new());
         }
-        let committed = self.inner.store.commit_work(work).await?;
-        self.limits().quota.charge(user_id, u64::try_from(size).unwrap_or(0));
+        let committed = self.commit(work).await?;
         Ok(committed.stored.into_iter().flatten().collect())
     }
 

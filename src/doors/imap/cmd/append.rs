@@ -20,9 +20,6 @@ use crate::domains::mail::store::Target;
 use crate::domains::mail::{Flags, MailError, NewMessage, parse};
 use crate::platform::quota::QuotaError;
 
-/// Messages larger than this are parsed on a blocking thread.
-const PARSE_INLINE_BYTES: usize = 256 * 1024;
-
 impl Session {
     /// APPEND.
     pub(in super::super) async fn append(
@@ -54,25 +51,17 @@ impl Session {
             Err(QuotaError::Exceeded { .. }) => return vec![no_code(tag, "OVERQUOTA", "Your storage is full")],
             Err(QuotaError::Db(e)) => return vec![failed(tag, MailError::Db(e))],
         }
-        let meta = if raw.len() > PARSE_INLINE_BYTES {
-            let bytes = raw.clone();
-            match tokio::task::spawn_blocking(move || parse::meta(&bytes)).await {
-                Ok(meta) => meta,
-                Err(_) => return vec![failed(tag, MailError::Interrupted)],
-            }
-        } else {
-            parse::meta(&raw)
+        let Some(meta) = parse::meta_of_bytes(&raw).await else {
+            return vec![failed(tag, MailError::Interrupted)];
         };
         let mut new = NewMessage::new(user, Target::Mailbox(target.id));
         new.flags = Flags(bits_of(flags));
         if let Some(date) = date {
             new.internal_date = date.as_ref().timestamp();
         }
-        let size = raw.len() as u64;
         if let Err(e) = self.mail.store(raw, Arc::new(meta), vec![new]).await {
             return vec![failed(tag, e)];
         }
-        self.mail.limits().quota.charge(user, size);
         // The selected mailbox learns of the new message at once (RFC 9051 §6.3.12).
         let mut out = match &self.state {
             State::Selected(_, selected) if selected.mailbox.id == target.id => self.refresh().await,
