@@ -61,11 +61,17 @@ fn deliver(server: &Server, to: &str, subject: &str, body: &str) {
     assert!(ok, "{t}");
 }
 
-/// The user's messages as the web API lists them.
+/// The user's Inbox as the web API lists it.
 async fn api_messages(user: &User<'_>) -> Vec<Value> {
+    mailbox_messages(user, "role", "inbox").await
+}
+
+/// The messages, as the web API lists them, of the user's mailbox whose `key` (`role` or
+/// `name`) is `value`.
+async fn mailbox_messages(user: &User<'_>, key: &str, value: &str) -> Vec<Value> {
     let boxes = user.ok(Method::GET, "/api/v1/mail/mailboxes", None).await;
-    let inbox = boxes.as_array().unwrap().iter().find(|b| b["role"] == "inbox").unwrap()["id"].clone();
-    let page = user.ok(Method::GET, &format!("/api/v1/mail/messages?mailbox={inbox}"), None).await;
+    let mailbox = boxes.as_array().unwrap().iter().find(|b| b[key] == value).unwrap()["id"].clone();
+    let page = user.ok(Method::GET, &format!("/api/v1/mail/messages?mailbox={mailbox}"), None).await;
     page["messages"].as_array().unwrap().clone()
 }
 
@@ -360,31 +366,27 @@ assert typ == "NO" and b"OVERQUOTA" in data[0], (typ, data)
 m.logout()
 "#,
     );
-    let boxes = ada.ok(Method::GET, "/api/v1/mail/mailboxes", None).await;
-    let sent = boxes.as_array().unwrap().iter().find(|b| b["role"] == "sent").unwrap()["id"].clone();
-    let page = ada.ok(Method::GET, &format!("/api/v1/mail/messages?mailbox={sent}"), None).await;
-    let listed = page["messages"].as_array().unwrap();
-    assert_eq!(listed.len(), 1, "{page}");
+    let listed = mailbox_messages(&ada, "role", "sent").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!((listed[0]["subject"].as_str(), listed[0]["starred"].as_bool()), (Some("Kept copy"), Some(true)));
-    // Bob's APPEND to a name only ada has goes nowhere near her mailbox.
+    // A mailbox only ada has is not bob's to append to; his own of that name is.
+    ada.ok(Method::POST, "/api/v1/mail/mailboxes", Some(json!({"name": "Projects"}))).await;
     python(
         &server,
         "bob",
         r#"
 m = starttls()
 ok(m.login(USER, PASS))
+typ, data = m.append("Projects", None, None, b"Subject: bob's\r\n\r\nhi\r\n")
+assert typ == "NO" and b"TRYCREATE" in data[0], (typ, data)
 ok(m.create("Projects"))
 typ, data = m.append("Projects", None, None, b"Subject: bob's\r\n\r\nhi\r\n")
 assert typ == "OK", (typ, data)
 m.logout()
 "#,
     );
-    let page = ada.ok(Method::GET, &format!("/api/v1/mail/messages?mailbox={sent}"), None).await;
-    assert_eq!(page["messages"].as_array().unwrap().len(), 1, "ada still has only her own message");
-    let bobs = bob.ok(Method::GET, "/api/v1/mail/mailboxes", None).await;
-    let projects = bobs.as_array().unwrap().iter().find(|b| b["name"] == "Projects").unwrap()["id"].clone();
-    let page = bob.ok(Method::GET, &format!("/api/v1/mail/messages?mailbox={projects}"), None).await;
-    assert_eq!(page["messages"].as_array().unwrap().len(), 1);
+    assert!(mailbox_messages(&ada, "name", "Projects").await.is_empty(), "ada's Projects got nothing");
+    assert_eq!(mailbox_messages(&bob, "name", "Projects").await.len(), 1);
 }
 
 #[tokio::test]
@@ -418,9 +420,7 @@ assert b"\\Flagged" in second, second
 m.logout()
 "#,
     );
-    let boxes = ada.ok(Method::GET, "/api/v1/mail/mailboxes", None).await;
-    let projects = boxes.as_array().unwrap().iter().find(|b| b["name"] == "Projects").unwrap()["id"].clone();
-    let page = ada.ok(Method::GET, &format!("/api/v1/mail/messages?mailbox={projects}"), None).await;
-    assert_eq!(page["messages"].as_array().unwrap().len(), 2, "{page}");
+    let projects = mailbox_messages(&ada, "name", "Projects").await;
+    assert_eq!(projects.len(), 2, "{projects:?}");
     assert_eq!(api_messages(&ada).await.len(), 3, "the originals stay, plus the copy into INBOX");
 }
